@@ -1,0 +1,3 @@
+from aquapose.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Adapters for external formats (COCO, Label Studio) and safe file I/O."""
