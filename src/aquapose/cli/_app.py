@@ -51,9 +51,15 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show the full traceback when a command fails."),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback when a command fails."
+    ),
 ) -> None:
     _state["debug"] = debug
 
@@ -80,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if _state["debug"]:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
-        console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+        console.print(
+            f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True
+        )
         console.print("(run with --debug for the full traceback)", style="dim")
         sys.exit(1)

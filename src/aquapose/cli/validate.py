@@ -13,7 +13,9 @@ from aquapose.cli._app import app
 
 @app.command()
 def validate(
-    coco_json: Path = typer.Argument(..., help="COCO JSON file to check (ground truth, labels or results)."),
+    coco_json: Path = typer.Argument(
+        ..., help="COCO JSON file to check (ground truth, labels or results)."
+    ),
 ) -> None:
     """Check a COCO file against AquaPose's format and print images/fish per camera.
 
@@ -26,7 +28,7 @@ def validate(
 
     frames = read_coco(coco_json)
     images = Counter(f.camera_id for f in frames)
-    fish = Counter()
+    fish: Counter[str] = Counter()
     for frame in frames:
         fish[frame.camera_id] += len(frame.instances)
     table = Table(title=f"{coco_json}: valid COCO")

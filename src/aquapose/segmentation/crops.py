@@ -117,8 +117,7 @@ def paste_mask(crop_mask: np.ndarray, region: CropRegion) -> np.ndarray:
     mask = as_bool_mask(crop_mask, "crop_mask")
     if mask.shape != (region.crop_size, region.crop_size):
         raise ValueError(
-            f"crop_mask must have shape ({region.crop_size}, {region.crop_size}), "
-            f"got {mask.shape}"
+            f"crop_mask must have shape ({region.crop_size}, {region.crop_size}), got {mask.shape}"
         )
     if region.size != region.crop_size:
         up = cv2.resize(

@@ -19,7 +19,10 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """Bool (H, W) mask -> COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
     m = as_bool_mask(mask)
     rle = mask_utils.encode(np.asfortranarray(m, dtype=np.uint8))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def _to_coco_rle(rle: dict[str, Any]) -> dict[str, Any]:

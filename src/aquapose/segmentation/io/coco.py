@@ -141,18 +141,26 @@ def coco_to_frames(data: Any, source: str = "<coco>") -> list[AnnotatedFrame]:
             if not _is_int(img[key]) or img[key] <= 0:
                 raise fail(where, f"field '{key}' must be a positive int, got {img[key]!r}")
         if not _is_int(img["frame_index"]) or img["frame_index"] < 0:
-            raise fail(where, f"field 'frame_index' must be an int >= 0, got {img['frame_index']!r}")
+            raise fail(
+                where, f"field 'frame_index' must be an int >= 0, got {img['frame_index']!r}"
+            )
         if not isinstance(img["camera_id"], str) or not img["camera_id"]:
-            raise fail(where, f"field 'camera_id' must be a non-empty string, got {img['camera_id']!r}")
+            raise fail(
+                where, f"field 'camera_id' must be a non-empty string, got {img['camera_id']!r}"
+            )
         if not isinstance(img["file_name"], str) or not img["file_name"]:
-            raise fail(where, f"field 'file_name' must be a non-empty string, got {img['file_name']!r}")
+            raise fail(
+                where, f"field 'file_name' must be a non-empty string, got {img['file_name']!r}"
+            )
         images[int(img["id"])] = img
 
     instances: dict[int, list[Instance]] = {image_id: [] for image_id in images}
     seen_ann: set[int] = set()
     for ann in data["annotations"]:
         if not isinstance(ann, dict):
-            raise fail("annotations", f"each annotation must be an object, got {type(ann).__name__}")
+            raise fail(
+                "annotations", f"each annotation must be an object, got {type(ann).__name__}"
+            )
         where = f"annotation id={ann.get('id')!r}"
         for key in ("id", "image_id", "category_id", "bbox"):
             if key not in ann:
@@ -165,13 +173,17 @@ def coco_to_frames(data: Any, source: str = "<coco>") -> list[AnnotatedFrame]:
         if ann["image_id"] not in images:
             raise fail(where, f"field 'image_id' refers to unknown image {ann['image_id']!r}")
         if ann["category_id"] not in categories:
-            raise fail(where, f"field 'category_id' refers to unknown category {ann['category_id']!r}")
+            raise fail(
+                where, f"field 'category_id' refers to unknown category {ann['category_id']!r}"
+            )
         img = images[ann["image_id"]]
         width, height = int(img["width"]), int(img["height"])
         box_xyxy = _read_bbox(ann["bbox"], width, height, lambda m, w=where: fail(w, m))
         rle = None
         if ann.get("segmentation") not in (None, [], {}):
-            rle = _read_segmentation(ann["segmentation"], width, height, lambda m, w=where: fail(w, m))
+            rle = _read_segmentation(
+                ann["segmentation"], width, height, lambda m, w=where: fail(w, m)
+            )
         score = ann.get("score")
         if score is not None and not (_is_number(score) and 0.0 <= score <= 1.0):
             raise fail(where, f"field 'score' must be a number in [0, 1], got {score!r}")
@@ -236,14 +248,19 @@ def _read_segmentation(seg: Any, width: int, height: int, fail: Any) -> dict[str
     """Polygon list or RLE (compressed/uncompressed) -> compressed RLE with str counts."""
     if isinstance(seg, list):
         if not all(
-            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(_is_number(v) for v in p)
+            isinstance(p, list)
+            and len(p) >= 6
+            and len(p) % 2 == 0
+            and all(_is_number(v) for v in p)
             for p in seg
         ):
             raise fail("field 'segmentation' polygons must be lists of >= 3 (x, y) pairs")
         merged = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
         return {"size": [height, width], "counts": merged["counts"].decode("ascii")}
     if not isinstance(seg, dict):
-        raise fail(f"field 'segmentation' must be an RLE object or polygons, got {type(seg).__name__}")
+        raise fail(
+            f"field 'segmentation' must be an RLE object or polygons, got {type(seg).__name__}"
+        )
     if list(seg.get("size", [])) != [height, width]:
         raise fail(
             f"field 'segmentation' RLE size {seg.get('size')!r} does not match the image's "
@@ -256,4 +273,7 @@ def _read_segmentation(seg: Any, width: int, height: int, fail: Any) -> dict[str
     if isinstance(seg.get("counts"), list):
         return encode_rle(mask)
     counts = seg["counts"]
-    return {"size": [height, width], "counts": counts.decode() if isinstance(counts, bytes) else counts}
+    return {
+        "size": [height, width],
+        "counts": counts.decode() if isinstance(counts, bytes) else counts,
+    }
