@@ -1,0 +1,401 @@
+"""Segment whole videos: detect -> crop -> predict -> paste, streaming and resumable.
+
+Per processed frame, crops come from two sources:
+- every MOG2 detection (a crop centred on its box);
+- every *track* (a fish seen in an earlier frame) that no detection covers now:
+  background subtraction loses fish that stop moving, so the model re-checks the
+  crop where the fish was last seen, for up to ``recheck_frames`` frames.
+Optionally the whole frame is also tiled at crop size every ``tile_every`` frames.
+Predictions whose centre lies outside the crop's target box are dropped (they
+belong to a neighbour, whose own crop sees it whole), then duplicates across
+crops are merged by mask-IoU non-maximum suppression.
+
+Results stream to ``<out>/segments.jsonl`` (one line per frame, flushed as it
+goes), so memory stays bounded and an interrupted run resumes where it stopped;
+``<out>/results.json`` (COCO, frame-space RLE masks with scores) is assembled
+from it at the end, also streaming.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aquapose.segmentation.crops import compute_crop_region, extract_crop, paste_mask
+from aquapose.segmentation.io.files import atomic_write_json
+from aquapose.segmentation.masks import (
+    decode_rle,
+    encode_rle,
+    rle_area,
+    rle_iou_matrix,
+    rle_to_box_xyxy,
+)
+from aquapose.segmentation.types import CropRegion
+
+if TYPE_CHECKING:
+    from aquapose.segmentation.detector import DetectorConfig
+    from aquapose.segmentation.model import MaskRCNNSegmentor
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Settings of :func:`segment_video`.
+
+    Attributes:
+        every: process every N-th frame (the detector still sees every frame).
+        score_threshold: keep predicted fish at or above this confidence.
+        batch_size: crops per model forward pass.
+        recheck_frames: re-check a lost fish's last crop for this many frames
+            (0 disables; at 30 fps, 9000 = 5 minutes).
+        tile_every: also run the model on the whole frame, tiled at crop size, every
+            N processed frames (0 disables). Finds fish that were never seen moving.
+        nms_iou: predictions overlapping more than this (mask IoU) are one fish.
+    """
+
+    every: int = 1
+    score_threshold: float = 0.5
+    batch_size: int = 8
+    recheck_frames: int = 9000
+    tile_every: int = 0
+    nms_iou: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.recheck_frames < 0 or self.tile_every < 0:
+            raise ValueError("recheck_frames and tile_every must be >= 0")
+
+
+@dataclass
+class FrameSegments:
+    """The fish found in one frame: frame-space boxes (xyxy), RLE masks and scores."""
+
+    camera_id: str
+    frame_index: int
+    video: str
+    width: int
+    height: int
+    boxes_xyxy: list[list[float]] = field(default_factory=list)
+    rles: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # "detection" | "recheck" | "tile"
+
+
+@dataclass
+class _Track:
+    box_xyxy: np.ndarray
+    last_frame: int
+
+
+@dataclass(frozen=True)
+class _Target:
+    region: CropRegion
+    box_xyxy: np.ndarray  # the frame-space box this crop is about
+    source: str
+
+
+def find_videos(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand the given paths: files stay, a folder becomes its video files (a rig)."""
+    videos: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(
+                    f"{path}: folder holds no video files ({', '.join(VIDEO_SUFFIXES)})"
+                )
+            videos.extend(found)
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such video file or folder")
+    return videos
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every pair of xyxy boxes, (len(a), len(b))."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def _tile_regions(width: int, height: int, crop_size: int) -> list[CropRegion]:
+    """Crop-size tiles covering the frame with at least 1/4 overlap."""
+
+    def starts(limit: int) -> list[int]:
+        if limit <= crop_size:
+            return [0]
+        n = int(np.ceil((limit - crop_size) / (crop_size * 0.75))) + 1
+        return [round(i * (limit - crop_size) / (n - 1)) for i in range(n)]
+
+    return [
+        compute_crop_region(
+            [x, y, x + crop_size, y + crop_size], (width, height), crop_size, margin=0
+        )
+        for y in starts(height)
+        for x in starts(width)
+    ]
+
+
+class VideoSegmenter:
+    """Segments the frames of one camera in order, keeping the fish tracks between frames."""
+
+    def __init__(self, model: MaskRCNNSegmentor, config: SegmentConfig) -> None:
+        self.model = model
+        self.config = config
+        self.tracks: list[_Track] = []
+        self._processed = 0
+
+    def segment_frame(
+        self, frame_bgr: np.ndarray, frame_index: int, detection_boxes: Sequence[np.ndarray]
+    ) -> FrameSegments:
+        cfg = self.config
+        height, width = frame_bgr.shape[:2]
+        crop_size = self.model.crop_size
+        targets = [
+            _Target(
+                compute_crop_region(box, (width, height), crop_size), np.asarray(box), "detection"
+            )
+            for box in detection_boxes
+        ]
+        if cfg.recheck_frames:
+            det = np.asarray(detection_boxes, float).reshape(-1, 4)
+            for track in self.tracks:
+                covered = det.size and _box_iou(track.box_xyxy[None], det).max() > 0.1
+                if not covered and frame_index - track.last_frame <= cfg.recheck_frames:
+                    region = compute_crop_region(track.box_xyxy, (width, height), crop_size)
+                    targets.append(_Target(region, track.box_xyxy, "recheck"))
+        if cfg.tile_every and self._processed % cfg.tile_every == 0:
+            for region in _tile_regions(width, height, crop_size):
+                targets.append(_Target(region, region.box_xyxy, "tile"))
+        self._processed += 1
+
+        crops = [extract_crop(frame_bgr, t.region) for t in targets]
+        results = (
+            self.model.predict(
+                crops,
+                [t.region for t in targets],
+                score_threshold=cfg.score_threshold,
+                batch_size=cfg.batch_size,
+            )
+            if crops
+            else []
+        )
+
+        candidates: list[tuple[float, dict[str, Any], str]] = []
+        for target, crop_results in zip(targets, results, strict=True):
+            for res in crop_results:
+                crop_box = res.crop_box_xyxy
+                centre = target.region.crop_to_frame_xyxy(crop_box)
+                cx, cy = (centre[0] + centre[2]) / 2, (centre[1] + centre[3]) / 2
+                tx0, ty0, tx1, ty1 = target.box_xyxy
+                if not (tx0 <= cx <= tx1 and ty0 <= cy <= ty1):
+                    continue
+                frame_mask = paste_mask(decode_rle(res.crop_rle), target.region)
+                if frame_mask.any():
+                    candidates.append((res.confidence, encode_rle(frame_mask), target.source))
+
+        out = FrameSegments("", frame_index, "", width, height)
+        for score, rle, source in self._nms(candidates):
+            out.rles.append(rle)
+            out.scores.append(score)
+            out.sources.append(source)
+            out.boxes_xyxy.append(rle_to_box_xyxy(rle).tolist())
+        self._update_tracks(np.asarray(out.boxes_xyxy, float).reshape(-1, 4), frame_index)
+        return out
+
+    def _nms(
+        self, candidates: list[tuple[float, dict[str, Any], str]]
+    ) -> list[tuple[float, dict[str, Any], str]]:
+        """Mask-IoU NMS, highest score first; a mask mostly inside a kept one is dropped too."""
+        order = sorted(candidates, key=lambda c: -c[0])
+        kept: list[tuple[float, dict[str, Any], str]] = []
+        for cand in order:
+            if kept:
+                iou = rle_iou_matrix([cand[1]], [k[1] for k in kept])[0]
+                if iou.max() > self.config.nms_iou:
+                    continue
+            kept.append(cand)
+        return kept
+
+    def _update_tracks(self, boxes: np.ndarray, frame_index: int) -> None:
+        """Greedy box-IoU association of this frame's fish to the tracks."""
+        old = np.array([t.box_xyxy for t in self.tracks]).reshape(-1, 4)
+        iou = _box_iou(boxes, old)
+        used: set[int] = set()
+        for i in np.argsort(-iou.max(axis=1)) if iou.size else range(len(boxes)):
+            j = int(np.argmax(iou[i])) if iou.size else -1
+            if j >= 0 and iou[i, j] > 0.1 and j not in used:
+                used.add(j)
+                self.tracks[j] = _Track(boxes[i], frame_index)
+            else:
+                self.tracks.append(_Track(boxes[i], frame_index))
+        horizon = frame_index - self.config.recheck_frames
+        self.tracks = [t for t in self.tracks if t.last_frame >= horizon]
+
+    def seed_tracks(self, last: FrameSegments) -> None:
+        """Restore tracks from the last frame written before an interruption."""
+        for box in last.boxes_xyxy:
+            self.tracks.append(_Track(np.asarray(box, float), last.frame_index))
+
+
+def _last_done(jsonl: Path) -> dict[str, FrameSegments]:
+    """Last frame per camera in a (possibly interrupted) segments.jsonl.
+
+    A torn last line (the run was killed mid-write) is cut off the file.
+    """
+    last: dict[str, FrameSegments] = {}
+    if not jsonl.exists():
+        return last
+    valid_bytes = 0
+    with jsonl.open("rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = FrameSegments(**json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                break
+            last[record.camera_id] = record
+            valid_bytes += len(line)
+    if valid_bytes != jsonl.stat().st_size:
+        with jsonl.open("r+b") as fh:
+            fh.truncate(valid_bytes)
+    return last
+
+
+def segment_videos(
+    videos: Sequence[Path],
+    model: MaskRCNNSegmentor,
+    out_dir: str | Path,
+    config: SegmentConfig | None = None,
+    detector_config: DetectorConfig | None = None,
+    on_frame: Callable[[str, int, int], None] | None = None,
+) -> Path:
+    """Segment every video into ``out_dir/results.json`` (COCO); returns its path.
+
+    ``on_frame(camera_id, frame_index, total_frames)`` is called after each
+    processed frame (for progress bars). Re-running with the same ``out_dir``
+    skips the frames already in ``segments.jsonl``.
+    """
+    from aquapose.segmentation.detector import detect_video
+
+    config = config or SegmentConfig()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: output path exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = out_dir / "segments.jsonl"
+    done = _last_done(jsonl)
+    camera_ids = [Path(v).stem for v in videos]
+    if len(set(camera_ids)) != len(camera_ids):
+        raise ValueError(f"video file names must be unique per camera, got {camera_ids}")
+    atomic_write_json(
+        out_dir / "segment_config.json",
+        {"videos": [str(v) for v in videos], "segment": asdict(config)},
+        indent=2,
+    )
+
+    with jsonl.open("a", encoding="utf-8") as sink:
+        for video, camera_id in zip(videos, camera_ids, strict=True):
+            segmenter = VideoSegmenter(model, config)
+            previous = done.get(camera_id)
+            if previous is not None:
+                segmenter.seed_tracks(previous)
+            last_done = previous.frame_index if previous is not None else -1
+            total = _frame_count(video)
+            for frame_index, frame, detections in detect_video(
+                video, config=detector_config, camera_id=camera_id, every=config.every
+            ):
+                if frame_index <= last_done:
+                    continue
+                seg = segmenter.segment_frame(frame, frame_index, [d.box_xyxy for d in detections])
+                seg.camera_id, seg.video = camera_id, str(video)
+                sink.write(json.dumps(asdict(seg)) + "\n")
+                sink.flush()
+                if on_frame:
+                    on_frame(camera_id, frame_index, total)
+            sink.flush()
+            os.fsync(sink.fileno())
+    return _write_results_coco(jsonl, out_dir / "results.json")
+
+
+def _frame_count(video: Path) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+
+
+def iter_segments(jsonl: str | Path) -> Iterator[FrameSegments]:
+    with Path(jsonl).open(encoding="utf-8") as fh:
+        for line in fh:
+            yield FrameSegments(**json.loads(line))
+
+
+def _write_results_coco(jsonl: Path, path: Path) -> Path:
+    """Stream segments.jsonl into a COCO results file (two passes, bounded memory), atomically.
+
+    Image ids are the line numbers of segments.jsonl (1-based).
+    """
+    from aquapose.segmentation.io.coco import FISH_CATEGORY
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(
+            '{"info": {"description": "AquaPose segment results"}, "licenses": [],\n"images": ['
+        )
+        for image_id, seg in enumerate(iter_segments(jsonl), start=1):
+            image = {
+                "id": image_id,
+                "file_name": f"frames/{seg.camera_id}/{seg.frame_index:06d}.png",
+                "width": seg.width,
+                "height": seg.height,
+                "camera_id": seg.camera_id,
+                "frame_index": seg.frame_index,
+                "video": seg.video,
+            }
+            fh.write(("" if image_id == 1 else ",\n") + json.dumps(image))
+        fh.write('],\n"annotations": [')
+        ann_id = 0
+        for image_id, seg in enumerate(iter_segments(jsonl), start=1):
+            for box, rle, score in zip(seg.boxes_xyxy, seg.rles, seg.scores, strict=True):
+                ann_id += 1
+                x0, y0, x1, y1 = box
+                ann = {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": FISH_CATEGORY["id"],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": float(rle_area(rle)),
+                    "iscrowd": 0,
+                    "segmentation": rle,
+                    "score": score,
+                }
+                fh.write(("" if ann_id == 1 else ",\n") + json.dumps(ann))
+        fh.write(f'],\n"categories": [{json.dumps(FISH_CATEGORY)}]}}\n')
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path

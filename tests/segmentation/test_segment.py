@@ -1,0 +1,163 @@
+"""Pipeline logic of `segment_videos`, with a thresholding stand-in for the model.
+
+The stand-in segments dark pixels in each crop (the fish are the only dark things
+in these clips), so these tests check the pipeline - cropping, pasting, NMS,
+re-checking lost fish, streaming, resume - not a model's accuracy. The real model
+runs through the same code in tests/cli/test_segment.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from aquapose.segmentation.masks import decode_rle, encode_rle, mask_to_box_xyxy
+from aquapose.segmentation.segment import SegmentConfig, find_videos, segment_videos
+from aquapose.segmentation.types import SegmentationResult
+
+W, H = 160, 120
+
+
+class DarkPixelModel:
+    """Test stand-in with MaskRCNNSegmentor's predict signature: one result per dark blob."""
+
+    crop_size = 64
+
+    def __init__(self) -> None:
+        self.calls = 0  # one call per frame that has crops
+
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+        self.calls += 1
+        out = []
+        for crop, region in zip(crops, regions, strict=True):
+            gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            n, labels = cv2.connectedComponents((gray < 60).astype(np.uint8))
+            results = []
+            for k in range(1, n):
+                mask = labels == k
+                if mask.sum() < 10:
+                    continue
+                results.append(
+                    SegmentationResult(mask_to_box_xyxy(mask), encode_rle(mask), 0.9, region)
+                )
+            out.append(results)
+        return out
+
+
+def _fish_mask(cx: float, cy: float) -> np.ndarray:
+    mask = np.zeros((H, W), np.uint8)
+    cv2.ellipse(mask, (int(cx), int(cy)), (12, 5), 0, 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+def _write_clip(path: Path, n_frames: int, stop_at: int) -> list[list[np.ndarray]]:
+    """A fish that swims until `stop_at`, then stays still; a second always swims.
+
+    Returns the ground-truth masks per frame.
+    """
+    rng = np.random.default_rng(0)
+    floor = (150 + rng.integers(-8, 8, (H, W, 1))).astype(np.uint8).repeat(3, axis=2)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, (W, H))
+    truth = []
+    for t in range(n_frames):
+        still_t = min(t, stop_at)
+        a = _fish_mask(20 + 1.5 * still_t, 30)
+        b = _fish_mask(20 + (2 * t) % 120, 90)
+        frame = floor.copy()
+        frame[a | b] = 30
+        writer.write(frame)
+        truth.append([a, b])
+    writer.release()
+    return truth
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    truth = _write_clip(folder / "cam0.avi", n_frames=90, stop_at=15)
+    return folder / "cam0.avi", truth
+
+
+def _recall_of_still_fish(results_json: Path, truth, first: int) -> float:
+    coco = COCO(str(results_json))
+    found = total = 0
+    for img in coco.dataset["images"]:
+        t = img["frame_index"]
+        if t < first:
+            continue
+        still = truth[t][0]
+        masks = [coco.annToMask(a).astype(bool) for a in coco.imgToAnns[img["id"]]]
+        total += 1
+        found += any((m & still).sum() / (m | still).sum() > 0.5 for m in masks)
+    return found / total
+
+
+def test_recheck_finds_fish_that_stopped(clip, tmp_path):
+    video, truth = clip
+    on = segment_videos([video], DarkPixelModel(), tmp_path / "on", SegmentConfig())
+    off = segment_videos(
+        [video], DarkPixelModel(), tmp_path / "off", SegmentConfig(recheck_frames=0)
+    )
+    assert _recall_of_still_fish(on, truth, first=40) == 1.0
+    assert _recall_of_still_fish(off, truth, first=40) < 0.5  # MOG2 alone loses it
+
+
+def test_results_are_valid_coco_without_duplicates(clip, tmp_path):
+    video, truth = clip
+    results = segment_videos([video], DarkPixelModel(), tmp_path / "out", SegmentConfig(every=3))
+    coco = COCO(str(results))
+    frames = [img["frame_index"] for img in coco.dataset["images"]]
+    assert frames == sorted(frames) and all(f % 3 == 0 for f in frames)
+    for img in coco.dataset["images"]:
+        assert img["camera_id"] == "cam0" and img["video"].endswith("cam0.avi")
+        anns = coco.imgToAnns[img["id"]]
+        assert len(anns) <= 2  # never the same fish twice
+        for ann in anns:
+            mask = decode_rle(ann["segmentation"])
+            assert mask.shape == (H, W) and 0.5 <= ann["score"] <= 1.0
+            x, y, w, h = ann["bbox"]
+            np.testing.assert_allclose([x, y, x + w, y + h], mask_to_box_xyxy(mask))
+            best = max((m & mask).sum() / (m | mask).sum() for m in truth[img["frame_index"]])
+            assert best > 0.8
+
+
+def test_interrupted_run_resumes_without_redoing_frames(clip, tmp_path):
+    video, _ = clip
+    out = tmp_path / "out"
+    full = segment_videos([video], DarkPixelModel(), tmp_path / "full", SegmentConfig())
+    segment_videos([video], DarkPixelModel(), out, SegmentConfig())
+    lines = (out / "segments.jsonl").read_bytes().splitlines(keepends=True)
+    # Simulate a kill after 40 frames, mid-way through writing line 41.
+    (out / "segments.jsonl").write_bytes(b"".join(lines[:40]) + lines[40][:25])
+    (out / "results.json").unlink()
+    first_run = DarkPixelModel()
+    segment_videos([video], first_run, tmp_path / "again", SegmentConfig())
+    model = DarkPixelModel()
+    resumed = segment_videos([video], model, out, SegmentConfig())
+    records = [json.loads(line) for line in (out / "segments.jsonl").read_text().splitlines()]
+    assert [r["frame_index"] for r in records] == list(range(len(lines)))
+    # Only the frames after the cut were predicted again.
+    assert first_run.calls > len(lines) - 40 >= model.calls > 0
+    a = json.loads(full.read_text())["annotations"]
+    b = json.loads(resumed.read_text())["annotations"]
+    assert len(a) == len(b)
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such video"):
+        find_videos([tmp_path / "missing.mp4"])
+    with pytest.raises(FileNotFoundError, match="holds no video files"):
+        find_videos([tmp_path])
+    (tmp_path / "a.mp4").write_bytes(b"")
+    assert find_videos([tmp_path]) == [tmp_path / "a.mp4"]
+    with pytest.raises(ValueError, match="every"):
+        SegmentConfig(every=0)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        segment_videos([tmp_path / "a.mp4"], DarkPixelModel(), not_a_dir)
