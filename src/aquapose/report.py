@@ -145,9 +145,10 @@ def render_html(report: Report) -> str:
             else ("≥ " if m.higher_is_better else "≤ ") + m.fmt.format(m.target)
         )
         status = {
+            None: "",
             True: "<span class='pass'>pass</span>",
             False: "<span class='fail'>below</span>",
-        }.get(m.passed, "")
+        }[m.passed]
         metric_rows.append(
             f"<tr><td>{html.escape(m.stage)}</td><td>{html.escape(m.name)}</td>"
             f"<td>{value}</td><td>{target}</td><td>{status}</td></tr>"

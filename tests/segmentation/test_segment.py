@@ -17,7 +17,12 @@ import pytest
 from pycocotools.coco import COCO
 
 from aquapose.segmentation.masks import decode_rle, encode_rle, mask_to_box_xyxy
-from aquapose.segmentation.segment import SegmentConfig, find_videos, segment_videos
+from aquapose.segmentation.segment import (
+    SegmentConfig,
+    find_videos,
+    segment_videos,
+    write_overlay_video,
+)
 from aquapose.segmentation.types import SegmentationResult
 
 W, H = 160, 120
@@ -161,3 +166,21 @@ def test_bad_inputs(tmp_path):
     not_a_dir.write_text("x")
     with pytest.raises(NotADirectoryError, match="not a folder"):
         segment_videos([tmp_path / "a.mp4"], DarkPixelModel(), not_a_dir)
+
+
+def test_overlay_video_has_every_frame_and_outlines(clip, tmp_path):
+    video, _ = clip
+    out = tmp_path / "out"
+    segment_videos([video], DarkPixelModel(), out, SegmentConfig(every=2))
+    path = write_overlay_video(video, out / "segments.jsonl", "cam0", out / "cam0_overlay.mp4")
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 90
+    magenta = lambda f: ((f[..., 0] > 150) & (f[..., 1] < 100) & (f[..., 2] > 150)).sum()  # noqa: E731
+    assert magenta(frames[20]) > 20  # processed frame: outlines drawn
+    assert magenta(frames[21]) < 5  # skipped frame: untouched

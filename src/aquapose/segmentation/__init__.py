@@ -23,6 +23,24 @@ from aquapose.segmentation.types import (
 
 # Stage imports (one line per stage, kept in chain order).
 # -- stages --
+from aquapose.segmentation.detector import DetectorConfig, MOG2Detector, detect_video  # noqa: E402
+from aquapose.segmentation.labels import (  # noqa: E402
+    FilterConfig,
+    filter_mask,
+    stratified_split,
+    to_coco_dataset,
+)
+from aquapose.segmentation.pseudo_labeler import ClassicalConfig, SAMPseudoLabeler  # noqa: E402
+from aquapose.segmentation.io.labelstudio import (  # noqa: E402
+    ImportReport,
+    LabelStudioFormatError,
+    export_to_label_studio,
+    import_from_label_studio,
+)
+from aquapose.segmentation.dataset import CropDataset, collate_fn  # noqa: E402
+from aquapose.segmentation.model import MaskRCNNSegmentor  # noqa: E402
+from aquapose.segmentation.training import TrainConfig, train  # noqa: E402
+from aquapose.segmentation.evaluation import EvalReport, evaluate  # noqa: E402
 
 __all__ = [
     "AnnotatedFrame",
@@ -44,4 +62,24 @@ __all__ = [
     "read_coco",
     "write_coco",
     # -- stage names --
+    "DetectorConfig",
+    "MOG2Detector",
+    "detect_video",
+    "ClassicalConfig",
+    "FilterConfig",
+    "SAMPseudoLabeler",
+    "filter_mask",
+    "stratified_split",
+    "to_coco_dataset",
+    "ImportReport",
+    "LabelStudioFormatError",
+    "export_to_label_studio",
+    "import_from_label_studio",
+    "CropDataset",
+    "collate_fn",
+    "MaskRCNNSegmentor",
+    "TrainConfig",
+    "train",
+    "EvalReport",
+    "evaluate",
 ]

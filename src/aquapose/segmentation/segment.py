@@ -399,3 +399,48 @@ def _write_results_coco(jsonl: Path, path: Path) -> Path:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+def write_overlay_video(video: str | Path, jsonl: str | Path, camera_id: str, path: str | Path) -> Path:
+    """Re-read ``video`` and draw the masks of ``segments.jsonl`` over it into ``path`` (mp4).
+
+    Frames that were not processed (``every`` > 1) are written without outlines.
+    Streams both files: memory does not grow with the clip's length.
+    """
+    import cv2
+
+    from aquapose.report import overlay_masks
+
+    path = Path(path)
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise ValueError(f"{video}: OpenCV cannot open this video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 15.0
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    writer = None
+    try:
+        records = (s for s in iter_segments(jsonl) if s.camera_id == camera_id)
+        pending = next(records, None)
+        index = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if writer is None:
+                size = (frame.shape[1], frame.shape[0])
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
+            while pending is not None and pending.frame_index < index:
+                pending = next(records, None)
+            if pending is not None and pending.frame_index == index:
+                frame = overlay_masks(frame, pred_masks=[decode_rle(r) for r in pending.rles])
+            writer.write(frame)
+            index += 1
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    if writer is None:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{video}: no frame could be decoded")
+    os.replace(tmp, path)
+    return path

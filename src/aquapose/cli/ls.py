@@ -1,0 +1,199 @@
+"""``aquapose ls``: review pseudo-labels in Label Studio (export/import files, push/pull a server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from aquapose.cli._app import app, console
+
+ls_app = typer.Typer(
+    name="ls",
+    help=(
+        "Review masks in Label Studio: `export` tasks + labeling config and `import` the "
+        "reviewed JSON export back into COCO, or `push`/`pull` with a running server "
+        "(API token in $LABEL_STUDIO_API_KEY)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(ls_app, name="ls")
+
+_IMAGE_ROOT_HELP = (
+    "Folder the image URLs are relative to: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT "
+    "(or the folder --url-prefix serves)."
+)
+_URL_PREFIX_HELP = "Image URLs as PREFIX + path relative to the image root, not local-files URLs."
+
+
+def _how_to(out: Path, root: Path, url_prefix: str | None) -> str:
+    tasks, config = out / "tasks.json", out / "labeling_config.xml"
+    if url_prefix is None:
+        serve = (
+            "  1. Start Label Studio so it may serve the frames:\n"
+            "       LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true \\\n"
+            f"       LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} label-studio start\n"
+        )
+        storage = (
+            "  3. Settings > Cloud Storage > Add Source Storage > Local files, absolute path "
+            f"{root}\n     (lets it serve the images; do not sync it).\n"
+        )
+    else:
+        serve = f"  1. Serve {root} at {url_prefix} (with CORS allowed for Label Studio).\n"
+        storage = ""
+    return (
+        "How to load this in Label Studio:\n"
+        f"{serve}"
+        "  2. Create a project; Settings > Labeling Interface > Code: paste\n"
+        f"     {config}\n"
+        f"{storage}"
+        f"  {4 if storage else 3}. Import {tasks} (the fish are predictions: accept, repaint, "
+        "delete;\n     submit a frame with no regions when it holds no fish).\n"
+        f"  {5 if storage else 4}. Export > JSON, then:\n"
+        f"     aquapose ls import EXPORT.json --out reviewed.json --image-root {root}"
+        + (f" --url-prefix {url_prefix}" if url_prefix else "")
+        + "\nWith a running server instead: aquapose ls push / aquapose ls pull."
+    )
+
+
+@ls_app.command("export")
+def export_cmd(
+    coco: Path = typer.Argument(..., help="COCO JSON with the masks to review (pseudo-labels)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for tasks.json + config."),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help=_IMAGE_ROOT_HELP + " Default: the COCO file's folder."
+    ),
+    url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
+    polygons: bool = typer.Option(
+        False, "--polygons", help="Predictions as polygons (editable points; lossy) not brush."
+    ),
+    model_version: str = typer.Option("aquapose", "--model-version", help="Predictions' tag."),
+) -> None:
+    """Write Label Studio tasks (the fish as predictions) and the labeling config.
+
+    OUT/tasks.json holds one task per frame, OUT/labeling_config.xml the config
+    (BrushLabels, label fish); then it prints how to load them in Label Studio.
+    """
+    from aquapose.segmentation.io.labelstudio import export_to_label_studio
+
+    export = export_to_label_studio(
+        coco,
+        out,
+        image_root=image_root,
+        url_prefix=url_prefix,
+        polygons=polygons,
+        model_version=model_version,
+    )
+    console.print(
+        f"wrote {export.tasks_json} ({export.tasks} tasks, {export.regions} regions) and "
+        f"{export.config_xml}",
+        highlight=False,
+    )
+    console.print(
+        _how_to(out, export.image_root, url_prefix), highlight=False, markup=False, soft_wrap=True
+    )
+
+
+@ls_app.command("import")
+def import_cmd(
+    export_json: Path = typer.Argument(..., help="Label Studio JSON export of the project."),
+    out: Path = typer.Option(..., "--out", "-o", help="COCO JSON to write."),
+    image_root: Path = typer.Option(..., "--image-root", help=_IMAGE_ROOT_HELP),
+    url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
+    alpha_threshold: int = typer.Option(
+        128, "--alpha-threshold", min=1, max=255, help="Brush pixels with alpha >= this are fish."
+    ),
+) -> None:
+    """Import a reviewed Label Studio JSON export into COCO.
+
+    Per task the newest non-cancelled annotation is kept; cancelled/skipped and
+    unannotated tasks are left out and counted; a frame submitted with no regions
+    stays, with no fish. A bad export fails with one message and writes nothing.
+    """
+    from aquapose.segmentation.io.labelstudio import import_from_label_studio
+
+    report = import_from_label_studio(
+        export_json,
+        image_root=image_root,
+        url_prefix=url_prefix,
+        out_coco=out,
+        alpha_threshold=alpha_threshold,
+    )
+    console.print(f"wrote {out}: {report.summary()}", highlight=False)
+
+
+@ls_app.command("push")
+def push_cmd(
+    coco: Path = typer.Argument(..., help="COCO JSON with the masks to review."),
+    url: str = typer.Option(..., "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL."),
+    project: str = typer.Option(..., "--project", help="Project title (created if missing)."),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help=_IMAGE_ROOT_HELP + " Default: the COCO file's folder."
+    ),
+    url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
+    polygons: bool = typer.Option(False, "--polygons", help="Predictions as polygons."),
+    model_version: str = typer.Option("aquapose", "--model-version", help="Predictions' tag."),
+    storage: bool = typer.Option(
+        True,
+        "--storage/--no-storage",
+        help="Register the image root as the project's local-files storage (needed for "
+        "Label Studio to serve the frames; the server must see the same path).",
+    ),
+) -> None:
+    """Push frames with their masks as predictions to a Label Studio project.
+
+    Creates the project (or reuses it: frames already there are skipped). The API
+    token is read from $LABEL_STUDIO_API_KEY and never printed.
+    """
+    from aquapose.segmentation.io.labelstudio_server import push_to_label_studio
+
+    report = push_to_label_studio(
+        coco,
+        url=url,
+        project=project,
+        image_root=image_root,
+        url_prefix=url_prefix,
+        polygons=polygons,
+        model_version=model_version,
+        storage=storage,
+    )
+    state = "created" if report.project_created else "reused"
+    console.print(
+        f"project {project!r} (id {report.project_id}, {state}): {report.imported} tasks "
+        f"imported, {report.already_there} already there",
+        highlight=False,
+    )
+
+
+@ls_app.command("pull")
+def pull_cmd(
+    url: str = typer.Option(..., "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL."),
+    project: str = typer.Option(..., "--project", help="Project title."),
+    out: Path = typer.Option(..., "--out", "-o", help="COCO JSON to write."),
+    image_root: Path = typer.Option(..., "--image-root", help=_IMAGE_ROOT_HELP),
+    url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
+    save_export: Path | None = typer.Option(
+        None, "--save-export", help="Also keep Label Studio's raw JSON export here."
+    ),
+    alpha_threshold: int = typer.Option(
+        128, "--alpha-threshold", min=1, max=255, help="Brush pixels with alpha >= this are fish."
+    ),
+) -> None:
+    """Pull a Label Studio project's reviewed annotations into COCO.
+
+    Same policy as `aquapose ls import`. The API token is read from
+    $LABEL_STUDIO_API_KEY and never printed.
+    """
+    from aquapose.segmentation.io.labelstudio_server import pull_from_label_studio
+
+    report = pull_from_label_studio(
+        url=url,
+        project=project,
+        out_coco=out,
+        image_root=image_root,
+        url_prefix=url_prefix,
+        save_export=save_export,
+        alpha_threshold=alpha_threshold,
+    )
+    console.print(f"wrote {out}: {report.summary()}", highlight=False)

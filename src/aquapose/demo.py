@@ -1,0 +1,379 @@
+"""``aquapose demo``: the whole chain on built-in synthetic data, with a report.
+
+Each stage runs the same command a user would type (printed as it starts), so the
+demo doubles as a worked example of the real-data workflow:
+
+    synth -> detect -> eval-detections -> pseudolabel -> ls export -> train
+          -> evaluate (against ground truth) -> segment a held-out clip -> report
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from aquapose.report import Figure, Metric, Report, Table, overlay_masks, write_report
+from aquapose.segmentation.io.files import atomic_write_json, read_image, write_image
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo run. ``quick`` shrinks everything for tests (~1-2 minutes).
+
+    Attributes:
+        seed: seed of the training clip; the held-out clip uses ``seed + 1``.
+        preset: synthetic preset of the training clip.
+        detect_every: keep every N-th frame for labelling.
+        epochs, crop_size, arch: the training run (light architecture by default).
+        heldout_frames: frames of the held-out clip segmented at the end.
+    """
+
+    seed: int = 0
+    preset: str = "demo"
+    detect_every: int = 12
+    arch: str = "maskrcnn_resnet18_fpn"
+    epochs: int = 6
+    crop_size: int = 128
+    batch_size: int = 4
+    heldout_frames: int = 450
+    heldout_cameras: int = 1
+    segment_every: int = 3
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> DemoConfig:
+        return cls(
+            seed=seed,
+            preset="tiny",
+            detect_every=3,
+            epochs=1,
+            crop_size=64,
+            heldout_frames=60,
+            segment_every=5,
+        )
+
+
+def _cli(args: list[str], log: Callable[[str], None]) -> None:
+    """Run one ``aquapose`` command in this process (errors propagate)."""
+    from aquapose.cli import app
+
+    log("$ aquapose " + " ".join(shlex.quote(a) for a in args))
+    app(args=args, prog_name="aquapose", standalone_mode=False)
+
+
+def _gt_for_frames(frames_json: Path, gt_paths: list[Path], out_path: Path) -> Path:
+    """Ground truth for the frames of ``frames_json`` (joined on camera_id, frame_index).
+
+    The result keeps ``frames_json``'s image paths (rebased to ``out_path``'s folder),
+    so a model can be evaluated on exactly those frames against the *true* masks.
+    """
+    import os
+
+    from aquapose.segmentation.io.coco import read_coco, write_coco
+    from aquapose.segmentation.types import AnnotatedFrame
+
+    truth = {(f.camera_id, f.frame_index): f for p in gt_paths for f in read_coco(p)}
+    frames = []
+    for frame in read_coco(frames_json):
+        gt = truth.get((frame.camera_id, frame.frame_index))
+        if gt is None or frame.extra.get("negative"):
+            continue  # negative crops have no ground-truth frame of their own size
+        image = Path(os.path.relpath(frame.resolve_image(frames_json.parent), out_path.parent))
+        frames.append(
+            AnnotatedFrame(
+                image_id=frame.image_id,
+                image_path=image.as_posix(),
+                width=gt.width,
+                height=gt.height,
+                camera_id=gt.camera_id,
+                frame_index=gt.frame_index,
+                video=gt.video,
+                instances=gt.instances,
+            )
+        )
+    if not frames:
+        raise ValueError(f"{frames_json}: no frame has ground truth in {gt_paths}")
+    return write_coco(frames, out_path)
+
+
+def _heldout_figures(
+    results_json: Path, gt_json: Path, video: Path, out_dir: Path, n: int = 4
+) -> tuple[list[Figure], list[Figure], list[float]]:
+    """Overlays of typical and worst held-out frames (ground truth vs segment results)."""
+    from aquapose.segmentation.evaluation import image_mask_iou
+    from aquapose.segmentation.io.coco import read_coco
+
+    truth = {f.frame_index: f for f in read_coco(gt_json)}
+    scored = []
+    for frame in read_coco(results_json):
+        gt = truth.get(frame.frame_index)
+        if gt is None:
+            continue
+        gt_rles = [i.rle for i in gt.instances if i.rle is not None]
+        pred_rles = [i.rle for i in frame.instances if i.rle is not None]
+        scored.append((image_mask_iou(gt_rles, pred_rles), frame.frame_index, gt, frame))
+    if not scored:
+        return [], [], []
+    scored.sort(key=lambda s: s[0])
+    worst = scored[:n]
+    spread = [scored[int(i)] for i in np.linspace(len(scored) // 2, len(scored) - 1, n)]
+    wanted = {s[1] for s in worst + spread}
+    images: dict[int, np.ndarray] = {}
+    cap = cv2.VideoCapture(str(video))
+    index = 0
+    while wanted - images.keys():
+        ok, image = cap.read()
+        if not ok:
+            break
+        if index in wanted:
+            images[index] = image
+        index += 1
+    cap.release()
+
+    def figure(entry: tuple[float, int, Any, Any], kind: str) -> Figure:
+        iou, frame_index, gt, pred = entry
+        drawn = overlay_masks(
+            images[frame_index],
+            [i.mask() for i in gt.instances if i.rle is not None],
+            [i.mask() for i in pred.instances if i.rle is not None],
+        )
+        name = f"{kind}_{frame_index:06d}.png"
+        write_image(out_dir / name, drawn)
+        caption = f"frame {frame_index}: {len(gt.instances)} fish, {len(pred.instances)} found, IoU {iou:.2f}"
+        return Figure(f"{gt.camera_id} #{frame_index}", name, caption)
+
+    typical = [figure(s, "overlay") for s in spread if s[1] in images]
+    failures = [figure(s, "worst") for s in worst if s[1] in images]
+    return typical, failures, [s[0] for s in scored]
+
+
+def run_demo(
+    out_dir: str | Path, config: DemoConfig | None = None, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the whole chain into ``out_dir``; returns the key numbers (also in summary.json)."""
+    from aquapose.segmentation.detection_eval import evaluate_detections
+    from aquapose.segmentation.evaluation import evaluate
+    from aquapose.segmentation.model import MaskRCNNSegmentor
+    from aquapose.synth import generate
+
+    cfg = config or DemoConfig()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: --out exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    metrics: list[Metric] = []
+    tables: list[Table] = []
+    stage_count = 8
+
+    def stage(number: int, name: str) -> Callable[[], None]:
+        log(f"\n[{number}/{stage_count}] {name}")
+        start = time.perf_counter()
+
+        def done() -> None:
+            timings[name] = time.perf_counter() - start
+
+        return done
+
+    # 1. synthetic clip with exact ground truth
+    done = stage(1, "synthesise a multi-camera clip")
+    data = out / "data"
+    manifest = json.loads(Path(generate(data, preset=cfg.preset, seed=cfg.seed)).read_text())
+    videos = [data / cam["video"] for cam in manifest["cameras"]]
+    gt_paths = [data / cam["ground_truth"] for cam in manifest["cameras"]]
+    log(f"  {len(videos)} cameras x {manifest['cameras'][0]['num_frames']} frames in {data}")
+    done()
+
+    # 2. detection + its evaluation against ground truth
+    done = stage(2, "detect fish (MOG2)")
+    det = out / "detect"
+    _cli(["detect", *map(str, videos), "--out", str(det), "--every", str(cfg.detect_every)], log)
+    det_report = evaluate_detections(det / "detections.json", gt_paths)
+    total = det_report.total
+    metrics += [
+        Metric("detect", "recall", total.recall, 0.95),
+        Metric("detect", "precision", total.precision, 0.95),
+        Metric("detect", "recall, stationary fish", total.flag_recall("stationary"), 0.95),
+        Metric("detect", "recall, low-contrast fish", total.flag_recall("low_contrast"), 0.95),
+    ]
+    tables.append(
+        Table(
+            "Detection per camera",
+            [
+                "camera",
+                "frames",
+                "fish",
+                "recall",
+                "precision",
+                "stationary recall",
+                "low-contrast recall",
+            ],
+            [
+                [
+                    c.camera_id,
+                    c.frames,
+                    c.gt,
+                    c.recall,
+                    c.precision,
+                    c.flag_recall("stationary"),
+                    c.flag_recall("low_contrast"),
+                ]
+                for c in (*det_report.cameras, total)
+            ],
+        )
+    )
+    done()
+
+    # 3. pseudo-labels (weight-free classical backend) + their quality
+    done = stage(3, "pseudo-label masks (classical backend)")
+    labels = out / "labels"
+    _cli(["pseudolabel", str(det / "detections.json"), "--out", str(labels)], log)
+    label_report = evaluate_detections(labels / "train.json", gt_paths, iou_threshold=0.3)
+    metrics.append(
+        Metric(
+            "pseudo-label",
+            "mean mask IoU (train labels vs truth)",
+            label_report.total.mean_iou,
+            0.85,
+        )
+    )
+    done()
+
+    # 4. Label Studio review package (files only)
+    done = stage(4, "export Label Studio tasks for review")
+    _cli(
+        [
+            "ls",
+            "export",
+            str(labels / "train.json"),
+            "--out",
+            str(out / "labelstudio"),
+            "--image-root",
+            str(out),
+        ],
+        log,
+    )
+    done()
+
+    # 5. train the light model
+    done = stage(5, f"train {cfg.arch} ({cfg.epochs} epochs, {cfg.crop_size}px crops)")
+    run = out / "run"
+    _cli(
+        [
+            "train",
+            "--train",
+            str(labels / "train.json"),
+            "--val",
+            str(labels / "val.json"),
+            "--out",
+            str(run),
+            "--arch",
+            cfg.arch,
+            "--epochs",
+            str(cfg.epochs),
+            "--crop-size",
+            str(cfg.crop_size),
+            "--batch-size",
+            str(cfg.batch_size),
+            "--val-every",
+            str(max(1, cfg.epochs // 2)),
+        ],
+        log,
+    )
+    done()
+
+    # 6. evaluate the model against the ground truth of the validation frames
+    done = stage(6, "evaluate the model against ground truth")
+    val_gt = _gt_for_frames(labels / "val.json", gt_paths, out / "eval" / "val_truth.json")
+    model = MaskRCNNSegmentor.load(run / "best.pt")
+    model_report = evaluate(model, val_gt)
+    metrics += [
+        Metric("model", "val mean mask IoU vs truth", model_report.mean_mask_iou, 0.90),
+        Metric("model", "COCO segm AP", model_report.segm_ap),
+        Metric("model", "COCO segm AP50", model_report.segm_ap50),
+    ]
+    done()
+
+    # 7. segment a held-out clip (other seed) and score it
+    done = stage(7, "segment a held-out clip (another seed)")
+    heldout = out / "heldout"
+    held_manifest = json.loads(
+        Path(
+            generate(
+                heldout,
+                preset=cfg.preset,
+                seed=cfg.seed + 1,
+                cameras=cfg.heldout_cameras,
+                frames=cfg.heldout_frames,
+            )
+        ).read_text()
+    )
+    held_videos = [heldout / cam["video"] for cam in held_manifest["cameras"]]
+    held_gt = [heldout / cam["ground_truth"] for cam in held_manifest["cameras"]]
+    seg_dir = out / "segment"
+    _cli(
+        [
+            "segment",
+            *map(str, held_videos),
+            "--model",
+            str(run / "best.pt"),
+            "--out",
+            str(seg_dir),
+            "--every",
+            str(cfg.segment_every),
+        ],
+        log,
+    )
+    seg_report = evaluate_detections(seg_dir / "results.json", held_gt, iou_threshold=0.5)
+    seg_total = seg_report.total
+    metrics += [
+        Metric("segment", "recall (mask IoU >= 0.5)", seg_total.recall, 0.95),
+        Metric("segment", "recall, stationary fish", seg_total.flag_recall("stationary"), 0.90),
+        Metric("segment", "precision", seg_total.precision),
+        Metric("segment", "mean mask IoU of matched fish", seg_total.mean_iou, 0.85),
+    ]
+    figures_dir = out / "report"
+    typical, failures, frame_ious = _heldout_figures(
+        seg_dir / "results.json", held_gt[0], held_videos[0], figures_dir
+    )
+    done()
+
+    # 8. report
+    done = stage(8, "write the report")
+    curves = []
+    if (run / "curves.png").exists():
+        write_image(figures_dir / "curves.png", read_image(run / "curves.png"))
+        curves.append(
+            Figure("training", "curves.png", "loss and validation mean mask IoU per epoch")
+        )
+    report = Report(
+        title="AquaPose demo report",
+        summary=(
+            f"synthetic '{cfg.preset}' clip, seed {cfg.seed}: {len(videos)} cameras; held-out clip seed "
+            f"{cfg.seed + 1}; model {cfg.arch}, {cfg.epochs} epochs on {cfg.crop_size}px crops"
+        ),
+        metrics=metrics,
+        tables=tables,
+        overlays=typical,
+        curves=curves,
+        failures=failures,
+        timings_s=timings,
+    )
+    done()
+    report_path = write_report(report, figures_dir / "index.html")
+    summary = {
+        "report": str(report_path),
+        "config": asdict(cfg),
+        "metrics": [asdict(m) for m in metrics],
+        "timings_s": timings,
+        "heldout_frame_ious": frame_ious,
+    }
+    atomic_write_json(out / "summary.json", summary, indent=2)
+    return summary

@@ -1,0 +1,280 @@
+"""Crops around annotated fish, in torchvision's detection format, with augmentation.
+
+One sample per annotated fish (a square crop centred on it, see
+:func:`~aquapose.segmentation.crops.compute_crop_region`) plus one per image without
+fish (a random window of it, a *negative*). Every other fish whose visible part in the
+window has at least ``min_visible_area`` crop pixels is a target too, clipped to the
+crop. A sample is ``(image, target)``:
+
+- ``image``: float32 ``[3, H, W]`` RGB in ``0..1`` (``H = W = crop_size``);
+- ``target``: ``boxes`` float32 ``[N, 4]`` crop-space ``xyxy`` (tight around the
+  masks), ``labels`` int64 ``[N]`` (1 = fish), ``masks`` uint8 ``[N, H, W]``,
+  ``image_id`` int (the sample index). Negatives have ``N = 0`` and are kept: the
+  model must learn to say "no fish".
+
+Augmentation (``augment=True``) uses ``torchvision.transforms.v2`` on ``tv_tensors``
+so image, masks and boxes move together: a small random shift of the window,
+horizontal/vertical flips, 90-degree rotations and brightness/contrast jitter;
+degenerate boxes are dropped after every geometric transform. It is seeded per
+sample from ``(seed, epoch, index)``: the same epoch gives the same crops in any
+process (DataLoader workers included) and the global torch RNG is left untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from aquapose.segmentation.crops import compute_crop_region, extract_crop
+from aquapose.segmentation.io.coco import read_coco
+from aquapose.segmentation.io.files import read_image
+from aquapose.segmentation.masks import decode_rle, mask_to_box_xyxy
+from aquapose.segmentation.types import AnnotatedFrame, CropRegion
+
+Target = dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class CropSample:
+    """One un-augmented crop and its ground truth (numpy, for evaluation and inspection).
+
+    Attributes:
+        image_bgr: uint8 ``(crop_size, crop_size, 3)`` BGR crop.
+        crop_masks: bool ``(N, crop_size, crop_size)`` masks of the fish in the crop.
+        region: the crop's window in its frame.
+        frame: the annotated frame the crop comes from.
+        instance_index: index in ``frame.instances`` of the fish the crop is centred on,
+            or -1 for a negative crop.
+    """
+
+    image_bgr: np.ndarray
+    crop_masks: np.ndarray
+    region: CropRegion
+    frame: AnnotatedFrame
+    instance_index: int
+
+
+class RandomRot90(v2.Transform):
+    """Rotate image, masks and boxes together by a random multiple of 90 degrees (exact)."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"angle": 90.0 * int(torch.randint(0, 4, ()).item())}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if params["angle"] == 0.0 or not isinstance(inpt, torch.Tensor):
+            return inpt
+        return F.rotate(inpt, angle=params["angle"], expand=True)
+
+
+def build_augmentation(brightness: float = 0.25, contrast: float = 0.25) -> v2.Compose:
+    """The training augmentation: flips, 90-degree rotations, brightness/contrast jitter.
+
+    Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask,
+    "labels": Tensor, ...})``; ``SanitizeBoundingBoxes`` after every geometric step
+    drops degenerate boxes with their masks and labels.
+    """
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(p=0.5),
+            v2.SanitizeBoundingBoxes(),
+            v2.RandomVerticalFlip(p=0.5),
+            v2.SanitizeBoundingBoxes(),
+            RandomRot90(),
+            v2.SanitizeBoundingBoxes(),
+            v2.ColorJitter(brightness=brightness, contrast=contrast),
+        ]
+    )
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Crops around every annotated fish of a COCO file, plus negative crops.
+
+    Args:
+        coco_json: COCO file (``read_coco`` format; masks as RLE or polygons).
+        image_root: folder that ``file_name`` is relative to; default the COCO file's folder.
+        crop_size: side of the square crops in pixels.
+        augment: apply the random shift, flips, rotations and colour jitter.
+        seed: seeds the augmentation and the negative windows.
+        margin: crop margin around the centred fish (fraction of its longer side).
+        max_shift: largest random shift of the window when augmenting, as a fraction of
+            the window (never so far that the centred fish leaves the crop).
+        min_visible_area: fish with fewer visible pixels in a crop are not targets.
+        brightness, contrast: colour jitter strengths when augmenting.
+    """
+
+    def __init__(
+        self,
+        coco_json: str | Path,
+        image_root: str | Path | None = None,
+        crop_size: int = 256,
+        augment: bool = False,
+        seed: int = 0,
+        *,
+        margin: float = 0.15,
+        max_shift: float = 0.1,
+        min_visible_area: int = 20,
+        brightness: float = 0.25,
+        contrast: float = 0.25,
+    ) -> None:
+        if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
+            raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
+        if not 0.0 <= max_shift < 0.5:
+            raise ValueError(f"max_shift must be in [0, 0.5), got {max_shift}")
+        if min_visible_area < 1:
+            raise ValueError(f"min_visible_area must be >= 1, got {min_visible_area}")
+        self.coco_json = Path(coco_json)
+        self.image_root = Path(image_root) if image_root is not None else self.coco_json.parent
+        self.crop_size = crop_size
+        self.augment = augment
+        self.seed = int(seed)
+        self.margin = margin
+        self.max_shift = max_shift
+        self.min_visible_area = int(min_visible_area)
+        self.frames = read_coco(self.coco_json)
+        self.epoch = 0
+        self._transform = build_augmentation(brightness, contrast) if augment else None
+        # (frame index, instance index or -1 for a negative)
+        self.samples: list[tuple[int, int]] = []
+        for f_idx, frame in enumerate(self.frames):
+            if not frame.instances:
+                self.samples.append((f_idx, -1))
+                continue
+            for i_idx, inst in enumerate(frame.instances):
+                if inst.rle is None:
+                    raise ValueError(
+                        f"{self.coco_json}: image {frame.image_id} has a fish without a mask "
+                        "(box-only annotation); CropDataset needs a segmentation for every fish"
+                    )
+                self.samples.append((f_idx, i_idx))
+        if not self.samples:
+            raise ValueError(f"{self.coco_json}: no images, nothing to train or evaluate on")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_negatives(self) -> int:
+        """Number of negative (no-fish) samples."""
+        return sum(1 for _, i in self.samples if i < 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation used for plain integer keys (see ``__getitem__``)."""
+        self.epoch = int(epoch)
+
+    def _region(self, index: int, rng: np.random.Generator, shift: bool) -> CropRegion:
+        f_idx, i_idx = self.samples[index]
+        frame = self.frames[f_idx]
+        size_wh = (frame.width, frame.height)
+        if i_idx < 0:  # negative: a random window
+            x = rng.uniform(0, max(frame.width - self.crop_size, 0))
+            y = rng.uniform(0, max(frame.height - self.crop_size, 0))
+            window = (
+                x,
+                y,
+                x + min(self.crop_size, frame.width),
+                y + min(self.crop_size, frame.height),
+            )
+            return compute_crop_region(window, size_wh, self.crop_size, margin=0.0)
+        box = frame.instances[i_idx].box_xyxy
+        region = compute_crop_region(box, size_wh, self.crop_size, self.margin)
+        if not shift or self.max_shift == 0.0:
+            return region
+        slack = (region.size - max(box[2] - box[0], box[3] - box[1])) / 2.0
+        limit = max(0.0, min(self.max_shift * region.size, slack))
+        dx, dy = rng.uniform(-limit, limit, size=2)
+        shifted = box + np.array([dx, dy, dx, dy])
+        shifted = np.clip(shifted, 0.0, [frame.width, frame.height] * 2)
+        if shifted[2] - shifted[0] < 1.0 or shifted[3] - shifted[1] < 1.0:
+            return region
+        return compute_crop_region(shifted, size_wh, self.crop_size, self.margin)
+
+    def _load(self, index: int, rng: np.random.Generator, shift: bool) -> CropSample:
+        f_idx, i_idx = self.samples[index]
+        frame = self.frames[f_idx]
+        region = self._region(index, rng, shift)
+        image = read_image(frame.resolve_image(self.image_root))
+        if image.shape[:2] != (frame.height, frame.width):
+            raise ValueError(
+                f"{frame.resolve_image(self.image_root)}: image is {image.shape[1]}x"
+                f"{image.shape[0]}, but {self.coco_json} says {frame.width}x{frame.height}"
+            )
+        crop_bgr = extract_crop(image, region)
+        window = region.box_xyxy
+        masks: list[np.ndarray] = []
+        for inst in frame.instances:
+            box = inst.box_xyxy
+            if (
+                box[0] >= window[2]
+                or box[2] <= window[0]
+                or box[1] >= window[3]
+                or box[3] <= window[1]
+            ):
+                continue
+            crop_mask = extract_crop(decode_rle(inst.rle), region)  # type: ignore[arg-type]
+            if np.count_nonzero(crop_mask) >= self.min_visible_area:
+                masks.append(crop_mask)
+        shape = (len(masks), self.crop_size, self.crop_size)
+        stacked = np.stack(masks) if masks else np.zeros(shape, dtype=bool)
+        return CropSample(crop_bgr, stacked, region, frame, i_idx)
+
+    def crop(self, index: int) -> CropSample:
+        """The un-augmented crop of sample ``index`` (numpy), as used for evaluation."""
+        if not 0 <= index < len(self.samples):
+            raise IndexError(f"sample index {index} out of range [0, {len(self.samples)})")
+        return self._load(index, np.random.default_rng([self.seed, 0, index]), shift=False)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, Target]:
+        """Sample ``key``: an index (augmented as in ``self.epoch``) or ``(epoch, index)``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        if not 0 <= index < len(self.samples):
+            raise IndexError(f"sample index {index} out of range [0, {len(self.samples)})")
+        rng = np.random.default_rng([self.seed, epoch if self.augment else 0, index])
+        sample = self._load(index, rng, shift=self.augment)
+        rgb = cv2.cvtColor(sample.image_bgr, cv2.COLOR_BGR2RGB)
+        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
+        masks = tv_tensors.Mask(torch.from_numpy(sample.crop_masks.astype(np.uint8)))
+        boxes = torch.zeros((len(masks), 4), dtype=torch.float32)
+        for n, m in enumerate(sample.crop_masks):
+            boxes[n] = torch.from_numpy(mask_to_box_xyxy(m))
+        target: Target = {
+            "boxes": tv_tensors.BoundingBoxes(
+                boxes, format="XYXY", canvas_size=(self.crop_size, self.crop_size)
+            ),
+            "labels": torch.ones(len(masks), dtype=torch.int64),
+            "masks": masks,
+        }
+        if self._transform is not None:
+            seed = int(rng.integers(0, 2**63 - 1))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image, target = self._transform(image, target)
+        return _plain(image, target, index)
+
+
+def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tensor, Target]:
+    """Strip the tv_tensor wrappers and fix dtypes for the model."""
+    masks = target["masks"].as_subclass(torch.Tensor).to(torch.uint8)
+    boxes = target["boxes"].as_subclass(torch.Tensor).to(torch.float64).reshape(-1, 4)
+    # rotations compute boxes with trigonometry: snap the 1e-15 noise back to the pixel edges
+    boxes = (torch.round(boxes * 1e4) / 1e4).to(torch.float32)
+    keep = masks.flatten(1).amax(dim=1) > 0 if len(masks) else torch.zeros(0, dtype=torch.bool)
+    return image.as_subclass(torch.Tensor).clamp_(0.0, 1.0).contiguous(), {
+        "boxes": boxes[keep],
+        "labels": target["labels"][keep],
+        "masks": masks[keep].contiguous(),
+        "image_id": index,
+    }
+
+
+def collate_fn(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[tuple[Any, ...], ...]:
+    """``[(image, target), ...] -> ((image, ...), (target, ...))`` for torchvision detection."""
+    return tuple(zip(*batch, strict=True))

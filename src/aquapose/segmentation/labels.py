@@ -1,0 +1,326 @@
+"""From pseudo-label masks to training sets: quality filter, negatives, COCO, split.
+
+- :func:`filter_mask` says why a mask should not be trusted (or ``None``);
+- :func:`to_coco_dataset` keeps the accepted masks and adds negative examples
+  (frames without detections, and background crops sampled away from every
+  detection, written as PNG under ``out_dir/negatives/``);
+- :func:`stratified_split` splits frames into train/val per camera, never putting
+  one frame (or a negative crop of it) in both.
+- :func:`contact_sheet` draws crops with their mask outlines for a quick look.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from aquapose.segmentation.io.files import read_image, write_image
+from aquapose.segmentation.types import AnnotatedFrame, Detection, as_bool_mask, as_box_xyxy
+
+#: Reasons :func:`filter_mask` can give, in the order they are checked.
+REJECT_REASONS = ("low_score", "small_area", "low_fill", "high_fill")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Thresholds of :func:`filter_mask`.
+
+    Attributes:
+        min_score: detections scored below this are rejected (``low_score``).
+        min_area: masks with fewer pixels are rejected (``small_area``; empty masks too).
+        min_fill, max_fill: allowed range of mask area / detection box area
+            (``low_fill``: the mask lost most of the fish or caught a sliver;
+            ``high_fill``: the mask fills the box like a rectangle, i.e. leaked
+            into the background).
+    """
+
+    min_score: float = 0.8
+    min_area: int = 100
+    min_fill: float = 0.05
+    max_fill: float = 0.6
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
+        if self.min_area < 0:
+            raise ValueError(f"min_area must be >= 0, got {self.min_area}")
+        if not 0.0 <= self.min_fill < self.max_fill <= 1.0:
+            raise ValueError(
+                f"fill range must satisfy 0 <= min_fill < max_fill <= 1, got "
+                f"[{self.min_fill}, {self.max_fill}]"
+            )
+
+
+def filter_mask(
+    mask: np.ndarray, detection: Detection, config: FilterConfig | None = None
+) -> str | None:
+    """Why ``mask`` (bool (H, W) frame mask of ``detection``) is rejected, or None.
+
+    Returns one of :data:`REJECT_REASONS`; the first failing check wins.
+    """
+    cfg = config or FilterConfig()
+    m = as_bool_mask(mask)
+    if detection.score < cfg.min_score:
+        return "low_score"
+    area = int(np.count_nonzero(m))
+    if area < max(cfg.min_area, 1):
+        return "small_area"
+    x0, y0, x1, y1 = detection.box_xyxy
+    fill = area / max((x1 - x0) * (y1 - y0), 1e-9)
+    if fill < cfg.min_fill:
+        return "low_fill"
+    if fill > cfg.max_fill:
+        return "high_fill"
+    return None
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def relative_path(target: str | Path, start: str | Path) -> str:
+    """``target`` relative to folder ``start`` (POSIX separators), or absolute when it
+    cannot be made relative (another drive)."""
+    target, start = Path(target).resolve(), Path(start).resolve()
+    try:
+        return Path(os.path.relpath(target, start)).as_posix()
+    except ValueError:
+        return target.as_posix()
+
+
+def _rebase(frame: AnnotatedFrame, image_root: Path, out_dir: Path) -> str:
+    return relative_path(frame.resolve_image(image_root), out_dir)
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def _is_accepted(extra: dict[str, Any]) -> bool:
+    return bool(extra.get("accepted", True))
+
+
+def to_coco_dataset(
+    frames: Sequence[AnnotatedFrame],
+    out_dir: str | Path,
+    image_root: str | Path,
+    *,
+    negative_fraction: float = 0.1,
+    crop_size: int = 256,
+    clearance: float = 16.0,
+    seed: int = 0,
+    max_tries: int = 50,
+) -> list[AnnotatedFrame]:
+    """Accepted masks plus negatives, as frames ready for :func:`write_coco` in ``out_dir``.
+
+    Args:
+        frames: pseudo-labelled frames; an instance counts when its ``extra`` has no
+            ``accepted`` key or ``accepted`` is true. Every instance (accepted or not)
+            marks a fish to keep negatives away from.
+        out_dir: folder the dataset JSON files will be written to; ``file_name`` of
+            every output frame is relative to it, negative crops go to
+            ``out_dir/negatives/<camera_id>/<frame_index:06d>_<k>.png``.
+        image_root: folder the input frames' ``image_path`` is relative to.
+        negative_fraction: share of negatives among all output images (~0.1): frames
+            without any detection first, then background crops of fish frames.
+        crop_size: side of a negative crop (the training crop size), frame pixels;
+            frames smaller than that give crops as large as they allow.
+        clearance: a negative crop stays this many pixels away from every detection box.
+        seed: seeds the choice of negatives.
+    Returns:
+        Positive frames (those with accepted masks, only the accepted instances;
+        ``extra["rejected_boxes_xyxy"]`` lists the boxes of rejected ones) then
+        negatives (``extra["negative"] = True``; crops also carry
+        ``source_file_name`` and ``crop_box_xyxy``), with the source ``camera_id``,
+        ``frame_index`` and ``video``. Negative crops get new image ids.
+    """
+    if not 0.0 <= negative_fraction < 1.0:
+        raise ValueError(f"negative_fraction must be in [0, 1), got {negative_fraction}")
+    if crop_size < 8:
+        raise ValueError(f"crop_size must be >= 8, got {crop_size}")
+    out_dir, image_root = Path(out_dir), Path(image_root)
+    rng = np.random.default_rng(seed)
+
+    positives: list[AnnotatedFrame] = []
+    empty: list[AnnotatedFrame] = []
+    fish_frames: list[AnnotatedFrame] = []
+    for frame in frames:
+        path = _rebase(frame, image_root, out_dir)
+        if not frame.instances:
+            empty.append(replace(frame, image_path=path, extra={**frame.extra, "negative": True}))
+            continue
+        fish_frames.append(frame)
+        kept = tuple(i for i in frame.instances if _is_accepted(i.extra))
+        if not kept:
+            continue
+        extra = dict(frame.extra)
+        rejected = [i.box_xyxy.tolist() for i in frame.instances if not _is_accepted(i.extra)]
+        if rejected:
+            extra["rejected_boxes_xyxy"] = rejected
+        positives.append(replace(frame, image_path=path, instances=kept, extra=extra))
+
+    budget = round(negative_fraction * len(positives) / (1.0 - negative_fraction))
+    if negative_fraction > 0 and positives and budget == 0:
+        budget = 1
+    if not positives:  # nothing to balance against: keep the empty frames as they are
+        budget = len(empty)
+    order = rng.permutation(len(empty))[:budget]
+    negatives = [empty[i] for i in sorted(order)]
+
+    next_id = 1 + max((f.image_id for f in frames), default=0)
+    counts: dict[tuple[str, int], int] = {}
+    candidates = [f for f in fish_frames if min(f.width, f.height, crop_size) >= 32]
+    tries = 0
+    while len(negatives) < budget and candidates and tries < max_tries * budget:
+        tries += 1
+        frame = candidates[int(rng.integers(len(candidates)))]
+        side = min(crop_size, frame.width, frame.height)
+        window = _free_window(frame, side, clearance, rng, max_tries)
+        if window is None:
+            continue
+        x0, y0 = window
+        image = read_image(frame.resolve_image(image_root))
+        if image.shape[:2] != (frame.height, frame.width):
+            raise ValueError(
+                f"{frame.resolve_image(image_root)}: image is {image.shape[1]}x{image.shape[0]}, "
+                f"the COCO entry says {frame.width}x{frame.height}"
+            )
+        key = (frame.camera_id, frame.frame_index)
+        k = counts.get(key, 0)
+        counts[key] = k + 1
+        crop_path = out_dir / "negatives" / frame.camera_id / f"{frame.frame_index:06d}_{k}.png"
+        write_image(crop_path, image[y0 : y0 + side, x0 : x0 + side])
+        negatives.append(
+            AnnotatedFrame(
+                image_id=next_id,
+                image_path=relative_path(crop_path, out_dir),
+                width=side,
+                height=side,
+                camera_id=frame.camera_id,
+                frame_index=frame.frame_index,
+                video=frame.video,
+                extra={
+                    "negative": True,
+                    "source_file_name": _rebase(frame, image_root, out_dir),
+                    "crop_box_xyxy": [x0, y0, x0 + side, y0 + side],
+                },
+            )
+        )
+        next_id += 1
+    return positives + negatives
+
+
+def _free_window(
+    frame: AnnotatedFrame,
+    crop_size: int,
+    clearance: float,
+    rng: np.random.Generator,
+    max_tries: int,
+) -> tuple[int, int] | None:
+    """Top-left corner of a crop inside the frame that keeps ``clearance`` px from every box."""
+    boxes = np.array([i.box_xyxy for i in frame.instances], dtype=np.float64).reshape(-1, 4)
+    grown = boxes + np.array([-clearance, -clearance, clearance, clearance])
+    for _ in range(max_tries):
+        x0 = int(rng.integers(0, frame.width - crop_size + 1))
+        y0 = int(rng.integers(0, frame.height - crop_size + 1))
+        x1, y1 = x0 + crop_size, y0 + crop_size
+        overlap = (grown[:, 0] < x1) & (grown[:, 2] > x0) & (grown[:, 1] < y1) & (grown[:, 3] > y0)
+        if not overlap.any():
+            return x0, y0
+    return None
+
+
+def stratified_split(
+    frames: Sequence[AnnotatedFrame],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    block_frames: int = 1,
+) -> tuple[list[AnnotatedFrame], list[AnnotatedFrame]]:
+    """Split frames into (train, val) per camera, seeded.
+
+    Frames are grouped by (camera_id, video, frame_index // block_frames): a group
+    goes wholly to one side, so a frame and the negative crops cut from it never
+    straddle the split (``block_frames > 1`` also keeps neighbouring, near-identical
+    frames together). Per camera, ``round(val_fraction * groups)`` groups go to val
+    (at least one when the camera has two or more groups). Input order is kept.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if block_frames < 1:
+        raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+    rng = np.random.default_rng(seed)
+
+    def key(f: AnnotatedFrame) -> tuple[str, str, int]:
+        return (f.camera_id, f.video, f.frame_index // block_frames)
+
+    groups: dict[str, list[tuple[str, str, int]]] = {}
+    for frame in frames:
+        k = key(frame)
+        camera_groups = groups.setdefault(frame.camera_id, [])
+        if k not in camera_groups:
+            camera_groups.append(k)
+    val_keys: set[tuple[str, str, int]] = set()
+    for camera in sorted(groups):
+        keys = sorted(groups[camera])
+        n = len(keys)
+        n_val = round(val_fraction * n)
+        if val_fraction > 0 and n >= 2:
+            n_val = min(max(n_val, 1), n - 1)
+        for i in rng.permutation(n)[:n_val]:
+            val_keys.add(keys[int(i)])
+    train = [f for f in frames if key(f) not in val_keys]
+    val = [f for f in frames if key(f) in val_keys]
+    return train, val
+
+
+# ----------------------------------------------------------------------------- contact sheet
+
+
+@dataclass(frozen=True)
+class SheetItem:
+    """One tile of a contact sheet: a frame, a mask of it, its box and a caption."""
+
+    frame_bgr: np.ndarray
+    mask: np.ndarray
+    box_xyxy: np.ndarray
+    caption: str = ""
+    accepted: bool = True
+
+
+def contact_sheet(items: Sequence[SheetItem], tile: int = 128, columns: int = 8) -> np.ndarray:
+    """Grid of square crops around each box with the mask outline drawn
+    (green: accepted, red: rejected) and the caption; uint8 BGR image."""
+    if tile < 32 or columns < 1:
+        raise ValueError(f"tile must be >= 32 and columns >= 1, got {tile} and {columns}")
+    rows = max(1, -(-len(items) // columns))
+    sheet = np.full((rows * tile, columns * tile, 3), 32, dtype=np.uint8)
+    for n, item in enumerate(items):
+        box = as_box_xyxy(item.box_xyxy)
+        mask = as_bool_mask(item.mask)
+        h, w = mask.shape
+        side = max(box[2] - box[0], box[3] - box[1]) * 1.3 + 8
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        crop = item.frame_bgr[y0:y1, x0:x1]
+        scale = tile / max(crop.shape[0], crop.shape[1], 1)
+        size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+        view = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(mask[y0:y1, x0:x1].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        colour = (0, 255, 0) if item.accepted else (0, 0, 255)
+        cv2.drawContours(view, contours, -1, colour, 1)
+        bx = [round((v - o) * scale) for v, o in zip(box, (x0, y0, x0, y0), strict=True)]
+        cv2.rectangle(view, (bx[0], bx[1]), (bx[2] - 1, bx[3] - 1), (255, 200, 0), 1)
+        r, c = divmod(n, columns)
+        sheet[r * tile : r * tile + size[1], c * tile : c * tile + size[0]] = view
+        if item.caption:
+            org = (c * tile + 2, r * tile + tile - 4)
+            cv2.putText(sheet, item.caption, org, cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 2)
+            cv2.putText(sheet, item.caption, org, cv2.FONT_HERSHEY_SIMPLEX, 0.33, colour, 1)
+    return sheet

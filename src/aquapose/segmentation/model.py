@@ -1,0 +1,436 @@
+"""Mask R-CNN for fish crops: an architecture registry and ``MaskRCNNSegmentor``.
+
+Architectures (``ARCHITECTURES``; ``build_model`` raises a ``KeyError`` listing them):
+
+- ``maskrcnn_resnet50_fpn_v2`` (default): torchvision's improved Mask R-CNN, box and
+  mask predictors replaced for ``num_classes`` (background + fish).
+- ``maskrcnn_resnet18_fpn`` (light preset, for CPU users and the demo): a ResNet-18
+  body, a 128-channel FPN, a small box head (2 FC of 512) and a 4-conv 128-channel
+  mask head, in torchvision's ``MaskRCNN``; trains from scratch in minutes on a CPU.
+
+Both are sized for crops, not COCO photos: the internal resize is the crop size
+(no 800-pixel upsampling) and the RPN/RoI settings (``HeadSettings``) keep a few
+dozen proposals and at most 20 detections, which is plenty for crops holding a few
+fish and several times faster than torchvision's defaults (``TORCHVISION_DEFAULTS``).
+
+Weights: ``None`` (random), ``"DEFAULT"`` (torchvision's pretrained weights, loaded
+only from the local torch cache ``torch.hub.get_dir()/checkpoints``; nothing is ever
+downloaded) or the path of a checkpoint written by :meth:`MaskRCNNSegmentor.save` or
+by training.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18, resnet50
+from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_V2_Weights
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
+from torchvision.models.detection.faster_rcnn import (
+    FastRCNNConvFCHead,
+    FastRCNNPredictor,
+    TwoMLPHead,
+)
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from aquapose.segmentation.io.files import atomic_write_bytes
+from aquapose.segmentation.masks import encode_rle
+from aquapose.segmentation.types import CropRegion, SegmentationResult
+
+DEFAULT_ARCH = "maskrcnn_resnet50_fpn_v2"
+LIGHT_ARCH = "maskrcnn_resnet18_fpn"
+CHECKPOINT_FORMAT = "aquapose.maskrcnn"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """RPN/RoI settings sized for crops that hold a few fish (torchvision names).
+
+    ``rpn_pre_nms_top_n_*`` are per FPN level; ``rpn_post_nms_top_n_*`` are the
+    proposals the box head sees per image; ``box_batch_size_per_image`` the RoIs
+    sampled per image in training; ``box_detections_per_img`` the most detections
+    (and mask-head runs) per crop.
+    """
+
+    rpn_pre_nms_top_n_train: int = 1000
+    rpn_pre_nms_top_n_test: int = 200
+    rpn_post_nms_top_n_train: int = 300
+    rpn_post_nms_top_n_test: int = 30
+    box_batch_size_per_image: int = 64
+    box_detections_per_img: int = 20
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"HeadSettings.{f.name} must be an int >= 1, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeadSettings:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown HeadSettings keys {sorted(unknown)}")
+        return cls(**data)
+
+
+#: torchvision's MaskRCNN defaults (sized for 800-pixel COCO photos), for comparisons.
+TORCHVISION_DEFAULTS = HeadSettings(
+    rpn_pre_nms_top_n_train=2000,
+    rpn_pre_nms_top_n_test=1000,
+    rpn_post_nms_top_n_train=2000,
+    rpn_post_nms_top_n_test=1000,
+    box_batch_size_per_image=512,
+    box_detections_per_img=100,
+)
+
+
+def _maskrcnn_kwargs(crop_size: int, settings: HeadSettings) -> dict[str, Any]:
+    return {"min_size": crop_size, "max_size": crop_size, **asdict(settings)}
+
+
+def cached_weights_path(url: str) -> Path:
+    """Where torchvision's pretrained file for ``url`` lives in the local torch cache.
+
+    Raises FileNotFoundError naming the file and the folder when it is not there:
+    nothing is downloaded.
+    """
+    filename = Path(urlparse(url).path).name
+    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights '{filename}' are not in the local torch cache: expected "
+            f"{path} (downloaded from {url}). Nothing is downloaded here: copy the file "
+            "there (or set TORCH_HOME), or use weights=None to train from scratch"
+        )
+    return path
+
+
+def _load_cached(url: str) -> dict[str, torch.Tensor]:
+    return torch.load(cached_weights_path(url), map_location="cpu", weights_only=True)
+
+
+def _build_resnet50_fpn_v2(
+    num_classes: int, pretrained: bool, crop_size: int, settings: HeadSettings
+) -> MaskRCNN:
+    backbone = _resnet_fpn_extractor(resnet50(weights=None), 5, norm_layer=nn.BatchNorm2d)
+    anchors = AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5)
+    model = MaskRCNN(
+        backbone,
+        num_classes=91,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(backbone.out_channels, 3, conv_depth=2),
+        box_head=FastRCNNConvFCHead(
+            (backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024], norm_layer=nn.BatchNorm2d
+        ),
+        mask_head=MaskRCNNHeads(
+            backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d
+        ),
+        **_maskrcnn_kwargs(crop_size, settings),
+    )
+    if pretrained:  # COCO weights for the whole network, then new 2-class predictors
+        model.load_state_dict(_load_cached(MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT.url))
+    model.roi_heads.box_predictor = FastRCNNPredictor(1024, num_classes)
+    model.roi_heads.mask_predictor = MaskRCNNPredictor(256, 256, num_classes)
+    return model
+
+
+def _build_resnet18_fpn(
+    num_classes: int, pretrained: bool, crop_size: int, settings: HeadSettings
+) -> MaskRCNN:
+    body = resnet18(weights=None)
+    if pretrained:  # ImageNet backbone
+        body.load_state_dict(_load_cached(ResNet18_Weights.DEFAULT.url))
+    channels = 128
+    backbone = BackboneWithFPN(
+        body,
+        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        in_channels_list=[64, 128, 256, 512],
+        out_channels=channels,
+        extra_blocks=LastLevelMaxPool(),
+    )
+    anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
+    return MaskRCNN(
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(channels, 3, conv_depth=1),
+        box_head=TwoMLPHead(channels * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, num_classes),
+        mask_head=MaskRCNNHeads(channels, [channels] * 4, 1),
+        mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
+        **_maskrcnn_kwargs(crop_size, settings),
+    )
+
+
+Builder = Callable[[int, bool, int, HeadSettings], MaskRCNN]
+
+#: name -> builder(num_classes, pretrained, crop_size, settings)
+ARCHITECTURES: dict[str, Builder] = {
+    DEFAULT_ARCH: _build_resnet50_fpn_v2,
+    LIGHT_ARCH: _build_resnet18_fpn,
+}
+
+
+def build_model(
+    arch: str = DEFAULT_ARCH,
+    *,
+    weights: str | Path | None = None,
+    num_classes: int = 2,
+    crop_size: int = 256,
+    settings: HeadSettings | None = None,
+) -> MaskRCNN:
+    """Build a torchvision ``MaskRCNN`` of a registered architecture.
+
+    Args:
+        arch: a name in ``ARCHITECTURES``.
+        weights: None (random), ``"DEFAULT"`` (pretrained, from the torch cache only) or
+            a checkpoint path (``MaskRCNNSegmentor.save`` / training output, or a bare
+            state dict), loaded with ``torch.load(weights_only=True)``.
+        num_classes: including background (2 = background + fish).
+        crop_size: side of the square crops the model sees (its internal resize).
+        settings: RPN/RoI settings; default ``HeadSettings()``.
+    """
+    if arch not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHITECTURES)}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"num_classes must be an int >= 2 (background + fish), got {num_classes!r}"
+        )
+    if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
+        raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
+    settings = settings or HeadSettings()
+    pretrained = isinstance(weights, str) and weights == "DEFAULT"
+    model = ARCHITECTURES[arch](num_classes, pretrained, crop_size, settings)
+    if weights is not None and not pretrained:
+        checkpoint = read_checkpoint(weights)
+        state = checkpoint.get("model", checkpoint)
+        if "arch" in checkpoint and checkpoint["arch"] != arch:
+            raise ValueError(
+                f"{weights}: checkpoint is a {checkpoint['arch']!r} model, not {arch!r}; "
+                "use MaskRCNNSegmentor.load(path) to rebuild it as saved"
+            )
+        model.load_state_dict(state)
+    return model
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``torch.load(weights_only=True)`` on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unreadable/corrupt/unsafe file
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a checkpoint dict, got {type(data).__name__}")
+    return data
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class MaskRCNNSegmentor:
+    """A Mask R-CNN that segments the fish in square crops.
+
+    Args:
+        arch: architecture name (``ARCHITECTURES``).
+        weights: None, ``"DEFAULT"`` or a checkpoint path, see :func:`build_model`.
+        num_classes: including background.
+        crop_size: side of the crops it takes (use the same ``crop_size`` in
+            ``compute_crop_region``).
+        device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
+        settings: RPN/RoI settings (``HeadSettings``).
+    """
+
+    def __init__(
+        self,
+        arch: str = DEFAULT_ARCH,
+        weights: str | Path | None = None,
+        num_classes: int = 2,
+        crop_size: int = 256,
+        device: str | torch.device | None = None,
+        settings: HeadSettings | None = None,
+    ) -> None:
+        self.arch = arch
+        self.num_classes = num_classes
+        self.crop_size = crop_size
+        self.settings = settings or HeadSettings()
+        self.device = _pick_device(device)
+        self.model = build_model(
+            arch,
+            weights=weights,
+            num_classes=num_classes,
+            crop_size=crop_size,
+            settings=self.settings,
+        ).to(self.device)
+        self.model.eval()
+        self.extra: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"MaskRCNNSegmentor(arch={self.arch!r}, crop_size={self.crop_size}, "
+            f"device={str(self.device)!r})"
+        )
+
+    def to_tensor(self, crop_bgr: np.ndarray) -> torch.Tensor:
+        """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1 on the model's device."""
+        tensor = torch.from_numpy(np.ascontiguousarray(crop_bgr[:, :, ::-1]))
+        return tensor.to(self.device).permute(2, 0, 1).float().div_(255.0)
+
+    def _check_crops(
+        self, crops: Sequence[np.ndarray], regions: Sequence[CropRegion] | None
+    ) -> list[CropRegion]:
+        if isinstance(crops, np.ndarray):
+            raise TypeError("crops must be a list of (H, W, 3) uint8 arrays, got one array")
+        expected = (self.crop_size, self.crop_size, 3)
+        for n, crop in enumerate(crops):
+            if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.shape != expected:
+                got = (
+                    f"{crop.dtype} {crop.shape}"
+                    if isinstance(crop, np.ndarray)
+                    else type(crop).__name__
+                )
+                raise ValueError(
+                    f"crops[{n}] must be a uint8 BGR array of shape {expected} (this model's "
+                    f"crop_size; cut it with compute_crop_region(..., crop_size="
+                    f"{self.crop_size})), got {got}"
+                )
+        if regions is None:
+            c = self.crop_size
+            return [CropRegion(0, 0, c, c, c, crop_size=c) for _ in crops]
+        if len(regions) != len(crops):
+            raise ValueError(f"got {len(crops)} crops but {len(regions)} regions")
+        for n, region in enumerate(regions):
+            if not isinstance(region, CropRegion) or region.crop_size != self.crop_size:
+                raise ValueError(
+                    f"regions[{n}] must be a CropRegion with crop_size={self.crop_size}, "
+                    f"got {region!r}"
+                )
+        return list(regions)
+
+    def predict(
+        self,
+        crops: Sequence[np.ndarray],
+        regions: Sequence[CropRegion] | None = None,
+        score_threshold: float = 0.1,
+        batch_size: int = 8,
+    ) -> list[list[SegmentationResult]]:
+        """Segment the fish in each crop.
+
+        Args:
+            crops: uint8 BGR ``(crop_size, crop_size, 3)`` arrays.
+            regions: the crop region of each crop (kept on the results for
+                ``paste_mask``); default a region equal to the crop itself.
+            score_threshold: detections below this confidence are dropped (the mask
+                head only runs on the ones above it).
+            batch_size: crops per forward pass.
+        Returns:
+            One list per crop, highest confidence first; masks (probability >= 0.5) as
+            crop-space COCO RLE. Detections whose mask is empty are dropped.
+        """
+        checked = self._check_crops(crops, regions)
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        results: list[list[SegmentationResult]] = []
+        model = self.model
+        was_training, old_thresh = model.training, model.roi_heads.score_thresh
+        model.eval()
+        model.roi_heads.score_thresh = score_threshold
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(crops), batch_size):
+                    batch = [self.to_tensor(c) for c in crops[start : start + batch_size]]
+                    outputs = model(batch)
+                    for out, region in zip(
+                        outputs, checked[start : start + batch_size], strict=True
+                    ):
+                        results.append(_to_results(out, region))
+        finally:
+            model.roi_heads.score_thresh = old_thresh
+            model.train(was_training)
+        return results
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The dict :meth:`save` writes (``torch.load(weights_only=True)``-safe)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "crop_size": self.crop_size,
+            "settings": asdict(self.settings),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            **self.extra,
+        }
+
+    def save(self, path: str | Path, **extra: Any) -> Path:
+        """Write weights + architecture + config atomically; ``extra`` entries are added."""
+        buffer = io.BytesIO()
+        torch.save({**self.checkpoint(), **extra}, buffer)
+        return atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device | None = None,
+        settings: HeadSettings | None = None,
+    ) -> MaskRCNNSegmentor:
+        """Rebuild a saved segmentor (architecture, crop size, settings, weights).
+
+        ``settings`` overrides the saved RPN/RoI settings (e.g. ``TORCHVISION_DEFAULTS``).
+        """
+        data = read_checkpoint(path)
+        if data.get("format") != CHECKPOINT_FORMAT or "model" not in data:
+            raise ValueError(
+                f"{path}: not an AquaPose Mask R-CNN checkpoint (expected format "
+                f"{CHECKPOINT_FORMAT!r} with 'arch' and 'model'); to load a bare state dict "
+                "use MaskRCNNSegmentor(arch=..., weights=path)"
+            )
+        seg = cls(
+            arch=data["arch"],
+            num_classes=int(data["num_classes"]),
+            crop_size=int(data["crop_size"]),
+            device=device,
+            settings=settings or HeadSettings.from_dict(data["settings"]),
+        )
+        seg.model.load_state_dict(data["model"])
+        seg.extra = {k: data[k] for k in ("config", "metrics") if k in data}
+        return seg
+
+
+def _to_results(out: dict[str, torch.Tensor], region: CropRegion) -> list[SegmentationResult]:
+    boxes: list[np.ndarray] = list(out["boxes"].float().cpu().numpy().astype(np.float64))
+    scores = out["scores"].float().cpu().numpy().tolist()
+    masks: list[np.ndarray] = list((out["masks"][:, 0] >= 0.5).cpu().numpy())
+    results = []
+    for box, score, mask in zip(boxes, scores, masks, strict=True):
+        if not mask.any() or box[2] <= box[0] or box[3] <= box[1]:
+            continue
+        results.append(
+            SegmentationResult(
+                crop_box_xyxy=box,
+                crop_rle=encode_rle(mask),
+                confidence=float(np.clip(score, 0.0, 1.0)),
+                region=region,
+            )
+        )
+    return results

@@ -1,0 +1,605 @@
+"""Box-prompted pseudo-labels: one frame-space mask per detection.
+
+:class:`SAMPseudoLabeler` holds one of three backends behind the same
+``label_frame(frame_bgr, detections) -> list[mask]`` call:
+
+- ``classical`` (default, no weights): GrabCut in a small window around each box,
+  initialised from the detector's blob (blob = probable fish, its distance-transform
+  core = sure fish, the box's other pixels = probable background, the window outside
+  the box = background), then holes filled and the largest connected component kept.
+  Without a blob it falls back to a plain box initialisation. Given the camera's
+  background image (e.g. a median of frames), blob pixels that look like a shadow
+  (floor darkened evenly in B, G, R) become probable background, pixels no shadow
+  can explain become sure fish, and GrabCut models frame/background ratios instead
+  of colours: fish shadows on the floor are left out of the mask.
+- ``sam``: Segment Anything (``segment-anything``; ``vit_b``/``vit_l``/``vit_h``) from
+  a local checkpoint.
+- ``sam2``: SAM 2 (``sam2`` package) from a packaged model config and a local
+  checkpoint.
+
+The SAM backends load their model on first use, compute one image embedding per
+frame (``set_image``) for all of its boxes, prompt with the box only, keep the best
+of the multimask outputs (``mask_choice="score"``: highest predicted IoU, or
+``"area"``: largest) and the largest connected component.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import cv2
+import numpy as np
+
+from aquapose.segmentation.labels import (
+    REJECT_REASONS,
+    FilterConfig,
+    filter_mask,
+    stratified_split,
+    to_coco_dataset,
+)
+from aquapose.segmentation.masks import largest_component
+from aquapose.segmentation.types import Detection
+
+__all__ = [
+    "BACKENDS",
+    "REJECT_REASONS",
+    "ClassicalConfig",
+    "FilterConfig",
+    "SAMPseudoLabeler",
+    "choose_masks",
+    "filter_mask",
+    "stratified_split",
+    "to_coco_dataset",
+]
+
+MaskChoice = Literal["score", "area"]
+
+#: Checkpoint file names of the public SAM releases, for error messages.
+_SAM_CHECKPOINTS = {
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+#: SAM 2 checkpoint file name -> packaged hydra config (``sam2/configs/...``).
+_SAM2_CONFIGS = {
+    "sam2.1_hiera_tiny.pt": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "sam2.1_hiera_small.pt": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "sam2.1_hiera_base_plus.pt": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "sam2.1_hiera_large.pt": "configs/sam2.1/sam2.1_hiera_l.yaml",
+    "sam2_hiera_tiny.pt": "configs/sam2/sam2_hiera_t.yaml",
+    "sam2_hiera_small.pt": "configs/sam2/sam2_hiera_s.yaml",
+    "sam2_hiera_base_plus.pt": "configs/sam2/sam2_hiera_b+.yaml",
+    "sam2_hiera_large.pt": "configs/sam2/sam2_hiera_l.yaml",
+}
+
+
+@dataclass(frozen=True)
+class ClassicalConfig:
+    """Settings of the weight-free ``classical`` backend (GrabCut seeded by the blob).
+
+    Attributes:
+        context: window margin around the box, as a fraction of the box's longer
+            side (the margin is sure background and feeds GrabCut's background model).
+        max_side: windows whose longer side exceeds this many pixels are downscaled
+            to it (GrabCut's cost grows with the pixel count).
+        iterations: GrabCut iterations.
+        core_fraction: blob pixels whose distance to the blob's edge is at least this
+            fraction of the blob's largest distance are *sure* fish.
+        close_fraction: morphological closing kernel, as a fraction of the box's
+            longer side, applied before filling holes (joins stripes of a fish).
+        shadow_min, shadow_max, shadow_spread: with a background image, a blob pixel
+            whose frame/background ratio (mean over B, G, R) lies in
+            (shadow_min, shadow_max) and whose ratios differ by less than
+            ``shadow_spread`` looks like shadow: probable background.
+        fish_bright, fish_spread: a blob pixel brighter than ``fish_bright`` x the
+            background, darker than ``shadow_min`` x, or with a colour change (ratio
+            spread) above ``fish_spread`` is sure fish.
+        spread_gain: scale of the ratio spread in the feature image GrabCut models
+            when a background is given.
+    """
+
+    context: float = 0.25
+    max_side: int = 160
+    iterations: int = 3
+    core_fraction: float = 0.5
+    close_fraction: float = 0.05
+    shadow_min: float = 0.45
+    shadow_max: float = 0.97
+    shadow_spread: float = 0.03
+    fish_bright: float = 1.08
+    fish_spread: float = 0.12
+    spread_gain: float = 1500.0
+
+    def __post_init__(self) -> None:
+        if self.context < 0:
+            raise ValueError(f"context must be >= 0, got {self.context}")
+        if self.max_side < 16:
+            raise ValueError(f"max_side must be >= 16 pixels, got {self.max_side}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if not 0.0 < self.core_fraction <= 1.0:
+            raise ValueError(f"core_fraction must be in (0, 1], got {self.core_fraction}")
+        if not 0.0 <= self.close_fraction < 1.0:
+            raise ValueError(f"close_fraction must be in [0, 1), got {self.close_fraction}")
+
+
+class _Backend(Protocol):
+    def predict(
+        self,
+        frame_bgr: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        blob_masks: Sequence[np.ndarray | None],
+    ) -> list[np.ndarray]: ...
+
+
+# ----------------------------------------------------------------------------- classical
+
+
+def _window(box: np.ndarray, frame_hw: tuple[int, int], context: float) -> tuple[int, ...]:
+    """Integer window ``(x0, y0, x1, y1)`` around a box, clipped to the frame."""
+    h, w = frame_hw
+    margin = context * float(max(box[2] - box[0], box[3] - box[1])) + 2.0
+    x0 = max(0, int(math.floor(box[0] - margin)))
+    y0 = max(0, int(math.floor(box[1] - margin)))
+    x1 = min(w, int(math.ceil(box[2] + margin)))
+    y1 = min(h, int(math.ceil(box[3] + margin)))
+    return x0, y0, x1, y1
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Bool mask with every enclosed background hole filled."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((flood.shape[0] + 2, flood.shape[1] + 2), np.uint8), (0, 0), 1)
+    return ((padded == 1) | (flood == 0))[1:-1, 1:-1]
+
+
+def _close(mask: np.ndarray, k: int) -> np.ndarray:
+    if k < 3:
+        return mask
+    k |= 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    padded = cv2.copyMakeBorder(mask.astype(np.uint8), k, k, k, k, cv2.BORDER_CONSTANT, value=0)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, kernel)
+    return closed[k:-k, k:-k].astype(bool)
+
+
+class _ClassicalBackend:
+    """GrabCut per box in a (downscaled) window; see :class:`ClassicalConfig`."""
+
+    def __init__(self, config: ClassicalConfig) -> None:
+        self.config = config
+
+    def predict(
+        self,
+        frame_bgr: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        blob_masks: Sequence[np.ndarray | None],
+        background_bgr: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
+        frame_hw = (frame_bgr.shape[0], frame_bgr.shape[1])
+        out = []
+        for i, box in enumerate(boxes_xyxy):
+            others = [m for j, m in enumerate(blob_masks) if j != i and m is not None]
+            out.append(self._one(frame_bgr, box, blob_masks[i], others, frame_hw, background_bgr))
+        return out
+
+    def _one(
+        self,
+        frame_bgr: np.ndarray,
+        box: np.ndarray,
+        blob: np.ndarray | None,
+        other_blobs: list[np.ndarray],
+        frame_hw: tuple[int, int],
+        background_bgr: np.ndarray | None = None,
+    ) -> np.ndarray:
+        cfg = self.config
+        wx0, wy0, wx1, wy1 = _window(box, frame_hw, cfg.context)
+        frame_mask = np.zeros(frame_hw, dtype=bool)
+        if wx1 - wx0 < 2 or wy1 - wy0 < 2:
+            return frame_mask
+        image = frame_bgr[wy0:wy1, wx0:wx1]
+        bg_win = None if background_bgr is None else background_bgr[wy0:wy1, wx0:wx1]
+        scale = min(1.0, cfg.max_side / max(image.shape[:2]))
+        small_wh = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+        if scale < 1.0:
+            image = cv2.resize(image, small_wh, interpolation=cv2.INTER_AREA)
+            if bg_win is not None:
+                bg_win = cv2.resize(bg_win, small_wh, interpolation=cv2.INTER_AREA)
+        image = np.ascontiguousarray(image)
+
+        def to_small(m: np.ndarray) -> np.ndarray:
+            sub = m[wy0:wy1, wx0:wx1]
+            if scale == 1.0:
+                return sub
+            return cv2.resize(sub.astype(np.uint8), small_wh, interpolation=cv2.INTER_NEAREST) > 0
+
+        # Box in window pixels (rounded outwards so a thin box keeps >= 1 pixel).
+        bx0 = int(math.floor((box[0] - wx0) * scale))
+        by0 = int(math.floor((box[1] - wy0) * scale))
+        bx1 = max(bx0 + 1, int(math.ceil((box[2] - wx0) * scale)))
+        by1 = max(by0 + 1, int(math.ceil((box[3] - wy0) * scale)))
+        in_box = np.zeros(image.shape[:2], dtype=bool)
+        in_box[by0:by1, bx0:bx1] = True
+
+        gc = np.full(image.shape[:2], cv2.GC_BGD, dtype=np.uint8)
+        gc[in_box] = cv2.GC_PR_BGD
+        small_blob = None if blob is None else to_small(blob) & in_box
+        if small_blob is None or not small_blob.any():
+            gc[in_box] = cv2.GC_PR_FGD
+            small_blob = in_box
+        else:
+            gc[small_blob] = cv2.GC_PR_FGD
+        sure = None
+        if bg_win is not None:
+            # Ratio to the background: shadows darken the floor evenly in B, G and R
+            # (mean ratio below 1, little spread); a fish changes the colour or is
+            # brighter / much darker than any shadow.
+            ratio = (cv2.GaussianBlur(image, (3, 3), 0).astype(np.float32) + 1.0) / (
+                cv2.GaussianBlur(bg_win, (3, 3), 0).astype(np.float32) + 1.0
+            )
+            mean, spread = ratio.mean(axis=2), ratio.max(axis=2) - ratio.min(axis=2)
+            shadow_like = (
+                (mean > cfg.shadow_min) & (mean < cfg.shadow_max) & (spread < cfg.shadow_spread)
+            )
+            sure_fish = (mean > cfg.fish_bright) | (mean < cfg.shadow_min) | (spread > cfg.fish_spread)
+            gc[small_blob & shadow_like] = cv2.GC_PR_BGD
+            sure = small_blob & sure_fish
+            if np.count_nonzero(sure) < 4:
+                sure = None
+            # GrabCut then models (ratio, colour spread, grey level) instead of BGR.
+            grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            features = [mean * 128.0, spread * cfg.spread_gain, grey]
+            image = np.dstack([np.clip(f, 0, 255) for f in features]).astype(np.uint8)
+        if sure is None:
+            dist = cv2.distanceTransform(np.pad(small_blob, 1).astype(np.uint8), cv2.DIST_L2, 3)
+            dist = dist[1:-1, 1:-1]
+            sure = dist >= max(1.0, cfg.core_fraction * float(dist.max()))
+        gc[sure] = cv2.GC_FGD
+        for other in other_blobs:
+            # Another fish's blob: background for this box unless our own seeds say fish.
+            small_other = to_small(other) & (gc != cv2.GC_FGD) & (gc != cv2.GC_PR_FGD)
+            gc[small_other] = cv2.GC_BGD
+        if not np.any((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)) or not np.any(
+            (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        ):
+            fish = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        else:
+            bgd_model = np.zeros((1, 65), np.float64)
+            fgd_model = np.zeros((1, 65), np.float64)
+            cv2.grabCut(image, gc, None, bgd_model, fgd_model, cfg.iterations, cv2.GC_INIT_WITH_MASK)
+            fish = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+        if fish.any():
+            fish = _fill_holes(_close(fish, round(cfg.close_fraction * max(bx1 - bx0, by1 - by0))))
+            fish &= in_box
+        if scale < 1.0:
+            up = cv2.resize(
+                fish.astype(np.float32), (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_LINEAR
+            )
+            fish = up >= 0.5
+        frame_mask[wy0:wy1, wx0:wx1] = fish
+        return largest_component(frame_mask)
+
+
+# ----------------------------------------------------------------------------- SAM / SAM 2
+
+
+def choose_masks(masks: np.ndarray, scores: np.ndarray, mode: MaskChoice = "score") -> np.ndarray:
+    """Pick one of the K candidate masks of each box.
+
+    Args:
+        masks: bool (B, K, H, W) candidates.
+        scores: float (B, K) predicted IoU of each candidate.
+        mode: ``"score"`` keeps the highest predicted IoU, ``"area"`` the largest mask.
+    Returns:
+        bool (B, H, W).
+    """
+    masks = np.asarray(masks)
+    scores = np.asarray(scores)
+    if masks.ndim != 4 or scores.shape != masks.shape[:2]:
+        raise ValueError(
+            f"masks must be (B, K, H, W) and scores (B, K), got {masks.shape} and {scores.shape}"
+        )
+    if mode == "score":
+        best = np.argmax(scores, axis=1)
+    elif mode == "area":
+        best = np.argmax(masks.reshape(masks.shape[0], masks.shape[1], -1).sum(-1), axis=1)
+    else:
+        raise ValueError(f"mask_choice must be 'score' or 'area', got {mode!r}")
+    return masks[np.arange(masks.shape[0]), best].astype(bool)
+
+
+class _SamBackend:
+    """segment-anything ``SamPredictor``: one ``set_image`` per frame, boxes batched."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None,
+        model_type: str,
+        device: str,
+        mask_choice: MaskChoice,
+        model: Any = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.model_type = model_type
+        self.device = device
+        self.mask_choice = mask_choice
+        self.batch_size = batch_size
+        self._model = model
+        self._predictor: Any = None
+        self.embed_calls = 0
+        self.decode_calls = 0
+
+    def _load(self) -> Any:
+        try:
+            import torch
+            from segment_anything import SamPredictor, sam_model_registry
+        except ImportError as err:
+            raise ImportError(
+                "backend 'sam' needs the segment-anything package: pip install 'aquapose[sam]' "
+                f"(or pip install segment-anything); import failed: {err}"
+            ) from None
+        model = self._model
+        if model is None:
+            if self.model_type not in _SAM_CHECKPOINTS:
+                raise ValueError(
+                    f"model_type must be one of {sorted(_SAM_CHECKPOINTS)} for backend 'sam', "
+                    f"got {self.model_type!r}"
+                )
+            wanted = _SAM_CHECKPOINTS[self.model_type]
+            if self.checkpoint is None:
+                raise ValueError(
+                    f"backend 'sam' needs a checkpoint: pass --checkpoint PATH to a SAM "
+                    f"{self.model_type} checkpoint ({wanted}, from the segment-anything "
+                    "release); weights cannot be downloaded at run time"
+                )
+            path = Path(self.checkpoint)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"SAM checkpoint not found: {path} (expected a {self.model_type} checkpoint "
+                    f"such as {wanted} from the segment-anything release)"
+                )
+            model = sam_model_registry[self.model_type](checkpoint=None)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"{path}: does not fit SAM model_type {self.model_type!r} "
+                    f"(pass the matching --model-type): {str(err).splitlines()[0]}"
+                ) from None
+        model.to(self.device).eval()
+        return SamPredictor(model)
+
+    def predict(
+        self,
+        frame_bgr: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        blob_masks: Sequence[np.ndarray | None],
+    ) -> list[np.ndarray]:
+        import torch
+
+        if self._predictor is None:
+            self._predictor = self._load()
+        predictor = self._predictor
+        if len(boxes_xyxy) == 0:
+            return []
+        with torch.inference_mode():
+            predictor.set_image(np.ascontiguousarray(frame_bgr[:, :, ::-1]), image_format="RGB")
+            self.embed_calls += 1
+            out: list[np.ndarray] = []
+            for start in range(0, len(boxes_xyxy), self.batch_size):
+                chunk = torch.as_tensor(
+                    boxes_xyxy[start : start + self.batch_size], dtype=torch.float32
+                )
+                boxes_in = predictor.transform.apply_boxes_torch(chunk, predictor.original_size)
+                masks, scores, _ = predictor.predict_torch(
+                    None, None, boxes=boxes_in.to(predictor.device), multimask_output=True
+                )
+                self.decode_calls += 1
+                chosen = choose_masks(masks.cpu().numpy(), scores.float().cpu().numpy(), self.mask_choice)
+                out.extend(largest_component(m) for m in chosen)
+        return out
+
+
+class _Sam2Backend:
+    """SAM 2 ``SAM2ImagePredictor``: one ``set_image`` per frame, boxes batched."""
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None,
+        model_cfg: str | None,
+        device: str,
+        mask_choice: MaskChoice,
+        model: Any = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.model_cfg = model_cfg
+        self.device = device
+        self.mask_choice = mask_choice
+        self.batch_size = batch_size
+        self._model = model
+        self._predictor: Any = None
+        self.embed_calls = 0
+        self.decode_calls = 0
+
+    def _load(self) -> Any:
+        try:
+            from sam2.build_sam import build_sam2
+            from sam2.sam2_image_predictor import SAM2ImagePredictor
+        except ImportError as err:
+            raise ImportError(
+                "backend 'sam2' needs the sam2 package: pip install 'aquapose[sam2]' "
+                f"(or SAM2_BUILD_CUDA=0 pip install sam2); import failed: {err}"
+            ) from None
+        model = self._model
+        if model is None:
+            if self.checkpoint is None:
+                raise ValueError(
+                    "backend 'sam2' needs a checkpoint: pass --checkpoint PATH to a SAM 2 "
+                    "checkpoint (e.g. sam2.1_hiera_tiny.pt) and, unless its file name is one "
+                    f"of the released ones, --model-cfg (one of {sorted(set(_SAM2_CONFIGS.values()))})"
+                )
+            path = Path(self.checkpoint)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"SAM 2 checkpoint not found: {path} (expected e.g. sam2.1_hiera_tiny.pt "
+                    "from the SAM 2 release)"
+                )
+            cfg = self.model_cfg or _SAM2_CONFIGS.get(path.name)
+            if cfg is None:
+                raise ValueError(
+                    f"cannot tell the SAM 2 model config from the file name {path.name!r}: pass "
+                    f"--model-cfg, one of {sorted(set(_SAM2_CONFIGS.values()))}"
+                )
+            try:
+                model = build_sam2(cfg, str(path), device=self.device)
+            except Exception as err:  # hydra raises its own types for a missing config
+                raise ValueError(f"could not build SAM 2 from config {cfg!r} and {path}: {err}") from None
+        model.to(self.device).eval()
+        return SAM2ImagePredictor(model)
+
+    def predict(
+        self,
+        frame_bgr: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        blob_masks: Sequence[np.ndarray | None],
+    ) -> list[np.ndarray]:
+        import torch
+
+        if self._predictor is None:
+            self._predictor = self._load()
+        predictor = self._predictor
+        if len(boxes_xyxy) == 0:
+            return []
+        h, w = frame_bgr.shape[:2]
+        with torch.inference_mode():
+            predictor.set_image(np.ascontiguousarray(frame_bgr[:, :, ::-1]))
+            self.embed_calls += 1
+            out: list[np.ndarray] = []
+            for start in range(0, len(boxes_xyxy), self.batch_size):
+                chunk = np.asarray(boxes_xyxy[start : start + self.batch_size], dtype=np.float32)
+                masks, scores, _ = predictor.predict(box=chunk, multimask_output=True)
+                self.decode_calls += 1
+                masks = np.asarray(masks).reshape(len(chunk), -1, h, w) > 0.5
+                scores = np.asarray(scores).reshape(len(chunk), -1)
+                out.extend(largest_component(m) for m in choose_masks(masks, scores, self.mask_choice))
+        return out
+
+
+#: Backend names -> short description (the registry behind ``SAMPseudoLabeler(backend=...)``).
+BACKENDS = {
+    "classical": "GrabCut seeded by the box and the detector's blob; needs no weights",
+    "sam": "Segment Anything (segment-anything) from a local checkpoint",
+    "sam2": "SAM 2 (sam2 package) from a packaged config and a local checkpoint",
+}
+
+
+class SAMPseudoLabeler:
+    """One mask per detection, from a box prompt (see the module docstring).
+
+    Args:
+        backend: ``"classical"`` (default, no weights), ``"sam"`` or ``"sam2"``.
+        checkpoint: local checkpoint file of the SAM / SAM 2 model.
+        model_type: SAM variant, ``vit_b``/``vit_l``/``vit_h`` (backend ``sam``).
+        model_cfg: SAM 2 packaged config, e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``;
+            guessed from the checkpoint's released file name when omitted.
+        device: torch device of the SAM models.
+        mask_choice: ``"score"`` (highest predicted IoU) or ``"area"`` (largest mask).
+        classical: settings of the classical backend.
+        model: an already built SAM (``Sam``) or SAM 2 (``SAM2Base``) model to use
+            instead of loading ``checkpoint`` (e.g. random weights in tests/benchmarks).
+    """
+
+    def __init__(
+        self,
+        backend: str = "classical",
+        checkpoint: str | Path | None = None,
+        model_type: str = "vit_b",
+        model_cfg: str | None = None,
+        device: str = "cpu",
+        *,
+        mask_choice: MaskChoice = "score",
+        classical: ClassicalConfig | None = None,
+        model: Any = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; valid backends: {sorted(BACKENDS)}")
+        if mask_choice not in ("score", "area"):
+            raise ValueError(f"mask_choice must be 'score' or 'area', got {mask_choice!r}")
+        if backend == "classical" and (checkpoint is not None or model is not None):
+            raise ValueError("backend 'classical' takes no checkpoint or model; use 'sam' or 'sam2'")
+        self.backend = backend
+        self._impl: _Backend
+        if backend == "classical":
+            self._impl = _ClassicalBackend(classical or ClassicalConfig())
+        elif backend == "sam":
+            self._impl = _SamBackend(checkpoint, model_type, device, mask_choice, model)
+        else:
+            self._impl = _Sam2Backend(checkpoint, model_cfg, device, mask_choice, model)
+
+    def label_frame(
+        self,
+        frame_bgr: np.ndarray,
+        detections: Sequence[Detection],
+        background_bgr: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
+        """Masks of the fish in one frame, one per detection (same order).
+
+        Args:
+            frame_bgr: uint8 (H, W, 3) BGR frame.
+            detections: boxes (frame pixels) of this frame; ``blob_mask`` (bool (H, W))
+                seeds the classical backend and is ignored by the SAM backends.
+        Returns:
+            bool (H, W) frame masks; an empty mask where nothing was found.
+        """
+        frame = np.asarray(frame_bgr)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame_bgr must be a uint8 (H, W, 3) BGR image, got {frame.dtype} {frame.shape}"
+            )
+        for det in detections:
+            if not isinstance(det, Detection):
+                raise TypeError(f"detections must be Detection objects, got {type(det).__name__}")
+            if det.blob_mask is not None and det.blob_mask.shape != frame.shape[:2]:
+                raise ValueError(
+                    f"blob_mask shape {det.blob_mask.shape} does not match the frame's "
+                    f"(H, W) {frame.shape[:2]}"
+                )
+        if not detections:
+            return []
+        h, w = frame.shape[:2]
+        boxes = np.stack([d.box_xyxy for d in detections]).astype(np.float64)
+        boxes = np.clip(boxes, 0.0, [w, h, w, h])
+        degenerate = (boxes[:, 2] - boxes[:, 0] < 1.0) | (boxes[:, 3] - boxes[:, 1] < 1.0)
+        if degenerate.any():
+            bad = int(np.flatnonzero(degenerate)[0])
+            raise ValueError(
+                f"detection {bad} box {detections[bad].box_xyxy.tolist()} lies outside the "
+                f"{w}x{h} frame"
+            )
+        if background_bgr is not None:
+            background_bgr = np.asarray(background_bgr)
+            if background_bgr.shape != frame.shape or background_bgr.dtype != np.uint8:
+                raise ValueError(
+                    f"background_bgr must be uint8 with the frame's shape {frame.shape}, got "
+                    f"{background_bgr.dtype} {background_bgr.shape}"
+                )
+        blobs = [d.blob_mask for d in detections]
+        if isinstance(self._impl, _ClassicalBackend):
+            return self._impl.predict(frame, boxes, blobs, background_bgr)
+        return self._impl.predict(frame, boxes, blobs)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts of image embeddings and decoder calls so far (SAM backends)."""
+        return {
+            "embed_calls": int(getattr(self._impl, "embed_calls", 0)),
+            "decode_calls": int(getattr(self._impl, "decode_calls", 0)),
+        }

@@ -1,0 +1,96 @@
+"""``aquapose ls export/import/push/pull`` from the command line (no server needed here)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aquapose.cli import main
+from aquapose.segmentation.io.coco import read_coco, write_coco
+from aquapose.segmentation.io.files import write_image
+from aquapose.segmentation.masks import encode_rle, mask_to_box_xyxy
+from aquapose.segmentation.types import AnnotatedFrame, Instance
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 0), out.out, out.err
+
+
+def _coco(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    mask = np.zeros((24, 32), bool)
+    mask[4:12, 6:20] = True
+    mask[8, 6] = False
+    write_image(tmp_path / "frames" / "f0.png", np.zeros((24, 32, 3), np.uint8))
+    inst = Instance(mask_to_box_xyxy(mask), encode_rle(mask), score=0.8, fish_id=3)
+    frame = AnnotatedFrame(7, "frames/f0.png", 32, 24, "cam1", 12, "cam1.mp4", (inst,))
+    return write_coco([frame], tmp_path / "pseudo.json"), mask
+
+
+def test_export_then_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    coco, mask = _coco(tmp_path)
+    code, _, err = run_cli(["ls", "export", str(coco), "--out", str(tmp_path / "ls")], capsys)
+    assert code == 0, err
+    assert "How to load this in Label Studio" in err
+    assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={tmp_path}" in err
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert (tmp_path / "ls" / "labeling_config.xml").is_file()
+    # what Label Studio exports after the reviewer accepted the prediction
+    result = tasks[0]["predictions"][0]["result"]
+    export = [{"id": 1, "data": tasks[0]["data"], "annotations": [{"id": 1, "result": result}]}]
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    out = tmp_path / "reviewed.json"
+    args = ["ls", "import", str(tmp_path / "export.json"), "--out", str(out)]
+    code, _, err = run_cli([*args, "--image-root", str(tmp_path)], capsys)
+    assert code == 0, err
+    assert "1 of 1 tasks imported (1 fish" in " ".join(err.split())
+    frame = read_coco(out)[0]
+    assert (frame.image_id, frame.camera_id, frame.frame_index) == (7, "cam1", 12)
+    assert np.array_equal(frame.instances[0].mask(), mask) and frame.instances[0].fish_id == 3
+
+
+def test_import_of_a_bad_export_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "export.json").write_text('[{"id": 1, "data": {"image"')
+    out = tmp_path / "reviewed.json"
+    args = ["ls", "import", str(tmp_path / "export.json"), "--out", str(out)]
+    code, _, err = run_cli([*args, "--image-root", str(tmp_path)], capsys)
+    assert code == 1 and "not valid JSON" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_push_without_token_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    coco, _ = _coco(tmp_path)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    args = ["ls", "push", str(coco), "--url", "http://127.0.0.1:9", "--project", "p"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "no Label Studio API token: set LABEL_STUDIO_API_KEY" in err
+
+
+@pytest.mark.slow  # imports label-studio-sdk (~3-5 s)
+def test_pull_from_nowhere_says_why_without_the_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("label_studio_sdk")
+    with socket.socket() as sock:  # a free port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secret = "0123456789abcdef-secret-token"
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", secret)
+    args = ["ls", "pull", "--url", f"http://127.0.0.1:{port}", "--project", "p"]
+    code, out, err = run_cli(
+        [*args, "--out", str(tmp_path / "o.json"), "--image-root", "."], capsys
+    )
+    assert code == 1 and "cannot reach Label Studio" in err
+    assert secret not in out + err
+    assert not (tmp_path / "o.json").exists()

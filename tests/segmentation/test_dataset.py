@@ -1,0 +1,245 @@
+"""CropDataset: samples, neighbours as targets, negatives, seeded augmentation that keeps
+image, masks and boxes aligned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _model_data import ellipse_mask, make_tiny_coco
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as F
+
+from aquapose.segmentation.crops import compute_crop_region, extract_crop
+from aquapose.segmentation.dataset import CropDataset, RandomRot90, build_augmentation, collate_fn
+from aquapose.segmentation.io.coco import write_coco
+from aquapose.segmentation.io.files import write_image
+from aquapose.segmentation.masks import encode_rle, mask_to_box_xyxy
+from aquapose.segmentation.types import AnnotatedFrame, Instance
+
+
+def _check_sample(image: torch.Tensor, target: dict, crop_size: int) -> None:
+    assert image.dtype == torch.float32 and image.shape == (3, crop_size, crop_size)
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    n = len(target["labels"])
+    assert target["boxes"].dtype == torch.float32 and target["boxes"].shape == (n, 4)
+    assert target["labels"].dtype == torch.int64 and bool((target["labels"] == 1).all())
+    assert target["masks"].dtype == torch.uint8 and target["masks"].shape == (
+        n,
+        crop_size,
+        crop_size,
+    )
+    for box, mask in zip(target["boxes"], target["masks"], strict=True):
+        # the box is exactly the mask's tight box, whatever the augmentation did
+        assert box.tolist() == mask_to_box_xyxy(mask.numpy().astype(bool)).tolist()
+
+
+def test_one_sample_per_fish_plus_negatives(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=3, num_negatives=2, fish_per_frame=2)
+    dataset = CropDataset(coco, crop_size=64)
+    assert len(dataset) == 3 * 2 + 2 and dataset.num_negatives == 2
+    for i in range(len(dataset)):
+        image, target = dataset[i]
+        _check_sample(image, target, 64)
+        assert target["image_id"] == i
+        if dataset.samples[i][1] < 0:
+            assert len(target["labels"]) == 0  # negative kept, with an empty target
+        else:
+            assert len(target["labels"]) >= 1
+
+
+def _two_fish_frame(tmp_path, second_centre=(70, 30)):
+    """A 100x60 frame: fish A centred at (30, 30), fish B elsewhere; red fish on grey."""
+    image = np.full((60, 100, 3), 40, np.uint8)
+    a = ellipse_mask((60, 100), (30, 30), (12, 5), 0)
+    b = ellipse_mask((60, 100), second_centre, (12, 5), 90)
+    image[a | b] = (0, 0, 255)
+    write_image(tmp_path / "f.png", image)
+    frame = AnnotatedFrame(
+        1,
+        "f.png",
+        100,
+        60,
+        "cam0",
+        0,
+        instances=(
+            Instance(mask_to_box_xyxy(a), encode_rle(a)),
+            Instance(mask_to_box_xyxy(b), encode_rle(b)),
+        ),
+    )
+    write_coco([frame], tmp_path / "c.json")
+    return tmp_path / "c.json", image, a, b
+
+
+def test_other_fish_in_the_crop_are_clipped_targets(tmp_path):
+    coco, image, a, b = _two_fish_frame(tmp_path, second_centre=(53, 30))
+    dataset = CropDataset(coco, crop_size=48)
+    sample = dataset.crop(0)  # centred on fish A; B is cut by the crop's right edge
+    region = compute_crop_region(mask_to_box_xyxy(a), (100, 60), 48)
+    assert sample.region == region
+    np.testing.assert_array_equal(sample.image_bgr, extract_crop(image, region))
+    assert len(sample.crop_masks) == 2
+    np.testing.assert_array_equal(sample.crop_masks[0], extract_crop(a, region))
+    clipped_b = extract_crop(b, region)
+    assert 0 < clipped_b.sum() < b.sum()
+    np.testing.assert_array_equal(sample.crop_masks[1], clipped_b)
+    _, target = dataset[0]
+    np.testing.assert_array_equal(target["masks"][1].numpy().astype(bool), clipped_b)
+
+
+def test_fish_with_a_tiny_visible_part_is_not_a_target(tmp_path):
+    coco, _, a, b = _two_fish_frame(tmp_path, second_centre=(53, 30))
+    region = compute_crop_region(mask_to_box_xyxy(a), (100, 60), 48)
+    visible_b = int(extract_crop(b, region).sum())
+    assert len(CropDataset(coco, crop_size=48, min_visible_area=visible_b).crop(0).crop_masks) == 2
+    assert (
+        len(CropDataset(coco, crop_size=48, min_visible_area=visible_b + 1).crop(0).crop_masks) == 1
+    )
+
+
+def _dihedral(x: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    y = x[..., ::-1] if flip else x
+    return np.rot90(y, k, axes=(-2, -1))
+
+
+def test_augmentation_keeps_image_masks_and_boxes_aligned(tmp_path):
+    coco, *_ = _two_fish_frame(tmp_path, second_centre=(53, 30))
+    plain = CropDataset(coco, crop_size=48)
+    aug = CropDataset(coco, crop_size=48, augment=True, max_shift=0.0, brightness=0, contrast=0)
+    image0, target0 = plain[0]
+    base_img, base_masks = image0.numpy(), target0["masks"].numpy()
+    seen = set()
+    for epoch in range(12):
+        image, target = aug[(epoch, 0)]
+        _check_sample(image, target, 48)
+        img, masks = image.numpy(), target["masks"].numpy()
+        # the result is one of the 8 flips/rotations, the same one for image and masks
+        found = [
+            (k, f)
+            for k in range(4)
+            for f in (False, True)
+            if np.array_equal(img, _dihedral(base_img, k, f))
+            and np.array_equal(masks, _dihedral(base_masks, k, f))
+        ]
+        assert found, f"epoch {epoch}: image and masks do not match one dihedral transform"
+        seen.add(found[0])
+        # fish pixels are red (RGB) exactly where the masks say
+        fish = masks.any(axis=0)
+        assert np.all(img[0][fish] == 1.0) and np.all(img[2][fish] == 0.0)
+    assert len(seen) >= 4  # the transforms really vary with the epoch
+
+
+def test_each_geometric_transform_moves_boxes_with_masks():
+    mask = np.zeros((1, 10, 10), np.uint8)
+    mask[0, 1:3, 6:9] = 1  # rows 1-2, columns 6-8
+    image = tv_tensors.Image(torch.from_numpy(np.repeat(mask, 3, 0)).float())
+    masks = tv_tensors.Mask(torch.from_numpy(mask))
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[6.0, 1.0, 9.0, 3.0]]), format="XYXY", canvas_size=(10, 10)
+    )
+    steps = [
+        lambda x: F.horizontal_flip(x),
+        lambda x: F.vertical_flip(x),
+        lambda x: RandomRot90().transform(x, {"angle": 90.0}),
+        lambda x: RandomRot90().transform(x, {"angle": 270.0}),
+    ]
+    for step in steps:
+        image, masks, boxes = step(image), step(masks), step(boxes)
+        m = masks[0].numpy().astype(bool)
+        assert np.array_equal(image[0].numpy() > 0, m)
+        assert np.allclose(boxes[0].tolist(), mask_to_box_xyxy(m).tolist(), atol=1e-4)
+
+
+def test_degenerate_boxes_are_dropped_by_the_pipeline():
+    image = tv_tensors.Image(torch.zeros(3, 16, 16))
+    boxes = tv_tensors.BoundingBoxes(
+        torch.tensor([[2.0, 2.0, 8.0, 8.0], [5.0, 5.0, 5.0, 9.0]]),
+        format="XYXY",
+        canvas_size=(16, 16),
+    )
+    masks = tv_tensors.Mask(torch.zeros(2, 16, 16, dtype=torch.uint8))
+    _, target = build_augmentation()(
+        image, {"boxes": boxes, "masks": masks, "labels": torch.tensor([1, 1])}
+    )
+    assert len(target["boxes"]) == len(target["masks"]) == len(target["labels"]) == 1
+
+
+def test_augmentation_is_seeded_and_leaves_the_global_rng_alone(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=2)
+    a = CropDataset(coco, crop_size=64, augment=True, seed=3)
+    b = CropDataset(coco, crop_size=64, augment=True, seed=3)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    first = a[(2, 1)]
+    assert torch.equal(torch.get_rng_state(), before)
+    second = b[(2, 1)]
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1]["masks"], second[1]["masks"])
+    b.set_epoch(2)
+    assert torch.equal(b[1][0], first[0])
+    different = [not torch.equal(a[(e, 1)][0], first[0]) for e in range(3, 8)]
+    assert any(different)
+
+
+def test_negative_window_is_deterministic_and_inside_the_frame(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=1, num_negatives=1, size_wh=(120, 90))
+    dataset = CropDataset(coco, crop_size=64, augment=True)
+    index = dataset.samples.index((1, -1))
+    region = dataset.crop(index).region
+    assert region.edge == "inside" and region.size == 64
+    assert torch.equal(dataset[(0, index)][0], dataset[(0, index)][0])
+
+
+def test_collate_fn_transposes_the_batch(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=1)
+    dataset = CropDataset(coco, crop_size=64)
+    images, targets = collate_fn([dataset[0], dataset[1]])
+    assert isinstance(images, tuple) and len(images) == 2 and len(targets) == 2
+    assert targets[1]["image_id"] == 1
+
+
+def test_bad_inputs_raise(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=1)
+    with pytest.raises(ValueError, match="crop_size must be an int >= 32"):
+        CropDataset(coco, crop_size=16)
+    with pytest.raises(ValueError, match="max_shift must be in"):
+        CropDataset(coco, max_shift=0.7)
+    with pytest.raises(IndexError, match="out of range"):
+        CropDataset(coco, crop_size=64)[99]
+    box_only = AnnotatedFrame(1, "x.png", 50, 50, "cam0", 0, instances=(Instance([1, 1, 9, 9]),))
+    write_coco([box_only], tmp_path / "box.json")
+    with pytest.raises(ValueError, match="without a mask"):
+        CropDataset(tmp_path / "box.json")
+
+
+def test_image_size_mismatch_is_reported(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=1, size_wh=(96, 80))
+    write_image(tmp_path / "frames" / "000.png", np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="image is 10x10"):
+        CropDataset(coco, crop_size=64)[0]
+
+
+@pytest.mark.slow
+def test_spawned_workers_give_the_same_batches(tmp_path):
+    from aquapose.segmentation.training import EpochSampler
+
+    coco = make_tiny_coco(tmp_path, num_frames=2)
+    dataset = CropDataset(coco, crop_size=64, augment=True)
+    sampler = EpochSampler(len(dataset), seed=0)
+    sampler.set_epoch(1)
+
+    def batches(workers: int):
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=2,
+            sampler=sampler,
+            collate_fn=collate_fn,
+            num_workers=workers,
+            multiprocessing_context="spawn" if workers else None,
+        )
+        return list(loader)
+
+    inline, spawned = batches(0), batches(1)
+    assert len(inline) == len(spawned) == 3
+    for (img_a, tgt_a), (img_b, tgt_b) in zip(inline, spawned, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(img_a, img_b, strict=True))
+        assert all(torch.equal(x["masks"], y["masks"]) for x, y in zip(tgt_a, tgt_b, strict=True))

@@ -1,0 +1,344 @@
+"""MOG2Detector on small hand-made scenes: textured floor, ellipse fish, a cast shadow."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from aquapose.segmentation.detector import (
+    DetectorConfig,
+    GlobalChangeWarning,
+    MOG2Detector,
+    detect_video,
+    detection_rle,
+    median_background,
+    open_video,
+)
+from aquapose.segmentation.masks import encode_rle, mask_iou
+
+H, W = 120, 160
+HANDHELD = Path(__file__).resolve().parents[2].parent / "shared/data/aquarium-boxes/handheld.mp4"
+# Small scenes: areas in pixels of these 120x160 frames.
+SMALL = {"min_blob_area": 40, "min_core_area": 10, "warmup_frames": 10}
+
+
+def _floor(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(125, 176, (H // 8, W // 8, 3)).astype(np.uint8)
+    return cv2.resize(coarse, (W, H), interpolation=cv2.INTER_CUBIC)
+
+
+def _fish_mask(cx: float, cy: float, half_len: int = 14, half_w: int = 5, angle: float = 0):
+    mask = np.zeros((H, W), np.uint8)
+    cv2.ellipse(mask, (int(round(cx)), int(round(cy))), (half_len, half_w), angle, 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+def _render(floor, masks, rng, factor=0.45, delta=None, noise=2.0, gain=1.0, shadow=None):
+    """Floor with each fish drawn as ``floor * factor`` (or ``floor + delta``), plus noise."""
+    frame = floor.astype(np.float32) * gain
+    if shadow is not None:  # a soft cast shadow: darker by 15 %, never part of a fish mask
+        frame[shadow] *= 0.85
+    for i, mask in enumerate(masks):
+        if delta is not None and delta[i] is not None:
+            frame[mask] += delta[i]
+        else:
+            frame[mask] *= factor
+    frame += rng.normal(0.0, noise, frame.shape)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def _best_iou(det_masks, gt_mask):
+    return max((mask_iou(m, gt_mask) for m in det_masks), default=0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"var_threshold": 0}, "var_threshold"),
+        ({"learning_rate": 2.0}, "learning_rate"),
+        ({"scale": 0.0}, "scale"),
+        ({"scale": 1.5}, "scale"),
+        ({"min_blob_area": 100, "max_blob_area": 50}, "max_blob_area"),
+        ({"max_foreground_fraction": 0}, "max_foreground_fraction"),
+        ({"shadow_threshold": 1.0}, "shadow_threshold"),
+        ({"box_padding": -1}, "box_padding"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DetectorConfig(**kwargs)
+
+
+def test_config_type_errors():
+    with pytest.raises(TypeError, match="history must be an int"):
+        DetectorConfig(history=2.5)
+    with pytest.raises(TypeError, match="DetectorConfig"):
+        MOG2Detector({"scale": 0.5})
+
+
+def test_bad_frames_are_refused():
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        det.detect(np.zeros((H, W), np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        det.detect(np.zeros((H, W, 3), np.float32))
+    with pytest.raises(TypeError, match="numpy array"):
+        det.detect([[0]])
+    det.detect(np.zeros((H, W, 3), np.uint8))
+    with pytest.raises(ValueError, match="frame size changed"):
+        det.detect(np.zeros((H + 2, W, 3), np.uint8))
+
+
+def test_warmup_gives_nothing_then_detects(rng):
+    floor = _floor()
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    counts = []
+    for t in range(20):
+        frame = _render(floor, [_fish_mask(20 + 5 * t, 60)], rng)
+        counts.append(len(det.detect(frame, frame_index=t)))
+    assert counts[:10] == [0] * 10
+    assert counts[10:] == [1] * 10
+    assert det.is_ready and det.frames_seen == 20
+
+
+def test_prime_makes_the_first_frame_usable(rng):
+    floor = _floor()
+    masks = [_fish_mask(20 + 5 * t, 60) for t in range(25)]
+    frames = [_render(floor, [m], rng) for m in masks]
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(frames)
+    assert det.is_ready
+    found = det.detect(frames[0], camera_id="camA", frame_index=7)
+    assert len(found) == 1
+    d = found[0]
+    assert d.camera_id == "camA" and d.frame_index == 7 and 0.0 < d.score <= 1.0
+    assert d.blob_mask.shape == (H, W) and d.blob_mask.dtype == bool
+    assert mask_iou(d.blob_mask, masks[0]) > 0.7
+    x0, y0, x1, y1 = d.box_xyxy
+    ys, xs = np.nonzero(masks[0])
+    assert x0 <= xs.min() and y0 <= ys.min() and x1 > xs.max() and y1 > ys.max()
+    assert x1 - x0 <= xs.max() - xs.min() + 1 + 2 * 4 + 2  # tight box + padding
+
+
+def test_median_background_removes_moving_fish(rng):
+    floor = _floor()
+    frames = [_render(floor, [_fish_mask(20 + 6 * t, 60)], rng, noise=0) for t in range(15)]
+    background = median_background(frames)
+    assert np.abs(background.astype(int) - floor.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="at least one frame"):
+        median_background([])
+    with pytest.raises(ValueError, match="same shape"):
+        median_background([frames[0], frames[0][:-2]])
+
+
+def test_dark_fish_labelled_shadow_is_still_a_fish(rng):
+    """A fish at 70 % of the floor's brightness is MOG2 'shadow' (127): still a candidate."""
+    floor = _floor()
+    mask = _fish_mask(80, 60, angle=20)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    frame = _render(floor, [mask], rng, factor=0.7)
+    fg = det.foreground_mask(frame)
+    assert np.mean(fg[mask] == 127) > 0.5
+    found = det.detect(frame)
+    assert len(found) == 1 and mask_iou(found[0].blob_mask, mask) > 0.7
+
+
+def test_fish_with_cast_shadow_stays_one_detection(rng):
+    floor = _floor()
+    mask = _fish_mask(80, 60)
+    shadow = _fish_mask(86, 66, half_len=15, half_w=6)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    found = det.detect(_render(floor, [mask], rng, shadow=shadow & ~mask))
+    assert len(found) == 1 and mask_iou(found[0].blob_mask, mask) > 0.4
+
+
+def test_stationary_fish_is_found_after_a_long_stop(rng):
+    """Swim, rest 120 frames (12 s at 10 fps), swim: the resting fish stays detected."""
+    floor = _floor()
+    path = [(20 + 0.8 * t, 60) for t in range(125)] + [(120, 60)] * 120
+    path += [(120 - 0.5 * t, 60 + 0.3 * t) for t in range(125)]
+    frames = [_render(floor, [_fish_mask(x, y)], rng) for x, y in path]
+    sample = frames[:: len(frames) // 25]
+
+    rest = _fish_mask(120, 60)
+
+    def run(config):
+        det = MOG2Detector(config)
+        if config.median_frames:
+            det.prime(sample)
+        found = [det.detect(f) for f in frames[:245]]
+        return [len(d) for d in found], _best_iou([d.blob_mask for d in found[-1]], rest)
+
+    counts, iou = run(DetectorConfig(**SMALL))
+    assert counts == [1] * 245 and iou > 0.7  # every frame, the first one included
+    # Learning during warm-up then freezing also keeps the resting fish (but leaves a
+    # ghost where the fish sat during warm-up: why the median priming is the default).
+    _, iou = run(DetectorConfig(**SMALL, median_frames=0))
+    assert iou > 0.7
+    # OpenCV's automatic learning rate absorbs the resting fish: why we do not use it.
+    counts, _ = run(DetectorConfig(**SMALL, learning_rate=-1))
+    assert counts[-1] == 0
+
+
+def test_touching_fish_are_split_and_single_fish_is_not(rng):
+    floor = _floor()
+    a = _fish_mask(62, 60, half_len=16, half_w=6, angle=10)
+    b = _fish_mask(93, 63, half_len=16, half_w=6, angle=-15)
+    assert (a & b).sum() == 0 and (cv2.dilate(a.astype(np.uint8), None) & b).sum() > 0
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    found = det.detect(_render(floor, [a, b], rng, factor=0.35))
+    masks = [d.blob_mask for d in found]
+    assert len(found) == 2
+    assert _best_iou(masks, a) > 0.6 and _best_iou(masks, b) > 0.6
+    # A single long fish with a mottled body (two dark patches) is not split.
+    single = _fish_mask(80, 60, half_len=24, half_w=6)
+    frame = _render(floor, [single], rng, factor=0.75)
+    patches = (_fish_mask(68, 60, 6, 4) | _fish_mask(92, 60, 6, 4)) & single
+    frame[patches] = frame[patches] // 3
+    found = det.detect(frame)
+    assert len(found) == 1 and mask_iou(found[0].blob_mask, single) > 0.7
+
+
+def test_low_contrast_fish_found_without_noise_false_positives(rng):
+    floor = _floor()
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    counts, ious = [], []
+    for t in range(40):
+        mask = _fish_mask(20 + 3 * t, 50 + t, angle=30)
+        found = det.detect(_render(floor, [mask], rng, delta=[-10], noise=2.5))
+        counts.append(len(found))
+        ious.append(_best_iou([d.blob_mask for d in found], mask))
+    assert counts == [1] * 40
+    assert min(ious) > 0.5
+
+
+def test_illumination_drift_is_not_foreground(rng):
+    floor = _floor()
+    frames = []
+    for t in range(60):
+        gain = 1.0 + 0.2 * t / 59  # 20 % brighter by the end
+        frames.append(_render(floor, [_fish_mask(20 + 2 * t, 60)], rng, gain=gain))
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    assert [len(det.detect(f)) for f in frames] == [1] * 60
+    raw = MOG2Detector(DetectorConfig(**SMALL, correct_light=False))
+    raw.prime(floor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GlobalChangeWarning)
+        assert [len(raw.detect(f)) for f in frames][-1] != 1
+
+
+def test_global_change_warns_once_and_returns_nothing(rng):
+    floor = _floor()
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    moved = _render(np.roll(floor, (9, 13), axis=(0, 1)), [], rng)
+    with pytest.warns(GlobalChangeWarning, match="moving camera"):
+        assert det.detect(moved, camera_id="c1", frame_index=3) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GlobalChangeWarning)  # the second one is only counted
+        assert det.detect(moved) == []
+    assert det.rejected_frames == 2 and det.last_foreground_fraction > 0.3
+    assert len(det.detect(_render(floor, [_fish_mask(60, 60)], rng))) == 1
+    det.reset()
+    assert det.rejected_frames == 0 and not det.is_ready
+
+
+def test_scale_half_maps_boxes_and_masks_back(rng):
+    floor = _floor()
+    mask = _fish_mask(81, 57, half_len=18, half_w=6, angle=35)
+    frame = _render(floor, [mask], rng)
+    full, half = MOG2Detector(DetectorConfig(**SMALL)), MOG2Detector(DetectorConfig(**SMALL, scale=0.5))
+    full.prime(floor)
+    half.prime(floor)
+    (a,), (b,) = full.detect(frame), half.detect(frame)
+    assert b.blob_mask.shape == (H, W)
+    assert mask_iou(b.blob_mask, mask) > 0.6
+    assert np.abs(a.box_xyxy - b.box_xyxy).max() <= 3
+    x0, y0, x1, y1 = b.box_xyxy.astype(int)
+    assert b.blob_mask[y0:y1, x0:x1].sum() == b.blob_mask.sum()
+
+
+def test_detect_batch_counts_frame_indices(rng):
+    floor = _floor()
+    frames = [_render(floor, [_fish_mask(20 + 5 * t, 60)], rng) for t in range(4)]
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    out = det.detect_batch(frames, camera_id="b", start_index=100)
+    assert [d.frame_index for dets in out for d in dets] == [100, 101, 102, 103]
+    out = det.detect_batch(frames[:2])
+    assert [d.frame_index for dets in out for d in dets] == [4, 5]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(3, 4, 9, 10), (0, 0, 5, 7), (150, 110, 160, 120), (20, 0, 23, 120), (0, 0, 160, 120)],
+)
+def test_detection_rle_equals_full_frame_encoding(box, rng):
+    from aquapose.segmentation.types import Detection
+
+    x0, y0, x1, y1 = box
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) > 0.4
+    mask[y0, x0] = mask[y1 - 1, x1 - 1] = True
+    det = Detection(box, 1.0, "c", 0, blob_mask=mask)
+    assert detection_rle(det) == encode_rle(mask)
+    with pytest.raises(ValueError, match="outside its box"):
+        detection_rle(Detection((x0, y0, x0 + 1, y0 + 1), 1.0, "c", 0, blob_mask=mask | ~mask))
+
+
+def _write_video(path: Path, frames) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (W, H))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_detect_video_every_n_and_warmup(tmp_path, rng):
+    floor = _floor()
+    frames = [_render(floor, [_fish_mask(10 + 5 * t, 60)], rng) for t in range(30)]
+    video = _write_video(tmp_path / "camX.avi", frames)
+    out = list(detect_video(video, DetectorConfig(**SMALL), every=3))
+    assert [i for i, _, _ in out] == list(range(0, 30, 3))  # primed: frame 0 is usable
+    assert all(len(d) == 1 and d[0].camera_id == "camX" for _, _, d in out)
+    assert out[0][1].shape == (H, W, 3)
+    learned = list(detect_video(video, DetectorConfig(**SMALL, median_frames=0), camera_id="k", every=4))
+    assert [i for i, _, _ in learned] == [12, 16, 20, 24, 28]  # after 10 warm-up frames
+    # Re-primed every 15 frames from the median of that segment.
+    segmented = list(detect_video(video, DetectorConfig(**SMALL, median_window=15)))
+    assert len(segmented) == 30 and all(len(d) == 1 for _, _, d in segmented)
+
+
+def test_detect_video_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        open_video(tmp_path / "missing.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all" * 50)
+    with pytest.raises(ValueError, match="bad.mp4"):
+        next(detect_video(bad))
+    with pytest.raises(ValueError, match="every"):
+        next(detect_video(bad, every=0))
+
+
+@pytest.mark.slow
+def test_handheld_moving_camera_warns_instead_of_flooding():
+    assert HANDHELD.is_file(), f"{HANDHELD} missing (shared data is expected in CI)"
+    det = MOG2Detector()
+    kept = boxes = 0
+    with pytest.warns(GlobalChangeWarning, match="moving camera"):
+        for _index, _frame, detections in detect_video(HANDHELD, detector=det, every=10):
+            kept += 1
+            boxes += len(detections)
+    assert kept == 67
+    assert det.rejected_frames >= 0.9 * kept
+    assert boxes <= kept  # not a flood: at most ~one box per kept frame

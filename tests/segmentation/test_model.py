@@ -1,0 +1,194 @@
+"""MaskRCNNSegmentor: registry, crop-sized settings, weights, predict, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from aquapose.segmentation.masks import decode_rle
+from aquapose.segmentation.model import (
+    ARCHITECTURES,
+    DEFAULT_ARCH,
+    LIGHT_ARCH,
+    TORCHVISION_DEFAULTS,
+    HeadSettings,
+    MaskRCNNSegmentor,
+    build_model,
+)
+from aquapose.segmentation.types import CropRegion, SegmentationResult
+
+
+@pytest.fixture
+def light() -> MaskRCNNSegmentor:
+    torch.manual_seed(0)
+    # few detections per crop keep the random-weight mask head cheap
+    return MaskRCNNSegmentor(
+        LIGHT_ARCH, crop_size=64, device="cpu", settings=HeadSettings(box_detections_per_img=3)
+    )
+
+
+@pytest.fixture
+def hub_dir(tmp_path):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub"
+    torch.hub.set_dir(old)
+
+
+def crops(n: int, size: int = 64) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_unknown_architecture_lists_the_valid_names():
+    with pytest.raises(KeyError, match="maskrcnn_resnet50_fpn_v2.*maskrcnn_resnet18_fpn"):
+        build_model("yolo")
+    assert DEFAULT_ARCH in ARCHITECTURES and LIGHT_ARCH in ARCHITECTURES
+
+
+def test_model_is_sized_for_crops():
+    settings = HeadSettings()
+    model = build_model(LIGHT_ARCH, crop_size=96, settings=settings)
+    assert model.transform.min_size == (96,) and model.transform.max_size == 96
+    assert model.rpn._post_nms_top_n == {
+        "training": settings.rpn_post_nms_top_n_train,
+        "testing": settings.rpn_post_nms_top_n_test,
+    }
+    assert model.roi_heads.detections_per_img == settings.box_detections_per_img
+    assert model.roi_heads.fg_bg_sampler.batch_size_per_image == settings.box_batch_size_per_image
+    assert settings.rpn_post_nms_top_n_test < TORCHVISION_DEFAULTS.rpn_post_nms_top_n_test
+    with pytest.raises(ValueError, match="rpn_post_nms_top_n_test must be an int >= 1"):
+        HeadSettings(rpn_post_nms_top_n_test=0)
+
+
+def test_two_class_predictors():
+    model = build_model(LIGHT_ARCH, crop_size=64)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 2
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 2
+    with pytest.raises(ValueError, match="num_classes must be an int >= 2"):
+        build_model(LIGHT_ARCH, num_classes=1)
+
+
+def test_missing_pretrained_weights_name_the_file_and_folder(hub_dir):
+    with pytest.raises(
+        FileNotFoundError, match="resnet18-f37072fd.pth.*not in the local torch cache"
+    ):
+        build_model(LIGHT_ARCH, weights="DEFAULT")
+    with pytest.raises(FileNotFoundError, match=str(hub_dir / "checkpoints")):
+        build_model(DEFAULT_ARCH, weights="DEFAULT")
+
+
+def test_pretrained_weights_load_from_the_torch_cache(hub_dir):
+    torch.manual_seed(1)
+    cached = resnet18().state_dict()
+    (hub_dir / "checkpoints").mkdir(parents=True)
+    torch.save(cached, hub_dir / "checkpoints" / "resnet18-f37072fd.pth")
+    model = build_model(LIGHT_ARCH, weights="DEFAULT", crop_size=64)
+    assert torch.equal(model.backbone.body.conv1.weight, cached["conv1.weight"])
+    assert torch.equal(
+        model.backbone.body.layer4[1].bn2.running_var, cached["layer4.1.bn2.running_var"]
+    )
+
+
+def test_predict_returns_results_per_crop(light):
+    batch = crops(3)
+    regions = [CropRegion(10 * i, 5, 64, 200, 100, crop_size=64) for i in range(3)]
+    out = light.predict(batch, regions, score_threshold=0.0, batch_size=2)
+    assert len(out) == 3
+    assert light.model.training is False
+    for results, region in zip(out, regions, strict=True):
+        assert len(results) <= light.settings.box_detections_per_img
+        scores = [r.confidence for r in results]
+        assert scores == sorted(scores, reverse=True)
+        for r in results:
+            assert isinstance(r, SegmentationResult) and r.region is region
+            assert decode_rle(r.crop_rle).shape == (64, 64) and decode_rle(r.crop_rle).any()
+    assert all(r.confidence >= 0.9 for r in light.predict(batch, score_threshold=0.9)[0])
+
+
+def test_predict_restores_the_training_mode(light):
+    light.model.train()
+    light.predict(crops(1))
+    assert light.model.training is True
+
+
+def test_predict_validates_its_inputs(light):
+    with pytest.raises(
+        ValueError, match=r"crops\[0\] must be a uint8 BGR array of shape \(64, 64, 3\)"
+    ):
+        light.predict([np.zeros((32, 32, 3), np.uint8)])
+    with pytest.raises(ValueError, match="uint8"):
+        light.predict([np.zeros((64, 64, 3), np.float32)])
+    with pytest.raises(TypeError, match="list of"):
+        light.predict(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="got 1 crops but 2 regions"):
+        light.predict(crops(1), [CropRegion(0, 0, 64, 64, 64, crop_size=64)] * 2)
+    with pytest.raises(ValueError, match="crop_size=64"):
+        light.predict(crops(1), [CropRegion(0, 0, 256, 300, 300, crop_size=256)])
+    with pytest.raises(ValueError, match="score_threshold"):
+        light.predict(crops(1), score_threshold=1.5)
+
+
+def test_save_load_round_trip(light, tmp_path):
+    path = light.save(tmp_path / "m.pt")
+    loaded = MaskRCNNSegmentor.load(path, device="cpu")
+    assert (loaded.arch, loaded.crop_size, loaded.settings) == (LIGHT_ARCH, 64, light.settings)
+    for key, value in light.model.state_dict().items():
+        assert torch.equal(value, loaded.model.state_dict()[key])
+    a = light.predict(crops(2), score_threshold=0.0)
+    b = loaded.predict(crops(2), score_threshold=0.0)
+    assert [[r.crop_rle for r in x] for x in a] == [[r.crop_rle for r in x] for x in b]
+    # a checkpoint path also works as weights=, and the saved arch is checked
+    same = MaskRCNNSegmentor(LIGHT_ARCH, weights=path, crop_size=64, device="cpu")
+    assert torch.equal(
+        same.model.backbone.body.conv1.weight, light.model.backbone.body.conv1.weight
+    )
+    with pytest.raises(ValueError, match="checkpoint is a 'maskrcnn_resnet18_fpn' model"):
+        build_model(DEFAULT_ARCH, weights=path)
+    override = MaskRCNNSegmentor.load(path, device="cpu", settings=TORCHVISION_DEFAULTS)
+    assert override.model.roi_heads.detections_per_img == 100
+
+
+def test_load_rejects_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an AquaPose Mask R-CNN checkpoint"):
+        MaskRCNNSegmentor.load(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        MaskRCNNSegmentor.load(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        MaskRCNNSegmentor.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow
+def test_default_resnet50_fpn_v2_trains_one_step_and_predicts():
+    torch.manual_seed(0)
+    seg = MaskRCNNSegmentor(DEFAULT_ARCH, crop_size=64, device="cpu")
+    model = seg.model
+    assert model.roi_heads.box_predictor.cls_score.out_features == 2
+    mask = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    mask[0, 20:30, 10:40] = 1
+    target = {
+        "boxes": torch.tensor([[10.0, 20.0, 40.0, 30.0]]),
+        "labels": torch.tensor([1]),
+        "masks": mask,
+    }
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, 64, 64, dtype=torch.uint8),
+    }
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    losses = model([torch.rand(3, 64, 64), torch.rand(3, 64, 64)], [target, empty])
+    loss = sum(losses.values())
+    assert torch.isfinite(loss)
+    before = model.roi_heads.mask_predictor.mask_fcn_logits.weight.clone()
+    loss.backward()
+    optimizer.step()
+    assert not torch.equal(before, model.roi_heads.mask_predictor.mask_fcn_logits.weight)
+    seg.model.roi_heads.detections_per_img = 2
+    out = seg.predict(crops(1))
+    assert len(out) == 1 and all(isinstance(r, SegmentationResult) for r in out[0])
