@@ -13,6 +13,7 @@ from aquapose.segmentation.io.files import read_image, write_image
 from aquapose.segmentation.labels import (
     FilterConfig,
     SheetItem,
+    background_contrast,
     contact_sheet,
     filter_mask,
     relative_path,
@@ -46,6 +47,21 @@ def test_filter_mask_reasons_in_order() -> None:
     assert filter_mask(_mask(100), _det()) is None  # defaults
 
 
+def test_filter_mask_low_contrast_and_background_contrast() -> None:
+    cfg = FilterConfig(min_score=0.5, min_area=10, min_fill=0.2, max_fill=0.8, min_contrast=0.1)
+    assert filter_mask(_mask(100), _det(), cfg, contrast=0.05) == "low_contrast"
+    assert filter_mask(_mask(100), _det(), cfg, contrast=0.2) is None
+    assert filter_mask(_mask(100), _det(), cfg) is None  # no background: check skipped
+    background = np.full((8, 8, 3), 100, np.uint8)
+    frame = background.copy()
+    frame[:, 4:] = (100, 100, 150)  # colour change on the right half
+    contrast = background_contrast(frame, background)
+    assert contrast.shape == (8, 8) and contrast.dtype == np.float32
+    assert contrast[:, :2].max() < 1e-6 and contrast[:, 6:].min() > 0.45
+    with pytest.raises(ValueError, match="one shape"):
+        background_contrast(frame, background[:4])
+
+
 def test_filter_config_validation() -> None:
     with pytest.raises(ValueError, match="min_fill < max_fill"):
         FilterConfig(min_fill=0.6, max_fill=0.5)
@@ -55,7 +71,9 @@ def test_filter_config_validation() -> None:
         filter_mask(np.full((4, 4), 7, np.uint8), _det())
 
 
-def _frames(tmp_path: Path, cameras=("cam0", "cam1"), n=10, size=(320, 300)) -> list[AnnotatedFrame]:
+def _frames(
+    tmp_path: Path, cameras=("cam0", "cam1"), n=10, size=(320, 300)
+) -> list[AnnotatedFrame]:
     """Frames on disk (under tmp_path/det/frames) with one fish each, some rejected, some empty."""
     rng = np.random.default_rng(0)
     w, h = size
@@ -72,11 +90,18 @@ def _frames(tmp_path: Path, cameras=("cam0", "cam1"), n=10, size=(320, 300)) -> 
                 accepted = i % 5 != 3
                 instances.append(
                     Instance(
-                        [150, 140, 190, 160], encode_rle(m), score=0.9,
-                        extra={"accepted": accepted, "reject_reason": None if accepted else "low_fill"},
+                        [150, 140, 190, 160],
+                        encode_rle(m),
+                        score=0.9,
+                        extra={
+                            "accepted": accepted,
+                            "reject_reason": None if accepted else "low_fill",
+                        },
                     )
                 )
-            frames.append(AnnotatedFrame(image_id, rel, w, h, cam, i, f"{cam}.mp4", tuple(instances)))
+            frames.append(
+                AnnotatedFrame(image_id, rel, w, h, cam, i, f"{cam}.mp4", tuple(instances))
+            )
             image_id += 1
     return frames
 
@@ -84,7 +109,9 @@ def _frames(tmp_path: Path, cameras=("cam0", "cam1"), n=10, size=(320, 300)) -> 
 def test_to_coco_dataset_positives_negatives_and_paths(tmp_path: Path) -> None:
     frames = _frames(tmp_path)
     out = tmp_path / "out"
-    data = to_coco_dataset(frames, out, tmp_path / "det", negative_fraction=0.3, crop_size=64, seed=1)
+    data = to_coco_dataset(
+        frames, out, tmp_path / "det", negative_fraction=0.3, crop_size=64, seed=1
+    )
     positives = [f for f in data if not f.extra.get("negative")]
     negatives = [f for f in data if f.extra.get("negative")]
     assert len(positives) == 12  # 20 frames - 4 empty - 4 with only a rejected mask
@@ -98,7 +125,11 @@ def test_to_coco_dataset_positives_negatives_and_paths(tmp_path: Path) -> None:
         assert (out / f.image_path).is_file()
     for f in crops:
         x0, y0, x1, y1 = f.extra["crop_box_xyxy"]
-        assert (f.width, f.height) == (64, 64) and read_image(out / f.image_path).shape == (64, 64, 3)
+        assert (f.width, f.height) == (64, 64) and read_image(out / f.image_path).shape == (
+            64,
+            64,
+            3,
+        )
         # away from the fish box [150, 140, 190, 160] by the clearance (16 px)
         assert x1 <= 150 - 16 or x0 >= 190 + 16 or y1 <= 140 - 16 or y0 >= 160 + 16
         src = read_image(out / f.extra["source_file_name"])
@@ -107,7 +138,9 @@ def test_to_coco_dataset_positives_negatives_and_paths(tmp_path: Path) -> None:
     assert len({f.image_id for f in data}) == len(data)
     write_coco(data, out / "all.json")
     assert len(COCO(str(out / "all.json")).getImgIds()) == len(data)  # pycocotools loads it
-    again = to_coco_dataset(frames, out, tmp_path / "det", negative_fraction=0.3, crop_size=64, seed=1)
+    again = to_coco_dataset(
+        frames, out, tmp_path / "det", negative_fraction=0.3, crop_size=64, seed=1
+    )
     assert [f.image_path for f in again] == [f.image_path for f in data]  # seeded
 
 
@@ -118,7 +151,9 @@ def test_to_coco_dataset_validates(tmp_path: Path) -> None:
 
 def test_stratified_split_per_camera_no_frame_in_both(tmp_path: Path) -> None:
     frames = _frames(tmp_path, cameras=("a", "b", "c"), n=10)
-    data = to_coco_dataset(frames, tmp_path / "o", tmp_path / "det", negative_fraction=0.3, crop_size=64)
+    data = to_coco_dataset(
+        frames, tmp_path / "o", tmp_path / "det", negative_fraction=0.3, crop_size=64
+    )
     train, val = stratified_split(data, 0.2, seed=3)
     assert len(train) + len(val) == len(data)
     for cam in ("a", "b", "c"):
@@ -176,4 +211,6 @@ def test_written_dataset_round_trips(tmp_path: Path) -> None:
     write_coco(data, out / "train.json")
     back = read_coco(out / "train.json")
     assert [f.image_path for f in back] == [f.image_path for f in data]
-    assert [f.extra.get("negative", False) for f in back] == [f.extra.get("negative", False) for f in data]
+    assert [f.extra.get("negative", False) for f in back] == [
+        f.extra.get("negative", False) for f in data
+    ]

@@ -192,3 +192,27 @@ def test_default_resnet50_fpn_v2_trains_one_step_and_predicts():
     seg.model.roi_heads.detections_per_img = 2
     out = seg.predict(crops(1))
     assert len(out) == 1 and all(isinstance(r, SegmentationResult) for r in out[0])
+
+
+def test_exact_paste_inverts_the_mask_targets_of_thin_fish():
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+    from torchvision.ops import roi_align
+
+    from aquapose.segmentation.model import paste_masks_exact
+
+    # a thin diagonal "fish", 3 px wide: the case where a 1 px pasting error matters
+    yy, xx = np.mgrid[0:64, 0:64]
+    fish = (np.abs(yy - 0.5 * xx - 10) < 1.6) & (xx > 8) & (xx < 50)
+    box = torch.tensor([[xx[fish].min(), yy[fish].min(), xx[fish].max() + 1, yy[fish].max() + 1]], dtype=torch.float32)
+    target = torch.from_numpy(fish.astype(np.float32))[None, None]
+    # the mask head's training target for this box (torchvision's project_masks_on_boxes)
+    small = roi_align(target, torch.cat([torch.zeros(1, 1), box], 1), (28, 28), 1.0)[:, 0]
+
+    def iou(pasted):
+        return (pasted & fish).sum() / (pasted | fish).sum()
+
+    ours = paste_masks_exact(small, box, 64, 64)[0].numpy() >= 0.5
+    theirs = paste_masks_in_image(small[:, None], box, (64, 64))[0, 0].numpy() >= 0.5
+    assert iou(ours) > 0.95
+    assert iou(ours) > iou(theirs) + 0.05
+    assert paste_masks_exact(small[:0], box[:0], 64, 64).shape == (0, 64, 64)

@@ -70,13 +70,25 @@ def test_classical_masks_are_frame_masks_in_detection_order() -> None:
 def test_classical_with_background_drops_the_shadow() -> None:
     frame, background, fish = _scene()
     dets = _detections(fish)
+    # The shadow model (opt-in) also gives clean masks; with the old, larger sure-fish
+    # core (0.5) and no background the shadow stays in the mask.
+    labeler = SAMPseudoLabeler(classical=ClassicalConfig(shadow_model=True))
+    with_bg = labeler.label_frame(frame, dets, background_bgr=background)
+    ious_bg = [mask_iou(m, g) for m, g in zip(with_bg, fish, strict=True)]
+    assert min(ious_bg) > 0.85, ious_bg
+    old = SAMPseudoLabeler(classical=ClassicalConfig(core_fraction=0.5)).label_frame(frame, dets)
+    ious_old = [mask_iou(m, g) for m, g in zip(old, fish, strict=True)]
+    assert np.mean(ious_bg) >= np.mean(ious_old) - 0.02
+
+
+def test_classical_default_ignores_the_background_in_seeding() -> None:
+    frame, background, fish = _scene()
+    dets = _detections(fish)
     labeler = SAMPseudoLabeler()
     plain = labeler.label_frame(frame, dets)
     with_bg = labeler.label_frame(frame, dets, background_bgr=background)
-    ious_bg = [mask_iou(m, g) for m, g in zip(with_bg, fish, strict=True)]
-    ious_plain = [mask_iou(m, g) for m, g in zip(plain, fish, strict=True)]
-    assert min(ious_bg) > 0.85, ious_bg
-    assert np.mean(ious_bg) >= np.mean(ious_plain) - 0.02
+    for a, b in zip(plain, with_bg, strict=True):
+        assert np.array_equal(a, b)
 
 
 def test_classical_without_blob_uses_the_box() -> None:
@@ -94,7 +106,9 @@ def test_classical_downscaled_window_maps_back_to_the_frame() -> None:
     gt = np.zeros((300, 400), np.uint8)
     cv2.ellipse(gt, (210, 160), (120, 40), 10, 0, 360, 1, -1)
     frame[gt.astype(bool)] = (40, 60, 50)
-    det = Detection(mask_to_box_xyxy(gt.astype(bool)) + [-6, -6, 6, 6], 1.0, "c", 0, gt.astype(bool))
+    det = Detection(
+        mask_to_box_xyxy(gt.astype(bool)) + [-6, -6, 6, 6], 1.0, "c", 0, gt.astype(bool)
+    )
     (mask,) = SAMPseudoLabeler(classical=ClassicalConfig(max_side=64)).label_frame(frame, [det])
     assert mask_iou(mask, gt.astype(bool)) > 0.9
 
@@ -138,7 +152,9 @@ def test_sam_missing_checkpoint_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="SAM checkpoint not found: .*sam_vit_b.pth"):
         SAMPseudoLabeler(backend="sam", checkpoint=missing).label_frame(frame, dets)
     with pytest.raises(ValueError, match="model_type must be one of"):
-        SAMPseudoLabeler(backend="sam", checkpoint=missing, model_type="vit_x").label_frame(frame, dets)
+        SAMPseudoLabeler(backend="sam", checkpoint=missing, model_type="vit_x").label_frame(
+            frame, dets
+        )
     with pytest.raises(ValueError, match="sam2.*needs a checkpoint"):
         SAMPseudoLabeler(backend="sam2").label_frame(frame, dets)
     with pytest.raises(FileNotFoundError, match="SAM 2 checkpoint not found"):
@@ -187,18 +203,29 @@ def _tiny_sam() -> object:
     size, patch, dim = 256, 16, 32
     return Sam(
         image_encoder=ImageEncoderViT(
-            img_size=size, patch_size=patch, embed_dim=64, depth=2, num_heads=2,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), out_chans=dim,
-            use_rel_pos=True, window_size=4, global_attn_indexes=(1,),
+            img_size=size,
+            patch_size=patch,
+            embed_dim=64,
+            depth=2,
+            num_heads=2,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            out_chans=dim,
+            use_rel_pos=True,
+            window_size=4,
+            global_attn_indexes=(1,),
         ),
         prompt_encoder=PromptEncoder(
-            embed_dim=dim, image_embedding_size=(size // patch, size // patch),
-            input_image_size=(size, size), mask_in_chans=4,
+            embed_dim=dim,
+            image_embedding_size=(size // patch, size // patch),
+            input_image_size=(size, size),
+            mask_in_chans=4,
         ),
         mask_decoder=MaskDecoder(
             num_multimask_outputs=3,
             transformer=TwoWayTransformer(depth=1, embedding_dim=dim, mlp_dim=64, num_heads=2),
-            transformer_dim=dim, iou_head_depth=2, iou_head_hidden_dim=32,
+            transformer_dim=dim,
+            iou_head_depth=2,
+            iou_head_hidden_dim=32,
         ),
     )
 
@@ -209,8 +236,11 @@ def test_sam_backend_plumbing_with_random_weights(monkeypatch: pytest.MonkeyPatc
     from segment_anything import SamPredictor
 
     frame, _, fish = _scene(h=90, w=200)  # non-square: exercises the resize + padding
-    dets = [Detection([10, 20, 60, 50], 0.9, "cam0", 0), Detection([150, 10, 200, 80], 0.9, "cam0", 0),
-            Detection([80, 40, 120, 89], 0.9, "cam0", 0)]
+    dets = [
+        Detection([10, 20, 60, 50], 0.9, "cam0", 0),
+        Detection([150, 10, 200, 80], 0.9, "cam0", 0),
+        Detection([80, 40, 120, 89], 0.9, "cam0", 0),
+    ]
     seen: dict[str, list] = {"boxes": [], "images": []}
     real_predict, real_set = SamPredictor.predict_torch, SamPredictor.set_image
 
@@ -286,5 +316,5 @@ def test_classical_on_real_fish_pixels_suim() -> None:
         mask_iou(labeler.label_frame(img, [Detection(box, 1.0, "suim", 0)])[0], gt)
         for img, gt, box in instances
     ]
-    # Measured 0.58 (box-only GrabCut on natural underwater photos); see the report.
-    assert np.mean(ious) > 0.5
+    # Measured 0.74 mean over the 30 blobs (box-only GrabCut on natural underwater photos).
+    assert np.mean(ious) > 0.65

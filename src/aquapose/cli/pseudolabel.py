@@ -4,8 +4,9 @@ Output layout (``--out DIR``):
 
 - ``pseudolabels.json``: COCO, every detection's mask, accepted or not. Each
   annotation carries ``accepted`` (bool), ``reject_reason`` (one of
-  ``low_score``/``small_area``/``low_fill``/``high_fill``, or null),
-  ``detection_box_xyxy`` and ``fill``; ``score`` is the detection's score and ``bbox``
+  ``low_score``/``small_area``/``low_fill``/``high_fill``/``low_contrast``, or null),
+  ``detection_box_xyxy``, ``fill`` and ``contrast`` (mean change from the camera's
+  median background, when ``--background``); ``score`` is the detection's score and ``bbox``
   the mask's tight box (the detection box for an empty mask). ``info.pseudolabel``
   holds the settings. Written atomically every ``--save-every`` frames: an
   interrupted run leaves a valid file, and a re-run skips the frames it holds.
@@ -37,20 +38,27 @@ def pseudolabel(
     checkpoint: Path | None = typer.Option(None, help="SAM / SAM 2 checkpoint file."),
     model_type: str = typer.Option("vit_b", help="SAM variant: vit_b, vit_l or vit_h."),
     model_cfg: str | None = typer.Option(
-        None, help="SAM 2 config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml (guessed from a "
-        "released checkpoint's file name)."
+        None,
+        help="SAM 2 config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml (guessed from a "
+        "released checkpoint's file name).",
     ),
     device: str = typer.Option("cpu", help="Torch device of the SAM backends."),
-    mask_choice: str = typer.Option("score", help="SAM: keep the candidate with the best "
-                                     "predicted IoU (score) or the largest (area)."),
+    mask_choice: str = typer.Option(
+        "score",
+        help="SAM: keep the candidate with the best predicted IoU (score) or the largest (area).",
+    ),
     background: bool = typer.Option(
-        True, "--background/--no-background",
+        True,
+        "--background/--no-background",
         help="classical: compare with each camera's median background to drop fish shadows.",
     ),
     min_score: float = typer.Option(0.8, help="Filter: minimum detection score."),
     min_area: int = typer.Option(100, help="Filter: minimum mask area (pixels)."),
     min_fill: float = typer.Option(0.05, help="Filter: minimum mask area / box area."),
     max_fill: float = typer.Option(0.6, help="Filter: maximum mask area / box area."),
+    min_contrast: float = typer.Option(
+        0.25, help="Filter (with --background): minimum mean change from the background."
+    ),
     negative_fraction: float = typer.Option(0.1, help="Share of negative images in train/val."),
     crop_size: int = typer.Option(256, help="Side of the negative background crops (pixels)."),
     val_fraction: float = typer.Option(0.2, help="Share of each camera's frames in val."),
@@ -73,6 +81,7 @@ def pseudolabel(
         REJECT_REASONS,
         FilterConfig,
         SheetItem,
+        background_contrast,
         contact_sheet,
         relative_path,
         stratified_split,
@@ -81,9 +90,14 @@ def pseudolabel(
     from aquapose.segmentation.pseudo_labeler import ClassicalConfig, SAMPseudoLabeler
     from aquapose.segmentation.types import AnnotatedFrame
 
-    filter_cfg = FilterConfig(min_score, min_area, min_fill, max_fill)
+    filter_cfg = FilterConfig(min_score, min_area, min_fill, max_fill, min_contrast)
     labeler = SAMPseudoLabeler(
-        backend, checkpoint, model_type, model_cfg, device, mask_choice=mask_choice  # type: ignore[arg-type]
+        backend,
+        checkpoint,
+        model_type,
+        model_cfg,
+        device,
+        mask_choice=mask_choice,  # type: ignore[arg-type]
     )
     frames = read_coco(detections)
     if not frames:
@@ -132,7 +146,10 @@ def pseudolabel(
 
     def save(complete: bool) -> None:
         ordered = [done[_key(f)] for f in frames if _key(f) in done]
-        info = {"description": "AquaPose pseudo-labels", "pseudolabel": {**settings, "complete": complete}}
+        info = {
+            "description": "AquaPose pseudo-labels",
+            "pseudolabel": {**settings, "complete": complete},
+        }
         write_coco(ordered, labels_path, info=info)
 
     with progress_bar() as progress:
@@ -150,7 +167,10 @@ def pseudolabel(
                     missing_scores += 1
                 dets.append(_detection(frame, inst))
             masks = labeler.label_frame(image, dets, backgrounds.get(frame.camera_id))
-            done[_key(frame)] = _labelled_frame(frame, dets, masks, out, det_root)
+            contrast = None
+            if frame.camera_id in backgrounds:
+                contrast = background_contrast(image, backgrounds[frame.camera_id])
+            done[_key(frame)] = _labelled_frame(frame, dets, masks, out, det_root, contrast)
             progress.advance(task)
             if n % save_every == 0:
                 save(complete=False)
@@ -166,10 +186,16 @@ def pseudolabel(
         labelled, out, out, negative_fraction=negative_fraction, crop_size=crop_size, seed=seed
     )
     train, val = stratified_split(dataset, val_fraction, seed, block_frames=split_block)
-    info = {"description": "AquaPose pseudo-label training set", "source": relative_path(labels_path, out)}
+    info = {
+        "description": "AquaPose pseudo-label training set",
+        "source": relative_path(labels_path, out),
+    }
     write_coco(train, out / "train.json", info={**info, "split": "train"})
     write_coco(val, out / "val.json", info={**info, "split": "val"})
-    write_image(out / "contact_sheet.png", contact_sheet(_sheet_items(labelled, out, sheet_tiles, seed, read_image, SheetItem)))
+    write_image(
+        out / "contact_sheet.png",
+        contact_sheet(_sheet_items(labelled, out, sheet_tiles, seed, read_image, SheetItem)),
+    )
 
     reasons = Counter(
         inst.extra.get("reject_reason") or "accepted" for f in labelled for inst in f.instances
@@ -201,7 +227,9 @@ def _detection(frame: Any, inst: Any) -> Any:
     )
 
 
-def _labelled_frame(frame: Any, dets: list[Any], masks: list[Any], out: Path, det_root: Path) -> Any:
+def _labelled_frame(
+    frame: Any, dets: list[Any], masks: list[Any], out: Path, det_root: Path, contrast: Any = None
+) -> Any:
     """One frame of pseudolabels.json (filter fields filled in later by ``_refilter``)."""
     import numpy as np
 
@@ -218,6 +246,8 @@ def _labelled_frame(frame: Any, dets: list[Any], masks: list[Any], out: Path, de
             "detection_box_xyxy": [float(v) for v in det.box_xyxy],
             "fill": float(np.count_nonzero(mask) / max((x1 - x0) * (y1 - y0), 1e-9)),
         }
+        if contrast is not None:
+            extra["contrast"] = float(contrast[mask].mean()) if mask.any() else 0.0
         instances.append(Instance(box, encode_rle(mask), score=det.score, extra=extra))
     return replace(
         frame,
@@ -233,8 +263,10 @@ def _refilter(frame: Any, filter_cfg: Any) -> Any:
     instances = []
     for inst in frame.instances:
         box = inst.extra.get("detection_box_xyxy", inst.box_xyxy)
-        det = Detection(box, inst.score if inst.score is not None else 1.0, frame.camera_id, frame.frame_index)
-        reason = filter_mask(inst.mask(), det, filter_cfg)
+        det = Detection(
+            box, inst.score if inst.score is not None else 1.0, frame.camera_id, frame.frame_index
+        )
+        reason = filter_mask(inst.mask(), det, filter_cfg, inst.extra.get("contrast"))
         instances.append(
             replace(inst, extra={**inst.extra, "accepted": reason is None, "reject_reason": reason})
         )
@@ -259,7 +291,9 @@ def _median_backgrounds(frames: list[Any], root: Path, samples: int = 25) -> dic
     return out
 
 
-def _sheet_items(frames: list[Any], out: Path, tiles: int, seed: int, read_image: Any, item: Any) -> list[Any]:
+def _sheet_items(
+    frames: list[Any], out: Path, tiles: int, seed: int, read_image: Any, item: Any
+) -> list[Any]:
     """Up to ``tiles`` masks, seeded: rejected ones get up to a third of the tiles."""
     import numpy as np
 
@@ -277,7 +311,11 @@ def _sheet_items(frames: list[Any], out: Path, tiles: int, seed: int, read_image
         path = str(frame.resolve_image(out))
         if path not in cache:
             cache = {path: read_image(path)}  # frames come sorted: keep one in memory
-        caption = f"{frame.camera_id}:{frame.frame_index} " + (inst.extra.get("reject_reason") or "ok")
+        caption = f"{frame.camera_id}:{frame.frame_index} " + (
+            inst.extra.get("reject_reason") or "ok"
+        )
         box = np.asarray(inst.extra.get("detection_box_xyxy", inst.box_xyxy), dtype=float)
-        items.append(item(cache[path], inst.mask(), box, caption, bool(inst.extra.get("accepted", True))))
+        items.append(
+            item(cache[path], inst.mask(), box, caption, bool(inst.extra.get("accepted", True)))
+        )
     return items

@@ -54,6 +54,7 @@ __all__ = [
 ]
 
 _SHADOW = 127
+_OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _FOREGROUND = 255
 #: samples closer than this many frames are read by decoding through, not seeking.
 _SEEK_GAP = 40
@@ -69,10 +70,13 @@ class DetectorConfig:
 
     Attributes:
         history: MOG2 history (frames) used while learning during warm-up.
-        var_threshold: MOG2 squared Mahalanobis threshold; low to catch fish only
-            ~10 grey levels off the floor (noise is removed by morphology/min area).
-        var_min: MOG2 floor on each pixel's variance; with ``var_threshold`` it sets
-            the smallest grey difference that counts: ``sqrt(var_threshold * var_min)``.
+        var_threshold: MOG2 squared Mahalanobis threshold over the 3 channels, in units
+            of the noise variance measured when priming: 64 = a BGR difference 8 noise
+            std long (4.6 std per channel; ~7 grey levels at the noise of compressed video).
+        var_min: MOG2 floor on each pixel's variance (grey levels squared).
+        default_noise_sigma: noise std assumed when priming from a single background
+            image (nothing to measure it on). With the noise std ``s``, a pixel counts
+            when its BGR difference is longer than ``sqrt(var_threshold) * s``.
         detect_shadows: let MOG2 label darker-but-similar pixels shadow (127); they
             are candidates too, this only provides the foreground-only cores.
         shadow_threshold: MOG2 shadow ratio tau (shadow if ``tau <= pixel/bg < 1``).
@@ -101,6 +105,9 @@ class DetectorConfig:
         box_padding: pixels added on each side of a blob's tight box (clipped to the frame).
         shadow_trim: in a blob with a foreground-only (255) core, shadow-labelled pixels
             farther than this from the core are a cast shadow and dropped; 0 = keep.
+        shadow_contrast: ... and pixels of the core's sign with at least this fraction of
+            its contrast are the fish (fins, tail) whatever their distance (a shadow is
+            fainter than a dark fish, and darker than the floor under a light one).
         split_touching: split blobs holding several foreground-only cores.
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
@@ -109,6 +116,11 @@ class DetectorConfig:
         max_neck_ratio: split parts stay apart only where the border between them is
             narrower than this fraction of the thinner part's width (a neck between two
             touching fish); wider borders are one fish with several dark patches.
+        min_part_fraction: each split part must hold at least this fraction of the blob
+            (a fish's tail fin is a smaller, separate "core" behind a narrow neck).
+        sign_split_contrast: a blob holding a region brighter than the background by
+            this many grey levels and one darker by as much is split between them (a
+            light fish touching a dark one).
         max_foreground_fraction: above this candidate fraction the frame is rejected
             (moving camera / global change).
         scale: run MOG2 on the frame resized by this factor (0 < scale <= 1); boxes and
@@ -116,8 +128,9 @@ class DetectorConfig:
     """
 
     history: int = 500
-    var_threshold: float = 16.0
-    var_min: float = 4.0
+    var_threshold: float = 144.0
+    var_min: float = 1.0
+    default_noise_sigma: float = 2.0
     detect_shadows: bool = True
     shadow_threshold: float = 0.5
     learning_rate: float = 0.0
@@ -133,10 +146,13 @@ class DetectorConfig:
     max_blob_area: int = 100_000
     box_padding: int = 4
     shadow_trim: int = 3
+    shadow_contrast: float = 0.35
     split_touching: bool = True
     split_core_depth: float = 0.5
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
+    min_part_fraction: float = 0.2
+    sign_split_contrast: float = 20.0
     max_foreground_fraction: float = 0.3
     scale: float = 1.0
 
@@ -152,6 +168,10 @@ class DetectorConfig:
         need(self.history >= 1, f"history must be >= 1, got {self.history}")
         need(self.var_threshold > 0, f"var_threshold must be > 0, got {self.var_threshold}")
         need(self.var_min > 0, f"var_min must be > 0, got {self.var_min}")
+        need(
+            self.default_noise_sigma > 0,
+            f"default_noise_sigma must be > 0, got {self.default_noise_sigma}",
+        )
         need(0 < self.shadow_threshold < 1, f"shadow_threshold must be in (0, 1), got {self.shadow_threshold}")
         need(
             self.learning_rate == -1 or 0 <= self.learning_rate <= 1,
@@ -172,6 +192,12 @@ class DetectorConfig:
             0 < self.split_core_depth < 1,
             f"split_core_depth must be in (0, 1), got {self.split_core_depth}",
         )
+        need(0 <= self.shadow_contrast <= 1, f"shadow_contrast must be in [0, 1], got {self.shadow_contrast}")
+        need(
+            0 <= self.min_part_fraction < 0.5,
+            f"min_part_fraction must be in [0, 0.5), got {self.min_part_fraction}",
+        )
+        need(self.sign_split_contrast > 0, f"sign_split_contrast must be > 0, got {self.sign_split_contrast}")
         need(self.max_neck_ratio > 0, f"max_neck_ratio must be > 0, got {self.max_neck_ratio}")
         need(
             0 < self.max_foreground_fraction <= 1,
@@ -293,7 +319,10 @@ class MOG2Detector:
         self._frames_seen = 0
         self._primed = False
         self._light: LightField | None = None
-        #: per-channel noise std measured when priming (grey levels), None if not measured.
+        self._background: np.ndarray | None = None  # work-scale BGR uint8
+        self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
+        #: per-channel noise std used for the model (grey levels): measured when primed
+        #: from frames, else ``default_noise_sigma``; None before priming/warm-up.
         self.noise_sigma: float | None = None
         self._frame_shape: tuple[int, int] | None = None
         self._warned = False
@@ -347,13 +376,15 @@ class MOG2Detector:
             work, sigma = robust_background([self._to_work(f) for f in sample], c.correct_light)
         self.reset()
         self._check_shape(frames if single else sample[0])
+        self._background = work
         if c.correct_light:
             self._light = LightField(work)
-        if c.estimate_noise and sigma > 0:
-            self.noise_sigma = sigma
-            variance = max(c.var_min, sigma**2)
-            self._mog.setVarMin(variance)
-            self._mog.setVarInit(variance)
+        if not (c.estimate_noise and sigma > 0):
+            sigma = c.default_noise_sigma
+        self.noise_sigma = sigma
+        variance = max(c.var_min, sigma**2)
+        self._mog.setVarMin(variance)
+        self._mog.setVarInit(variance)
         for i in range(c.prime_repeats):
             self._mog.apply(work, learningRate=1.0 / (i + 1))
         self._primed = True
@@ -369,11 +400,14 @@ class MOG2Detector:
         if not self._primed and self._frames_seen <= c.warmup_frames:
             # Learning phase: OpenCV's automatic rate.
             fg = self._mog.apply(work, learningRate=-1)
-            if c.correct_light and self._frames_seen == c.warmup_frames:
-                self._light = LightField(self._mog.getBackgroundImage())
+            if self._frames_seen == c.warmup_frames:
+                self._background = self._mog.getBackgroundImage()
+                if c.correct_light:
+                    self._light = LightField(self._background)
             return fg
         if self._light is not None:
             work = self._light.correct(work)
+        self._last_work = work
         return self._mog.apply(work, learningRate=c.learning_rate)
 
     def detect(
@@ -444,8 +478,13 @@ class MOG2Detector:
             if area < self._min_area or area > self._max_area:
                 continue
             fg_window = fg[y : y + h, x : x + w]
-            parts = self._trim_shadows(blob, fg_window) if self._trim is not None else [blob]
+            parts = [blob]
+            if self._trim is not None:
+                parts = self._trim_shadows(blob, fg_window, self._contrast(x, y, w, h))
             if c.split_touching:
+                contrast = self._contrast(x, y, w, h)
+                if contrast is not None:
+                    parts = [p for part in parts for p in self._split_by_sign(part, contrast)]
                 parts = [piece for part in parts for piece in self._split(part, fg_window)]
             for part in parts:
                 det = self._to_detection(part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index)
@@ -453,36 +492,74 @@ class MOG2Detector:
                     detections.append(det)
         return detections
 
-    def _trim_shadows(self, blob: np.ndarray, fg_window: np.ndarray) -> list[np.ndarray]:
-        """Keep a blob's shadow-labelled pixels only near its foreground-only pixels.
+    def _contrast(self, x: int, y: int, w: int, h: int) -> np.ndarray | None:
+        """Signed grey difference (frame - background), float32 (h, w), in a window."""
+        if self._background is None or self._last_work is None:
+            return None
+        frame = self._last_work[y : y + h, x : x + w].astype(np.float32)
+        background = self._background[y : y + h, x : x + w].astype(np.float32)
+        return (frame - background).mean(axis=2)
 
-        A blob with a sizeable foreground (255) core is a fish plus, often, its cast
-        shadow (127): the shadow pixels farther than ``shadow_trim`` from the core (and
-        outside the core's convex hull: the body between dark patches) are dropped. A blob without such a core (a dark fish labelled shadow) is kept whole.
-        Returns the pieces that are still big enough for a fish.
+    def _trim_shadows(
+        self, blob: np.ndarray, fg_window: np.ndarray, contrast: np.ndarray | None
+    ) -> list[np.ndarray]:
+        """Drop a fish's cast shadow from its blob; returns the pieces big enough for a fish.
+
+        A blob with a sizeable foreground (255) core is a fish plus, often, its shadow
+        (127). Kept: pixels within ``shadow_trim`` of the core or inside its convex hull
+        (the body between dark patches), and pixels with the core's sign of contrast and
+        at least ``shadow_contrast`` of its strength (fins, tail, a touching dark fish).
+        A shadow is fainter than the dark fish casting it, and darker (not brighter)
+        than the floor under a light fish. A blob without a core (a dark fish labelled
+        shadow) is kept whole.
         """
         core = ((fg_window == _FOREGROUND) & (blob > 0)).astype(np.uint8)
         if np.count_nonzero(core) < self._min_core:
             return [blob]
-        near = cv2.dilate(core, self._trim)
-        points = cv2.findNonZero(core)
-        cv2.fillConvexPoly(near, cv2.convexHull(points), 1)  # body between dark patches
-        kept = blob & near
-        return _components(kept, self._min_area)
+        keep = cv2.dilate(core, self._trim)
+        cv2.fillConvexPoly(keep, cv2.convexHull(cv2.findNonZero(core)), 1)
+        if contrast is not None:
+            level = float(np.median(contrast[core > 0]))
+            floor = max(self.config.shadow_contrast * abs(level), 3.0 * (self.noise_sigma or self.config.default_noise_sigma))
+            keep |= (contrast * np.sign(level) >= floor).astype(np.uint8)
+        return _components(blob & keep, self._min_area)
+
+    def _split_by_sign(self, blob: np.ndarray, contrast: np.ndarray) -> list[np.ndarray]:
+        """Split a blob holding a fish brighter than the floor and one darker than it.
+
+        Each pixel goes to the nearer of the two (opened) regions of contrast beyond
+        +/- ``sign_split_contrast``, when both are big enough for a fish (a light fish's
+        faint shadow is not such a region).
+        """
+        level = max(self.config.sign_split_contrast, 4.0 * (self.noise_sigma or self.config.default_noise_sigma))
+        regions = []
+        for sign in (1.0, -1.0):
+            clear = ((contrast * sign >= level) & (blob > 0)).astype(np.uint8)
+            clear = cv2.morphologyEx(clear, cv2.MORPH_OPEN, _OPEN3)
+            if np.count_nonzero(clear) < self._min_area:
+                return [blob]
+            regions.append(clear)
+        away = [cv2.distanceTransform(1 - r, cv2.DIST_L2, 3) for r in regions]
+        bright = (away[0] <= away[1]).astype(np.uint8)
+        return [p for p in (blob & bright, blob & (1 - bright)) if np.count_nonzero(p)]
 
     def _split(self, blob: np.ndarray, fg_window: np.ndarray) -> list[np.ndarray]:
         """Split a blob (uint8 0/1 window) between its sizeable foreground-only cores.
 
         Cores are the blob's foreground (255) pixels, narrowed to where they are at least
-        ``split_core_depth`` x their deepest point away from their edge (so two dark
-        fish touching at a neck give two cores); a watershed on the blob's distance
+        ``split_core_depth`` x the deepest point of their connected piece away from its
+        edge (so two dark fish touching at a neck give two cores); a watershed on the blob's distance
         transform, seeded by the cores, draws the border between them.
         """
         core = ((fg_window == _FOREGROUND) & (blob > 0)).astype(np.uint8)
         if np.count_nonzero(core) < 2 * self._min_core:
             return [blob]
         depth = cv2.distanceTransform(_pad1(core), cv2.DIST_L2, 3)[1:-1, 1:-1]
-        core = (depth >= max(1.0, self.config.split_core_depth * float(depth.max()))).astype(np.uint8)
+        n, labels = cv2.connectedComponents(core, connectivity=8)
+        deepest = np.zeros(n, np.float32)  # per core component: a small fish's own depth
+        np.maximum.at(deepest, labels.ravel(), depth.ravel())
+        limit = np.maximum(1.0, self.config.split_core_depth * deepest[labels])
+        core = ((depth >= limit) & (labels > 0)).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
         big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= self._min_seed]
         if len(big) < 2:
@@ -495,8 +572,10 @@ class MOG2Detector:
         relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
         cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
         parts = _merge_wide_necks(markers, blob, dist, len(big), self.config.max_neck_ratio)
-        if len(parts) < 2 or any(np.count_nonzero(p) < self._min_area for p in parts):
-            return [blob]  # one fish with several dark patches, or a part too small for a fish
+        areas = [np.count_nonzero(p) for p in parts]
+        smallest = max(self._min_area, self.config.min_part_fraction * sum(areas))
+        if len(parts) < 2 or min(areas) < smallest:
+            return [blob]  # one fish with dark patches, or a part too small (a tail fin)
         return parts
 
     def _to_detection(

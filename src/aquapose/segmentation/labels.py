@@ -24,7 +24,7 @@ from aquapose.segmentation.io.files import read_image, write_image
 from aquapose.segmentation.types import AnnotatedFrame, Detection, as_bool_mask, as_box_xyxy
 
 #: Reasons :func:`filter_mask` can give, in the order they are checked.
-REJECT_REASONS = ("low_score", "small_area", "low_fill", "high_fill")
+REJECT_REASONS = ("low_score", "small_area", "low_fill", "high_fill", "low_contrast")
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,22 @@ class FilterConfig:
             (``low_fill``: the mask lost most of the fish or caught a sliver;
             ``high_fill``: the mask fills the box like a rectangle, i.e. leaked
             into the background).
+        min_contrast: with a background image, masks whose mean
+            :func:`background_contrast` is lower are rejected (``low_contrast``): they
+            hold floor, not fish (detector false positives, lighting changes).
     """
 
     min_score: float = 0.8
     min_area: int = 100
     min_fill: float = 0.05
     max_fill: float = 0.6
+    min_contrast: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
+        if self.min_contrast < 0:
+            raise ValueError(f"min_contrast must be >= 0, got {self.min_contrast}")
         if self.min_area < 0:
             raise ValueError(f"min_area must be >= 0, got {self.min_area}")
         if not 0.0 <= self.min_fill < self.max_fill <= 1.0:
@@ -58,11 +64,16 @@ class FilterConfig:
 
 
 def filter_mask(
-    mask: np.ndarray, detection: Detection, config: FilterConfig | None = None
+    mask: np.ndarray,
+    detection: Detection,
+    config: FilterConfig | None = None,
+    contrast: float | None = None,
 ) -> str | None:
     """Why ``mask`` (bool (H, W) frame mask of ``detection``) is rejected, or None.
 
-    Returns one of :data:`REJECT_REASONS`; the first failing check wins.
+    ``contrast`` is the mask's mean :func:`background_contrast` when a background is
+    known (the ``low_contrast`` check is skipped without it). Returns one of
+    :data:`REJECT_REASONS`; the first failing check wins.
     """
     cfg = config or FilterConfig()
     m = as_bool_mask(mask)
@@ -77,7 +88,23 @@ def filter_mask(
         return "low_fill"
     if fill > cfg.max_fill:
         return "high_fill"
+    if contrast is not None and contrast < cfg.min_contrast:
+        return "low_contrast"
     return None
+
+
+def background_contrast(frame_bgr: np.ndarray, background_bgr: np.ndarray) -> np.ndarray:
+    """Per-pixel change from the background: ``max_c |frame_c / background_c - 1|``
+    (B, G, R; 3x3 blurred), float32 (H, W). 0 on untouched floor, ~0.1-0.4 on a shadow,
+    fish usually higher or with colour change."""
+    if frame_bgr.shape != background_bgr.shape or frame_bgr.ndim != 3:
+        raise ValueError(
+            f"frame and background must be (H, W, 3) of one shape, got {frame_bgr.shape} "
+            f"and {background_bgr.shape}"
+        )
+    frame = cv2.GaussianBlur(frame_bgr, (3, 3), 0).astype(np.float32) + 1.0
+    background = cv2.GaussianBlur(background_bgr, (3, 3), 0).astype(np.float32) + 1.0
+    return np.abs(frame / background - 1.0).max(axis=2)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -311,7 +338,9 @@ def contact_sheet(items: Sequence[SheetItem], tile: int = 128, columns: int = 8)
         scale = tile / max(crop.shape[0], crop.shape[1], 1)
         size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
         view = cv2.resize(crop, size, interpolation=cv2.INTER_LINEAR)
-        small = cv2.resize(mask[y0:y1, x0:x1].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        small = cv2.resize(
+            mask[y0:y1, x0:x1].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST
+        )
         contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         colour = (0, 255, 0) if item.accepted else (0, 0, 255)
         cv2.drawContours(view, contours, -1, colour, 1)

@@ -358,7 +358,7 @@ class MaskRCNNSegmentor:
             with torch.inference_mode():
                 for start in range(0, len(crops), batch_size):
                     batch = [self.to_tensor(c) for c in crops[start : start + batch_size]]
-                    outputs = model(batch)
+                    outputs = _detect(model, batch)
                     for out, region in zip(
                         outputs, checked[start : start + batch_size], strict=True
                     ):
@@ -415,6 +415,59 @@ class MaskRCNNSegmentor:
         seg.model.load_state_dict(data["model"])
         seg.extra = {k: data[k] for k in ("config", "metrics") if k in data}
         return seg
+
+
+def _detect(model: MaskRCNN, batch: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """``model(batch)`` in eval mode, but with masks pasted by :func:`paste_masks_exact`.
+
+    torchvision pastes the ``M x M`` mask of each detection into the image after rounding
+    its box to integers with an inclusive-edge convention: up to a pixel of error, which
+    caps the mask IoU of thin fish near 0.85 even for a perfect mask head.
+    """
+    sizes = [tuple(img.shape[-2:]) for img in batch]
+    images, _ = model.transform(batch)
+    if [tuple(s) for s in images.image_sizes] != sizes:
+        raise RuntimeError(f"the model resized {sizes} to {images.image_sizes}: crop size mismatch")
+    features = model.backbone(images.tensors)
+    proposals, _ = model.rpn(images, features)
+    detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+    for det, (height, width) in zip(detections, sizes, strict=True):
+        det["masks"] = paste_masks_exact(det["masks"][:, 0], det["boxes"], height, width)[:, None]
+    return detections
+
+
+def paste_masks_exact(
+    masks: torch.Tensor, boxes_xyxy: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """Paste ``M x M`` RoI masks into ``height x width`` images, the exact inverse of how
+    torchvision made their training targets (``roi_align(..., aligned=False)`` over the box).
+
+    Args:
+        masks: float ``[N, M, M]`` probabilities.
+        boxes_xyxy: float ``[N, 4]`` image-space boxes.
+    Returns:
+        float ``[N, height, width]`` probabilities (bilinear, 0 outside the box).
+    """
+    n, m = masks.shape[0], masks.shape[-1]
+    if n == 0:
+        return masks.new_zeros((0, height, width))
+    boxes = boxes_xyxy.to(masks.dtype)
+    # roi_align(aligned=False) puts bin j of a box at x0 + (j + 0.5) * bin_w (pixel centres at
+    # integers), with the box side clamped to >= 1; invert that for every pixel centre.
+    bin_w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1.0) / m
+    bin_h = (boxes[:, 3] - boxes[:, 1]).clamp(min=1.0) / m
+    xs = torch.arange(width, dtype=masks.dtype, device=masks.device)
+    ys = torch.arange(height, dtype=masks.dtype, device=masks.device)
+    # grid_sample(align_corners=False) maps bin-centre coordinate u to (2u + 1) / M - 1
+    gx = 2.0 * (xs[None, :] - boxes[:, 0:1]) / (bin_w[:, None] * m) - 1.0
+    gy = 2.0 * (ys[None, :] - boxes[:, 1:2]) / (bin_h[:, None] * m) - 1.0
+    grid = torch.stack(
+        (gx[:, None, :].expand(n, height, width), gy[:, :, None].expand(n, height, width)), dim=-1
+    )
+    pasted = torch.nn.functional.grid_sample(
+        masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return pasted[:, 0]
 
 
 def _to_results(out: dict[str, torch.Tensor], region: CropRegion) -> list[SegmentationResult]:

@@ -88,7 +88,9 @@ class ClassicalConfig:
             to it (GrabCut's cost grows with the pixel count).
         iterations: GrabCut iterations.
         core_fraction: blob pixels whose distance to the blob's edge is at least this
-            fraction of the blob's largest distance are *sure* fish.
+            fraction of the blob's largest distance are *sure* fish (a small core: the
+            blob also holds shadow and halo, GrabCut decides the rest).
+        box_core_fraction: the same for a detection without a blob (core of the box).
         close_fraction: morphological closing kernel, as a fraction of the box's
             longer side, applied before filling holes (joins stripes of a fish).
         shadow_min, shadow_max, shadow_spread: with a background image, a blob pixel
@@ -100,12 +102,17 @@ class ClassicalConfig:
             spread) above ``fish_spread`` is sure fish.
         spread_gain: scale of the ratio spread in the feature image GrabCut models
             when a background is given.
+        shadow_model: use the background image in the seeding (the shadow / ratio
+            model above). Off by default: with faint shadows, plain colour GrabCut
+            seeded by the blob fits the fish better (demo mean IoU 0.70 vs 0.66 on
+            true fish); the background still feeds the ``low_contrast`` filter.
     """
 
-    context: float = 0.25
+    context: float = 0.15
     max_side: int = 160
     iterations: int = 3
-    core_fraction: float = 0.5
+    core_fraction: float = 0.75
+    box_core_fraction: float = 0.5
     close_fraction: float = 0.05
     shadow_min: float = 0.45
     shadow_max: float = 0.97
@@ -113,6 +120,7 @@ class ClassicalConfig:
     fish_bright: float = 1.08
     fish_spread: float = 0.12
     spread_gain: float = 1500.0
+    shadow_model: bool = False
 
     def __post_init__(self) -> None:
         if self.context < 0:
@@ -123,6 +131,8 @@ class ClassicalConfig:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if not 0.0 < self.core_fraction <= 1.0:
             raise ValueError(f"core_fraction must be in (0, 1], got {self.core_fraction}")
+        if not 0.0 < self.box_core_fraction <= 1.0:
+            raise ValueError(f"box_core_fraction must be in (0, 1], got {self.box_core_fraction}")
         if not 0.0 <= self.close_fraction < 1.0:
             raise ValueError(f"close_fraction must be in [0, 1), got {self.close_fraction}")
 
@@ -182,6 +192,8 @@ class _ClassicalBackend:
         background_bgr: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         frame_hw = (frame_bgr.shape[0], frame_bgr.shape[1])
+        if not self.config.shadow_model:
+            background_bgr = None
         out = []
         for i, box in enumerate(boxes_xyxy):
             others = [m for j, m in enumerate(blob_masks) if j != i and m is not None]
@@ -229,9 +241,11 @@ class _ClassicalBackend:
         gc = np.full(image.shape[:2], cv2.GC_BGD, dtype=np.uint8)
         gc[in_box] = cv2.GC_PR_BGD
         small_blob = None if blob is None else to_small(blob) & in_box
+        core_fraction = cfg.core_fraction
         if small_blob is None or not small_blob.any():
             gc[in_box] = cv2.GC_PR_FGD
             small_blob = in_box
+            core_fraction = cfg.box_core_fraction
         else:
             gc[small_blob] = cv2.GC_PR_FGD
         sure = None
@@ -246,7 +260,9 @@ class _ClassicalBackend:
             shadow_like = (
                 (mean > cfg.shadow_min) & (mean < cfg.shadow_max) & (spread < cfg.shadow_spread)
             )
-            sure_fish = (mean > cfg.fish_bright) | (mean < cfg.shadow_min) | (spread > cfg.fish_spread)
+            sure_fish = (
+                (mean > cfg.fish_bright) | (mean < cfg.shadow_min) | (spread > cfg.fish_spread)
+            )
             gc[small_blob & shadow_like] = cv2.GC_PR_BGD
             sure = small_blob & sure_fish
             if np.count_nonzero(sure) < 4:
@@ -258,7 +274,7 @@ class _ClassicalBackend:
         if sure is None:
             dist = cv2.distanceTransform(np.pad(small_blob, 1).astype(np.uint8), cv2.DIST_L2, 3)
             dist = dist[1:-1, 1:-1]
-            sure = dist >= max(1.0, cfg.core_fraction * float(dist.max()))
+            sure = dist >= max(1.0, core_fraction * float(dist.max()))
         gc[sure] = cv2.GC_FGD
         for other in other_blobs:
             # Another fish's blob: background for this box unless our own seeds say fish.
@@ -271,7 +287,10 @@ class _ClassicalBackend:
         else:
             bgd_model = np.zeros((1, 65), np.float64)
             fgd_model = np.zeros((1, 65), np.float64)
-            cv2.grabCut(image, gc, None, bgd_model, fgd_model, cfg.iterations, cv2.GC_INIT_WITH_MASK)
+            cv2.setRNGSeed(0)  # GrabCut's k-means init: same masks on every run
+            cv2.grabCut(
+                image, gc, None, bgd_model, fgd_model, cfg.iterations, cv2.GC_INIT_WITH_MASK
+            )
             fish = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
         if fish.any():
             fish = _fill_holes(_close(fish, round(cfg.close_fraction * max(bx1 - bx0, by1 - by0))))
@@ -402,7 +421,9 @@ class _SamBackend:
                     None, None, boxes=boxes_in.to(predictor.device), multimask_output=True
                 )
                 self.decode_calls += 1
-                chosen = choose_masks(masks.cpu().numpy(), scores.float().cpu().numpy(), self.mask_choice)
+                chosen = choose_masks(
+                    masks.cpu().numpy(), scores.float().cpu().numpy(), self.mask_choice
+                )
                 out.extend(largest_component(m) for m in chosen)
         return out
 
@@ -461,7 +482,9 @@ class _Sam2Backend:
             try:
                 model = build_sam2(cfg, str(path), device=self.device)
             except Exception as err:  # hydra raises its own types for a missing config
-                raise ValueError(f"could not build SAM 2 from config {cfg!r} and {path}: {err}") from None
+                raise ValueError(
+                    f"could not build SAM 2 from config {cfg!r} and {path}: {err}"
+                ) from None
         model.to(self.device).eval()
         return SAM2ImagePredictor(model)
 
@@ -489,7 +512,9 @@ class _Sam2Backend:
                 self.decode_calls += 1
                 masks = np.asarray(masks).reshape(len(chunk), -1, h, w) > 0.5
                 scores = np.asarray(scores).reshape(len(chunk), -1)
-                out.extend(largest_component(m) for m in choose_masks(masks, scores, self.mask_choice))
+                out.extend(
+                    largest_component(m) for m in choose_masks(masks, scores, self.mask_choice)
+                )
         return out
 
 
@@ -534,7 +559,9 @@ class SAMPseudoLabeler:
         if mask_choice not in ("score", "area"):
             raise ValueError(f"mask_choice must be 'score' or 'area', got {mask_choice!r}")
         if backend == "classical" and (checkpoint is not None or model is not None):
-            raise ValueError("backend 'classical' takes no checkpoint or model; use 'sam' or 'sam2'")
+            raise ValueError(
+                "backend 'classical' takes no checkpoint or model; use 'sam' or 'sam2'"
+            )
         self.backend = backend
         self._impl: _Backend
         if backend == "classical":

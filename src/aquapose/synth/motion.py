@@ -512,7 +512,8 @@ def _schedule_events(
                 a, b = planners[i], planners[j]
                 kind = "pair_rest" if rng.random() < 0.35 else "cross"
                 hold = float(rng.uniform(1.5, 4.0)) if kind == "pair_rest" else 0.0
-                t0 = float(rng.uniform(min(1.0, duration * 0.2), max(duration - hold - 0.5, 0.5)))
+                earliest = min(1.0, duration * 0.2)
+                t0 = float(rng.uniform(earliest, max(duration - hold - 0.5, earliest)))
                 window = (t0 - 4.0, t0 + hold + 1.5)
                 if not (a.free(*window) and b.free(*window)):
                     continue
