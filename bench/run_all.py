@@ -24,7 +24,9 @@ from _common import BenchRow, format_table  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a fast check")
-    parser.add_argument("--only", default="", help="comma-separated benchmark names (e.g. detector)")
+    parser.add_argument(
+        "--only", default="", help="comma-separated benchmark names (e.g. detector)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args()
 

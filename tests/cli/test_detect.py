@@ -60,7 +60,9 @@ def clip(tmp_path_factory):
 def test_detect_writes_coco_frames_and_overlays(clip, tmp_path, capsys):
     video, masks = clip
     out = tmp_path / "det"
-    code, _, err = run_cli(["detect", str(video), "--out", str(out), "--every", "5", "--overlay"], capsys)
+    code, _, err = run_cli(
+        ["detect", str(video), "--out", str(out), "--every", "5", "--overlay"], capsys
+    )
     assert code == 0, err
     assert "camA: 4 frames kept, 4 detections" in err
     frames = read_coco(out / "detections.json")
@@ -86,7 +88,13 @@ def test_detect_writes_coco_frames_and_overlays(clip, tmp_path, capsys):
     # The same run scored against its own ground truth.
     gt_frames = [
         AnnotatedFrame(
-            i + 1, f"gt/{i}.png", W, H, "camA", i, "camA.avi",
+            i + 1,
+            f"gt/{i}.png",
+            W,
+            H,
+            "camA",
+            i,
+            "camA.avi",
             (Instance(mask_to_box_xyxy(m), encode_rle(m), fish_id=0, extra={"stationary": False}),),
         )
         for i, m in enumerate(masks)
@@ -94,8 +102,15 @@ def test_detect_writes_coco_frames_and_overlays(clip, tmp_path, capsys):
     gt_path = write_coco(gt_frames, tmp_path / "gt.json")
     report = tmp_path / "report.json"
     code, table, err = run_cli(
-        ["eval-detections", str(out / "detections.json"), str(gt_path), "--json", str(report),
-         "--skip-warmup", "1"],
+        [
+            "eval-detections",
+            str(out / "detections.json"),
+            str(gt_path),
+            "--json",
+            str(report),
+            "--skip-warmup",
+            "1",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -108,7 +123,9 @@ def test_detect_writes_coco_frames_and_overlays(clip, tmp_path, capsys):
 def test_detect_scale_option(clip, tmp_path, capsys):
     video, _ = clip
     out = tmp_path / "half"
-    code, _, err = run_cli(["detect", str(video), "-o", str(out), "--every", "10", "--scale", "0.5"], capsys)
+    code, _, err = run_cli(
+        ["detect", str(video), "-o", str(out), "--every", "10", "--scale", "0.5"], capsys
+    )
     assert code == 0, err
     frames = read_coco(out / "detections.json")
     assert len(frames) == 2 and all(len(f.instances) == 1 for f in frames)
@@ -118,7 +135,9 @@ def test_detect_scale_option(clip, tmp_path, capsys):
 
 def test_detect_errors_are_one_clear_line(clip, tmp_path, capsys):
     video, _ = clip
-    code, _, err = run_cli(["detect", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o")], capsys)
+    code, _, err = run_cli(
+        ["detect", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 1 and "nope.mp4: video file not found" in err and "Traceback" not in err
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x01garbage" * 100)
@@ -130,7 +149,9 @@ def test_detect_errors_are_one_clear_line(clip, tmp_path, capsys):
     twin.write_bytes(video.read_bytes())
     code, _, err = run_cli(["detect", str(video), str(twin), "--out", str(tmp_path / "o")], capsys)
     assert code == 1 and "would both be camera 'camA'" in err
-    code, _, err = run_cli(["eval-detections", str(tmp_path / "none.json"), str(tmp_path / "gt.json")], capsys)
+    code, _, err = run_cli(
+        ["eval-detections", str(tmp_path / "none.json"), str(tmp_path / "gt.json")], capsys
+    )
     assert code == 1 and "none.json" in err
 
 

@@ -33,7 +33,15 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert out.strip() == str(run / "best.pt")
     report = tmp_path / "report.json"
     code, out, err = run_cli(
-        ["evaluate", "--model", str(run / "best.pt"), "--data", str(val_json), "--json", str(report)],
+        [
+            "evaluate",
+            "--model",
+            str(run / "best.pt"),
+            "--data",
+            str(val_json),
+            "--json",
+            str(report),
+        ],
         capsys,
     )
     assert code == 0, err
@@ -48,8 +56,17 @@ def test_train_then_evaluate(tmp_path, capsys):
 def test_unknown_arch_is_one_line_listing_the_names(tmp_path, capsys):
     train_json = make_tiny_coco(tmp_path, num_frames=1, name="train.json")
     code, _, err = run_cli(
-        ["train", "--train", str(train_json), "--val", str(train_json), "--out", str(tmp_path / "r"),
-         "--arch", "unet"],
+        [
+            "train",
+            "--train",
+            str(train_json),
+            "--val",
+            str(train_json),
+            "--out",
+            str(tmp_path / "r"),
+            "--arch",
+            "unet",
+        ],
         capsys,
     )
     assert code == 1
@@ -58,6 +75,7 @@ def test_unknown_arch_is_one_line_listing_the_names(tmp_path, capsys):
 
 def test_evaluate_missing_model(tmp_path, capsys):
     code, _, err = run_cli(
-        ["evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path / "v.json")], capsys
+        ["evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path / "v.json")],
+        capsys,
     )
     assert code == 1 and "checkpoint file not found" in err

@@ -243,3 +243,19 @@ def test_spawned_workers_give_the_same_batches(tmp_path):
     for (img_a, tgt_a), (img_b, tgt_b) in zip(inline, spawned, strict=True):
         assert all(torch.equal(x, y) for x, y in zip(img_a, img_b, strict=True))
         assert all(torch.equal(x["masks"], y["masks"]) for x, y in zip(tgt_a, tgt_b, strict=True))
+
+
+def test_crops_touching_rejected_detections_are_skipped(tmp_path):
+    coco, image, a, b = _two_fish_frame(tmp_path, second_centre=(85, 30))
+    import json
+
+    data = json.loads(coco.read_text())
+    # fish B was rejected by the pseudo-labeler: it may be an unlabelled fish
+    data["images"][0]["rejected_boxes_xyxy"] = [mask_to_box_xyxy(b).tolist(), [0.0, 0.0, 1.0, 1.0]]
+    coco.write_text(json.dumps(data))
+    dataset = CropDataset(coco, crop_size=48)
+    centres = [dataset.crop(i).region for i in range(len(dataset))]
+    assert len(dataset) == 1 and dataset.num_skipped == 1  # B's crop is skipped, A's kept
+    assert centres[0] == compute_crop_region(mask_to_box_xyxy(a), (100, 60), 48)
+    # the tiny 1x1 rejected box is noise and does not count; the key can be turned off
+    assert len(CropDataset(coco, crop_size=48, ignore_boxes_key=None)) == 2

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from aquapose.segmentation.background import LightField, robust_background
 from aquapose.segmentation.detector import (
     DetectorConfig,
     GlobalChangeWarning,
@@ -149,16 +150,34 @@ def test_dark_fish_labelled_shadow_is_still_a_fish(rng):
     assert len(found) == 1 and mask_iou(found[0].blob_mask, mask) > 0.7
 
 
-def test_fish_with_cast_shadow_stays_one_detection(rng):
+@pytest.mark.parametrize(("factor", "delta"), [(0.45, None), (None, 45.0)], ids=["dark", "light"])
+def test_cast_shadow_is_trimmed_from_the_fish(factor, delta, rng):
+    """A fish (dark: foreground core; light: brighter than the floor) with a cast shadow
+    reaching well beyond it: one detection, and its mask is the fish, not the shadow."""
     floor = _floor()
     mask = _fish_mask(80, 60)
-    shadow = _fish_mask(86, 66, half_len=15, half_w=6)
+    shadow = _fish_mask(88, 68, half_len=15, half_w=6) & ~mask
     det = MOG2Detector(DetectorConfig(**SMALL))
     det.prime(floor)
-    found = det.detect(_render(floor, [mask], rng, shadow=shadow & ~mask))
-    assert len(found) == 1 and mask_iou(found[0].blob_mask, mask) > 0.4
+    frame = _render(floor, [mask], rng, factor=factor or 1.0, delta=[delta], shadow=shadow)
+    assert np.mean(det.foreground_mask(frame)[shadow] == 127) > 0.5  # MOG2 sees the shadow
+    found = det.detect(frame)
+    assert len(found) == 1 and mask_iou(found[0].blob_mask, mask) > 0.7
 
 
+def test_light_fish_touching_a_dark_fish_are_split_by_contrast_sign(rng):
+    floor = _floor()
+    light = _fish_mask(62, 60, half_len=16, half_w=6, angle=10)
+    dark = _fish_mask(93, 63, half_len=16, half_w=6, angle=-15)
+    frame = _render(floor, [light, dark], rng, delta=[45.0, None], factor=0.35)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    masks = [d.blob_mask for d in det.detect(frame)]
+    assert len(masks) == 2
+    assert _best_iou(masks, light) > 0.6 and _best_iou(masks, dark) > 0.6
+
+
+@pytest.mark.slow
 def test_stationary_fish_is_found_after_a_long_stop(rng):
     """Swim, rest 120 frames (12 s at 10 fps), swim: the resting fish stays detected."""
     floor = _floor()
@@ -261,7 +280,10 @@ def test_scale_half_maps_boxes_and_masks_back(rng):
     floor = _floor()
     mask = _fish_mask(81, 57, half_len=18, half_w=6, angle=35)
     frame = _render(floor, [mask], rng)
-    full, half = MOG2Detector(DetectorConfig(**SMALL)), MOG2Detector(DetectorConfig(**SMALL, scale=0.5))
+    full, half = (
+        MOG2Detector(DetectorConfig(**SMALL)),
+        MOG2Detector(DetectorConfig(**SMALL, scale=0.5)),
+    )
     full.prime(floor)
     half.prime(floor)
     (a,), (b,) = full.detect(frame), half.detect(frame)
@@ -316,7 +338,9 @@ def test_detect_video_every_n_and_warmup(tmp_path, rng):
     assert [i for i, _, _ in out] == list(range(0, 30, 3))  # primed: frame 0 is usable
     assert all(len(d) == 1 and d[0].camera_id == "camX" for _, _, d in out)
     assert out[0][1].shape == (H, W, 3)
-    learned = list(detect_video(video, DetectorConfig(**SMALL, median_frames=0), camera_id="k", every=4))
+    learned = list(
+        detect_video(video, DetectorConfig(**SMALL, median_frames=0), camera_id="k", every=4)
+    )
     assert [i for i, _, _ in learned] == [12, 16, 20, 24, 28]  # after 10 warm-up frames
     # Re-primed every 15 frames from the median of that segment.
     segmented = list(detect_video(video, DetectorConfig(**SMALL, median_window=15)))
@@ -346,3 +370,57 @@ def test_handheld_moving_camera_warns_instead_of_flooding():
     assert kept == 67
     assert det.rejected_frames >= 0.9 * kept
     assert boxes <= kept  # not a flood: at most ~one box per kept frame
+
+
+def test_robust_background_drops_a_resting_fish_under_drifting_light(rng):
+    """The fish rests in 10 of 25 samples while the light drifts by +-6 %: a plain median
+    keeps a ghost of it, the robust background does not; the noise is measured."""
+    floor = _floor()
+    rest = _fish_mask(80, 60)
+    frames = []
+    for i in range(25):
+        gain = 1.0 + 0.06 * np.sin(i / 3.0)
+        fish = [rest] if i % 5 < 2 else [_fish_mask(15 + 5 * i, 25)]
+        frames.append(_render(floor, fish, rng, gain=gain, noise=1.5))
+    background, sigma = robust_background(frames)
+    ghost = np.abs(background.astype(float) - floor)[rest].mean()
+    plain = np.abs(median_background(frames).astype(float) - floor)[rest].mean()
+    assert ghost < 2.5 < plain
+    assert sigma == pytest.approx(1.5, abs=0.3)
+
+
+def test_light_field_divides_out_gain_and_gradient(rng):
+    floor = _floor().astype(np.float32)
+    xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :, None]
+    lit = np.clip(floor * 1.05 * (1.0 + 0.1 * xx), 0, 255).astype(np.uint8)
+    light = LightField(floor.astype(np.uint8))
+    a, b, _c = light.plane(lit)
+    assert a == pytest.approx(1.05, abs=0.01) and b == pytest.approx(0.105, abs=0.02)
+    residual = np.abs(light.correct(lit).astype(float) - floor)
+    assert residual.mean() < 1.0
+    same = floor.astype(np.uint8)
+    assert light.correct(same) is same  # nothing to correct: no copy
+
+
+def test_flood_of_blobs_is_rejected(rng):
+    floor = _floor()
+    det = MOG2Detector(DetectorConfig(**SMALL, max_blobs=10))
+    det.prime(floor)
+    speckled = floor.copy()
+    for i in range(24):  # 24 dark dots, each the size of a small fish
+        cv2.circle(speckled, (10 + (i % 8) * 18, 20 + (i // 8) * 35), 4, (40, 40, 40), -1)
+    with pytest.warns(GlobalChangeWarning, match="24 blobs"):
+        assert det.detect(speckled) == []
+    assert det.rejected_frames == 1 and "blobs" in det.reject_reason
+
+
+def test_priming_on_a_moving_camera_warns_and_rejects_every_frame(rng):
+    floor = cv2.resize(_floor(), (W * 2, H * 2))
+    frames = [floor[5 * i : 5 * i + H, 7 * i : 7 * i + W].copy() for i in range(12)]
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    with pytest.warns(GlobalChangeWarning, match="moving camera or changing scene"):
+        det.prime(frames)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GlobalChangeWarning)
+        assert all(det.detect(f) == [] for f in frames)
+    assert det.rejected_frames == 12 and "no stable background" in det.reject_reason

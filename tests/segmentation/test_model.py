@@ -203,7 +203,10 @@ def test_exact_paste_inverts_the_mask_targets_of_thin_fish():
     # a thin diagonal "fish", 3 px wide: the case where a 1 px pasting error matters
     yy, xx = np.mgrid[0:64, 0:64]
     fish = (np.abs(yy - 0.5 * xx - 10) < 1.6) & (xx > 8) & (xx < 50)
-    box = torch.tensor([[xx[fish].min(), yy[fish].min(), xx[fish].max() + 1, yy[fish].max() + 1]], dtype=torch.float32)
+    box = torch.tensor(
+        [[xx[fish].min(), yy[fish].min(), xx[fish].max() + 1, yy[fish].max() + 1]],
+        dtype=torch.float32,
+    )
     target = torch.from_numpy(fish.astype(np.float32))[None, None]
     # the mask head's training target for this box (torchvision's project_masks_on_boxes)
     small = roi_align(target, torch.cat([torch.zeros(1, 1), box], 1), (28, 28), 1.0)[:, 0]

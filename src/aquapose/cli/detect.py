@@ -16,7 +16,9 @@ def detect(
         ..., help="Video files, one per camera; the camera id is the file name's stem."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
-    every: int = typer.Option(1, "--every", min=1, help="Keep every N-th frame (all are modelled)."),
+    every: int = typer.Option(
+        1, "--every", min=1, help="Keep every N-th frame (all are modelled)."
+    ),
     overlay: bool = typer.Option(
         False, "--overlay", help="Also write overlay/<camera_id>/<frame>.png with boxes drawn."
     ),
@@ -24,8 +26,11 @@ def detect(
         1.0, "--scale", help="Run background subtraction at this resolution factor (0 < s <= 1)."
     ),
     median_frames: int = typer.Option(
-        25, "--median-frames", min=0, help="Frames spread over the clip for the median background "
-        "that primes the model (0: learn during warm-up instead)."
+        25,
+        "--median-frames",
+        min=0,
+        help="Frames spread over the clip for the median background "
+        "that primes the model (0: learn during warm-up instead).",
     ),
     max_frames: int | None = typer.Option(
         None, "--max-frames", min=1, help="Stop after this many frames per video."
@@ -70,7 +75,7 @@ def detect(
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "detector_config.json", config.to_dict(), indent=2)
     frames: list[AnnotatedFrame] = []
-    summary: list[tuple[str, int, int, int]] = []
+    summary: list[tuple[str, int, int, int, str]] = []
     with progress_bar() as progress, warnings.catch_warnings():
         warnings.simplefilter("ignore", GlobalChangeWarning)  # summarised below instead
         for camera_id, video in cameras.items():
@@ -111,16 +116,17 @@ def detect(
                 found += len(instances)
                 progress.update(task, completed=index + 1)
             progress.update(task, completed=total if total > 0 else kept)
-            summary.append((camera_id, kept, found, detector.rejected_frames))
+            summary.append(
+                (camera_id, kept, found, detector.rejected_frames, detector.reject_reason)
+            )
     write_coco(frames, out / "detections.json", info={"description": "AquaPose MOG2 detections"})
 
-    for camera_id, kept, found, rejected in summary:
+    for camera_id, kept, found, rejected, reason in summary:
         console.print(f"{camera_id}: {kept} frames kept, {found} detections")
         if rejected:
             console.print(
-                f"[yellow]warning:[/] {camera_id}: {rejected} frames rejected, more than "
-                f"{config.max_foreground_fraction:.0%} of the frame changed at once (moving "
-                "camera or sudden lighting change); they have no detections",
+                f"[yellow]warning:[/] {camera_id}: {rejected} frames rejected ({reason}): "
+                "moving camera or sudden global change; they have no detections",
                 highlight=False,
             )
     console.print(f"wrote {out / 'detections.json'}")
@@ -141,8 +147,10 @@ def eval_detections(
     ),
     iou: float = typer.Option(0.3, "--iou", help="Minimum blob-mask IoU of a match."),
     coverage: float | None = typer.Option(
-        None, "--coverage", help="Match by the fraction of the fish inside the detection's "
-        "mask (>= this) instead of IoU: was the fish found, shadow in the blob or not."
+        None,
+        "--coverage",
+        help="Match by the fraction of the fish inside the detection's "
+        "mask (>= this) instead of IoU: was the fish found, shadow in the blob or not.",
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the numbers as JSON."),
 ) -> None:

@@ -4,7 +4,25 @@ The public API is flat: import what you need from here.
 """
 
 from aquapose.segmentation.crops import compute_crop_region, extract_crop, paste_mask
+from aquapose.segmentation.dataset import CropDataset, collate_fn  # noqa: E402
+
+# Stage imports (one line per stage, kept in chain order).
+# -- stages --
+from aquapose.segmentation.detector import DetectorConfig, MOG2Detector, detect_video  # noqa: E402
+from aquapose.segmentation.evaluation import EvalReport, evaluate  # noqa: E402
 from aquapose.segmentation.io.coco import CocoFormatError, read_coco, write_coco
+from aquapose.segmentation.io.labelstudio import (  # noqa: E402
+    ImportReport,
+    LabelStudioFormatError,
+    export_to_label_studio,
+    import_from_label_studio,
+)
+from aquapose.segmentation.labels import (  # noqa: E402
+    FilterConfig,
+    filter_mask,
+    stratified_split,
+    to_coco_dataset,
+)
 from aquapose.segmentation.masks import (
     decode_rle,
     encode_rle,
@@ -13,6 +31,9 @@ from aquapose.segmentation.masks import (
     mask_to_box_xyxy,
 )
 from aquapose.segmentation.metrics import Match, match_masks
+from aquapose.segmentation.model import MaskRCNNSegmentor  # noqa: E402
+from aquapose.segmentation.pseudo_labeler import ClassicalConfig, SAMPseudoLabeler  # noqa: E402
+from aquapose.segmentation.training import TrainConfig, train  # noqa: E402
 from aquapose.segmentation.types import (
     AnnotatedFrame,
     CropRegion,
@@ -20,27 +41,6 @@ from aquapose.segmentation.types import (
     Instance,
     SegmentationResult,
 )
-
-# Stage imports (one line per stage, kept in chain order).
-# -- stages --
-from aquapose.segmentation.detector import DetectorConfig, MOG2Detector, detect_video  # noqa: E402
-from aquapose.segmentation.labels import (  # noqa: E402
-    FilterConfig,
-    filter_mask,
-    stratified_split,
-    to_coco_dataset,
-)
-from aquapose.segmentation.pseudo_labeler import ClassicalConfig, SAMPseudoLabeler  # noqa: E402
-from aquapose.segmentation.io.labelstudio import (  # noqa: E402
-    ImportReport,
-    LabelStudioFormatError,
-    export_to_label_studio,
-    import_from_label_studio,
-)
-from aquapose.segmentation.dataset import CropDataset, collate_fn  # noqa: E402
-from aquapose.segmentation.model import MaskRCNNSegmentor  # noqa: E402
-from aquapose.segmentation.training import TrainConfig, train  # noqa: E402
-from aquapose.segmentation.evaluation import EvalReport, evaluate  # noqa: E402
 
 __all__ = [
     "AnnotatedFrame",

@@ -109,6 +109,11 @@ class CropDataset(torch.utils.data.Dataset):
             the window (never so far that the centred fish leaves the crop).
         min_visible_area: fish with fewer visible pixels in a crop are not targets.
         brightness, contrast: colour jitter strengths when augmenting.
+        ignore_boxes_key: image field listing frame-space ``xyxy`` boxes of fish that may
+            be unlabelled (``aquapose pseudolabel`` writes the detections it rejected as
+            ``rejected_boxes_xyxy``). A sample whose window (with its largest shift) overlaps
+            one of them (area >= ``min_visible_area``) is skipped rather than teach the
+            model that a fish is background; so is an image without fish that has one.
     """
 
     def __init__(
@@ -124,6 +129,7 @@ class CropDataset(torch.utils.data.Dataset):
         min_visible_area: int = 20,
         brightness: float = 0.25,
         contrast: float = 0.25,
+        ignore_boxes_key: str | None = "rejected_boxes_xyxy",
     ) -> None:
         if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
             raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
@@ -144,9 +150,14 @@ class CropDataset(torch.utils.data.Dataset):
         self._transform = build_augmentation(brightness, contrast) if augment else None
         # (frame index, instance index or -1 for a negative)
         self.samples: list[tuple[int, int]] = []
+        self.num_skipped = 0
         for f_idx, frame in enumerate(self.frames):
+            ignore = self._ignore_boxes(frame, ignore_boxes_key)
             if not frame.instances:
-                self.samples.append((f_idx, -1))
+                if ignore.size:
+                    self.num_skipped += 1
+                else:
+                    self.samples.append((f_idx, -1))
                 continue
             for i_idx, inst in enumerate(frame.instances):
                 if inst.rle is None:
@@ -154,9 +165,37 @@ class CropDataset(torch.utils.data.Dataset):
                         f"{self.coco_json}: image {frame.image_id} has a fish without a mask "
                         "(box-only annotation); CropDataset needs a segmentation for every fish"
                     )
-                self.samples.append((f_idx, i_idx))
+                if ignore.size and self._touches(frame, inst.box_xyxy, ignore):
+                    self.num_skipped += 1
+                else:
+                    self.samples.append((f_idx, i_idx))
         if not self.samples:
-            raise ValueError(f"{self.coco_json}: no images, nothing to train or evaluate on")
+            raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
+
+    def _ignore_boxes(self, frame: AnnotatedFrame, key: str | None) -> np.ndarray:
+        boxes = np.asarray(frame.extra.get(key) or [] if key else [], dtype=np.float64)
+        if boxes.size == 0:
+            return np.zeros((0, 4))
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(
+                f"{self.coco_json}: image {frame.image_id}: '{key}' must be a list of "
+                f"[x0, y0, x1, y1] boxes, got shape {boxes.shape}"
+            )
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return boxes[areas >= self.min_visible_area]
+
+    def _touches(self, frame: AnnotatedFrame, box: np.ndarray, ignore: np.ndarray) -> bool:
+        """Whether the crop window of ``box``, grown by the largest shift, overlaps ``ignore``."""
+        region = compute_crop_region(box, (frame.width, frame.height), self.crop_size, self.margin)
+        grow = self.max_shift * region.size if self.augment else 0.0
+        w = region.box_xyxy + np.array([-grow, -grow, grow, grow])
+        hits = (
+            (ignore[:, 0] < w[2])
+            & (ignore[:, 2] > w[0])
+            & (ignore[:, 1] < w[3])
+            & (ignore[:, 3] > w[1])
+        )
+        return bool(hits.any())
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ def _instance_rle(inst: Instance, height: int, width: int) -> dict[str, Any]:
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
-def _load(frames: Sequence[AnnotatedFrame] | str | Path | Iterable[str | Path], what: str):
+def _load(frames: Any, what: str) -> list[AnnotatedFrame]:
     """Frames from a list of frames, one COCO path, or several COCO paths."""
     if isinstance(frames, (str, Path)):
         return list(read_coco(frames))
@@ -225,8 +225,15 @@ def evaluate_detections(
     gt_index = _index(_load(ground_truth, "ground truth"), "ground truth")
 
     counts: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"frames": 0, "gt": 0, "det": 0, "tp": 0, "iou": 0.0,
-                 "fgt": defaultdict(int), "ftp": defaultdict(int)}
+        lambda: {
+            "frames": 0,
+            "gt": 0,
+            "det": 0,
+            "tp": 0,
+            "iou": 0.0,
+            "fgt": defaultdict(int),
+            "ftp": defaultdict(int),
+        }
     )
     missing = 0
     for key in sorted(det_index):

@@ -5,21 +5,24 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **dark fish labelled shadow**: candidate pixels are shadow (127) ∪ foreground (255);
   a blob holding several sizeable foreground-only cores (255) is split by a watershed
   on its distance transform, seeded by those cores (touching fish -> one box each);
-- **stationary fish**: after warm-up the model learns very slowly
-  (``learning_rate``), and :func:`detect_video` primes it with a per-pixel *median*
-  background of frames spread over the clip, so a fish that stops is still
-  foreground. Limit: a fish that never moves during the median window is part of
-  that median and is not found;
-- **warm-up**: an unprimed model returns no detections for ``warmup_frames`` frames;
-  priming (:meth:`MOG2Detector.prime`) makes every frame usable;
+  a light fish touching a dark one is split by the sign of its contrast;
+- **cast shadows**: in a blob with a foreground core, shadow pixels far from the core
+  and fainter than the fish (or darker than the floor under a light fish) are dropped;
+- **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
+  :func:`detect_video` primes it with a robust background of frames spread over the
+  clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
+  stops is still foreground. Limit: a fish that stays put in more than about half of
+  the sampled frames is part of that background and is not found;
+- **warm-up**: an unprimed model learns for ``warmup_frames`` frames and returns no
+  detections meanwhile; priming (:meth:`MOG2Detector.prime`) makes every frame usable;
 - **slow illumination drift / moving light**: the light change between background
   and frame (global gain + gradient, fitted robustly) is divided out before
   subtraction (a frozen model would otherwise see it as fish);
 - **sensor noise and compression**: priming measures the noise and sets MOG2's
-  variance floor from it;
-- **noise**: morphological open/close and a minimum blob area;
+  variance from it; morphological open/close and a minimum blob area remove specks;
 - **moving camera / sudden global change**: when more than
-  ``max_foreground_fraction`` of the frame is candidate, a
+  ``max_foreground_fraction`` of the frame is candidate, when it holds more than
+  ``max_blobs`` blobs, or when priming found no stable background, a
   :class:`GlobalChangeWarning` is issued (once per run) and the frame yields no
   detections; :attr:`MOG2Detector.rejected_frames` counts them.
 
@@ -37,9 +40,22 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
-from aquapose.segmentation._illumination import LightField
+from aquapose.segmentation._blobs import (
+    BlobRules,
+    detection_rle,
+    kernel,
+    split_by_cores,
+    split_by_sign,
+    trim_shadows,
+)
+from aquapose.segmentation.background import (
+    LightField,
+    check_frame,
+    median_background,
+    robust_background,
+)
+from aquapose.segmentation.io.video import open_video, sample_frames
 from aquapose.segmentation.types import Detection
 
 __all__ = [
@@ -53,12 +69,6 @@ __all__ = [
     "open_video",
 ]
 
-_SHADOW = 127
-_OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-_FOREGROUND = 255
-#: samples closer than this many frames are read by decoding through, not seeking.
-_SEEK_GAP = 40
-
 
 class GlobalChangeWarning(UserWarning):
     """Most of the frame changed at once (moving camera, lights switched): frame skipped."""
@@ -71,33 +81,37 @@ class DetectorConfig:
     Attributes:
         history: MOG2 history (frames) used while learning during warm-up.
         var_threshold: MOG2 squared Mahalanobis threshold over the 3 channels, in units
-            of the noise variance measured when priming: 64 = a BGR difference 8 noise
-            std long (4.6 std per channel; ~7 grey levels at the noise of compressed video).
+            of the noise variance measured when priming: 144 = a BGR difference 12 noise
+            std long (~7 std per channel: ~9 grey levels at the noise of compressed
+            video, sigma ~1.3). Lower finds fainter fish but lets faint cast shadows in.
         var_min: MOG2 floor on each pixel's variance (grey levels squared).
         default_noise_sigma: noise std assumed when priming from a single background
             image (nothing to measure it on). With the noise std ``s``, a pixel counts
             when its BGR difference is longer than ``sqrt(var_threshold) * s``.
+        max_noise_sigma: a measured noise std above this is not noise (the priming
+            frames do not share one background: moving camera): warn, and reject every
+            frame until primed again.
         detect_shadows: let MOG2 label darker-but-similar pixels shadow (127); they
             are candidates too, this only provides the foreground-only cores.
         shadow_threshold: MOG2 shadow ratio tau (shadow if ``tau <= pixel/bg < 1``).
         learning_rate: MOG2 learning rate after warm-up/priming. 0 freezes the model
-            (stationary fish stay foreground forever); -1 is OpenCV's automatic rate
-            (a fish that stops disappears in ~2 s).
+            (stationary fish stay foreground; light changes are divided out instead);
+            -1 is OpenCV's automatic rate (a fish that stops disappears in ~2 s).
         warmup_frames: frames fed with OpenCV's automatic learning rate before an
             unprimed detector returns detections.
-        prime_repeats: times the median background is fed to a fresh model by
+        prime_repeats: times the background image is fed to a fresh model by
             :meth:`MOG2Detector.prime`.
-        median_frames: frames sampled (evenly spread) by :func:`detect_video` to
-            build the median background; 0 disables priming (warm-up learning instead).
-        median_window: frames per median segment in :func:`detect_video`; the model
-            is re-primed at each segment (long clips with lighting changes). 0 = the
-            whole clip is one segment.
+        median_frames: frames sampled (evenly spread) by :func:`detect_video` to build
+            the background; 0 disables priming (warm-up learning instead).
+        median_window: frames per background segment in :func:`detect_video`; the model
+            is re-primed at each segment (long clips, lighting changes). 0 = the whole
+            clip is one segment.
         correct_light: divide out the light change between the background and each
             frame (global gain and a gradient, fitted robustly): slow illumination drift
             and a moving light are not foreground.
-        estimate_noise: when priming from several frames, raise MOG2's variance floor
-            to the noise measured in them (sensor noise + compression), so noise is not
-            foreground; ``var_min`` stays the lower bound.
+        estimate_noise: when priming from several frames, set MOG2's variance to the
+            noise measured in them (sensor noise + compression); ``var_min`` stays the
+            lower bound.
         open_kernel: side of the elliptic opening kernel (noise removal); 0 = off.
         close_kernel: side of the elliptic closing kernel (joins fish fragments); 0 = off.
         min_blob_area: blobs (or split parts) smaller than this are noise.
@@ -108,7 +122,8 @@ class DetectorConfig:
         shadow_contrast: ... and pixels of the core's sign with at least this fraction of
             its contrast are the fish (fins, tail) whatever their distance (a shadow is
             fainter than a dark fish, and darker than the floor under a light one).
-        split_touching: split blobs holding several foreground-only cores.
+        split_touching: split blobs holding several foreground-only cores (and light +
+            dark fish by contrast sign).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
         min_core_area: a core is "sizeable" (a seed) with at least this many pixels, and
@@ -122,7 +137,8 @@ class DetectorConfig:
             this many grey levels and one darker by as much is split between them (a
             light fish touching a dark one).
         max_foreground_fraction: above this candidate fraction the frame is rejected
-            (moving camera / global change).
+            (moving camera / global change; 9 fish cover ~1 % of a frame).
+        max_blobs: a frame with more blobs of fish size than this is rejected too.
         scale: run MOG2 on the frame resized by this factor (0 < scale <= 1); boxes and
             masks are mapped back to full-frame coordinates.
     """
@@ -131,6 +147,7 @@ class DetectorConfig:
     var_threshold: float = 144.0
     var_min: float = 1.0
     default_noise_sigma: float = 2.0
+    max_noise_sigma: float = 6.0
     detect_shadows: bool = True
     shadow_threshold: float = 0.5
     learning_rate: float = 0.0
@@ -153,7 +170,8 @@ class DetectorConfig:
     max_neck_ratio: float = 0.7
     min_part_fraction: float = 0.2
     sign_split_contrast: float = 20.0
-    max_foreground_fraction: float = 0.3
+    max_foreground_fraction: float = 0.1
+    max_blobs: int = 40
     scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -161,18 +179,34 @@ class DetectorConfig:
             if not ok:
                 raise ValueError(f"DetectorConfig: {message}")
 
-        for name in ("history", "warmup_frames", "prime_repeats", "median_frames", "median_window"):
+        for name in (
+            "history",
+            "max_blobs",
+            "warmup_frames",
+            "prime_repeats",
+            "median_frames",
+            "median_window",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"DetectorConfig: {name} must be an int, got {value!r}")
         need(self.history >= 1, f"history must be >= 1, got {self.history}")
+        need(self.max_blobs >= 1, f"max_blobs must be >= 1, got {self.max_blobs}")
         need(self.var_threshold > 0, f"var_threshold must be > 0, got {self.var_threshold}")
         need(self.var_min > 0, f"var_min must be > 0, got {self.var_min}")
+        need(
+            self.max_noise_sigma >= self.default_noise_sigma > 0,
+            "need max_noise_sigma >= default_noise_sigma > 0, got "
+            f"{self.max_noise_sigma} and {self.default_noise_sigma}",
+        )
         need(
             self.default_noise_sigma > 0,
             f"default_noise_sigma must be > 0, got {self.default_noise_sigma}",
         )
-        need(0 < self.shadow_threshold < 1, f"shadow_threshold must be in (0, 1), got {self.shadow_threshold}")
+        need(
+            0 < self.shadow_threshold < 1,
+            f"shadow_threshold must be in (0, 1), got {self.shadow_threshold}",
+        )
         need(
             self.learning_rate == -1 or 0 <= self.learning_rate <= 1,
             f"learning_rate must be in [0, 1] or -1 (automatic), got {self.learning_rate}",
@@ -192,12 +226,18 @@ class DetectorConfig:
             0 < self.split_core_depth < 1,
             f"split_core_depth must be in (0, 1), got {self.split_core_depth}",
         )
-        need(0 <= self.shadow_contrast <= 1, f"shadow_contrast must be in [0, 1], got {self.shadow_contrast}")
+        need(
+            0 <= self.shadow_contrast <= 1,
+            f"shadow_contrast must be in [0, 1], got {self.shadow_contrast}",
+        )
         need(
             0 <= self.min_part_fraction < 0.5,
             f"min_part_fraction must be in [0, 0.5), got {self.min_part_fraction}",
         )
-        need(self.sign_split_contrast > 0, f"sign_split_contrast must be > 0, got {self.sign_split_contrast}")
+        need(
+            self.sign_split_contrast > 0,
+            f"sign_split_contrast must be > 0, got {self.sign_split_contrast}",
+        )
         need(self.max_neck_ratio > 0, f"max_neck_ratio must be > 0, got {self.max_neck_ratio}")
         need(
             0 < self.max_foreground_fraction <= 1,
@@ -207,81 +247,6 @@ class DetectorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _pad1(mask: np.ndarray) -> np.ndarray:
-    """One-pixel zero border, so distances count from the window's edge too."""
-    return cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-
-
-def _kernel(side: float) -> np.ndarray | None:
-    """Elliptic kernel of the nearest odd side (even kernels shift the mask); None if < 3."""
-    odd = 2 * int(round((side - 1) / 2)) + 1
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd, odd)) if odd >= 3 else None
-
-
-def _check_frame(frame: Any) -> np.ndarray:
-    if not isinstance(frame, np.ndarray):
-        raise TypeError(f"frame must be a numpy array (H, W, 3) uint8 BGR, got {type(frame).__name__}")
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(
-            f"frame must be (H, W, 3) uint8 BGR, got shape {frame.shape} dtype {frame.dtype}"
-        )
-    if frame.shape[0] < 2 or frame.shape[1] < 2:
-        raise ValueError(f"frame is too small: {frame.shape}")
-    return frame
-
-
-def median_background(frames: Iterable[np.ndarray]) -> np.ndarray:
-    """Per-pixel median of same-size BGR frames: (H, W, 3) uint8.
-
-    A fish that moves during most of the frames is removed; one that stays put in
-    more than half of them remains part of the background.
-    """
-    stack = [_check_frame(f) for f in frames]
-    if not stack:
-        raise ValueError("median_background needs at least one frame, got none")
-    shapes = {f.shape for f in stack}
-    if len(shapes) != 1:
-        raise ValueError(f"all frames must have the same shape, got {sorted(shapes)}")
-    out = np.empty_like(stack[0])
-    rows = stack[0].shape[0]
-    step = max(1, rows // 8)  # row bands keep the temporary stack small
-    for y in range(0, rows, step):
-        band = np.stack([f[y : y + step] for f in stack])
-        out[y : y + step] = np.median(band, axis=0).astype(np.uint8)
-    return out
-
-
-def robust_background(
-    frames: Sequence[np.ndarray], correct_light: bool = True
-) -> tuple[np.ndarray, float]:
-    """Background image of a clip from sample frames, and the noise std around it.
-
-    1. per-pixel median of the frames; 2. each frame's light change against it divided
-    out (:class:`LightField`), median again; 3. per pixel, the mean of the samples within
-    3 noise std (at least 4 grey levels) of that median. Fish and their shadows that
-    stay in one place in up to about half of the samples are left out (a plain median
-    of frames under drifting light keeps a faint ghost of them).
-
-    Returns ((H, W, 3) uint8 background, per-channel noise std in grey levels).
-    """
-    first = median_background(frames)
-    if len(frames) < 2:
-        return first, 0.0
-    light = LightField(first)
-    corrected = [light.correct(f) for f in frames] if correct_light else list(frames)
-    median = median_background(corrected)
-    sigma = LightField(median).noise_sigma(corrected, median, corrected=True)
-    limit = max(4.0, 3.0 * sigma)
-    total = np.zeros(median.shape, np.float32)
-    count = np.zeros(median.shape, np.float32)
-    for image in corrected:
-        inlier = (cv2.absdiff(image, median) <= limit).astype(np.float32)
-        total += image * inlier
-        count += inlier
-    background = np.where(count > 0, total / np.maximum(count, 1.0), median)
-    return np.clip(np.rint(background), 0, 255).astype(np.uint8), sigma
 
 
 class MOG2Detector:
@@ -298,13 +263,22 @@ class MOG2Detector:
         self.config = config or DetectorConfig()
         c = self.config
         s2 = c.scale * c.scale
-        self._open = _kernel(c.open_kernel * c.scale)
-        self._close = _kernel(c.close_kernel * c.scale)
+        self._open = kernel(c.open_kernel * c.scale)
+        self._close = kernel(c.close_kernel * c.scale)
         self._min_area = max(1.0, c.min_blob_area * s2)
         self._max_area = c.max_blob_area * s2
-        self._min_core = max(1.0, c.min_core_area * s2)
-        self._min_seed = self._min_core / 2.0
-        self._trim = _kernel(2 * c.shadow_trim * c.scale + 1) if c.shadow_trim > 0 else None
+        min_core = max(1.0, c.min_core_area * s2)
+        self._rules = BlobRules(
+            min_area=self._min_area,
+            min_core=min_core,
+            min_seed=min_core / 2.0,
+            trim=kernel(2 * c.shadow_trim * c.scale + 1) if c.shadow_trim > 0 else None,
+            shadow_contrast=c.shadow_contrast,
+            split_core_depth=c.split_core_depth,
+            max_neck_ratio=c.max_neck_ratio,
+            min_part_fraction=c.min_part_fraction,
+            sign_split_contrast=c.sign_split_contrast,
+        )
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -320,14 +294,17 @@ class MOG2Detector:
         self._primed = False
         self._light: LightField | None = None
         self._background: np.ndarray | None = None  # work-scale BGR uint8
+        self._background_grey: np.ndarray | None = None
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
         #: per-channel noise std used for the model (grey levels): measured when primed
         #: from frames, else ``default_noise_sigma``; None before priming/warm-up.
         self.noise_sigma: float | None = None
         self._frame_shape: tuple[int, int] | None = None
         self._warned = False
-        #: frames skipped by the global-change guard since the last reset.
+        self._unstable = 0.0  # measured noise when priming found no stable background
+        #: frames skipped by the global-change guard since the last reset, and why (last).
         self.rejected_frames = 0
+        self.reject_reason = ""
         #: candidate (shadow ∪ foreground) fraction of the last frame, before morphology.
         self.last_foreground_fraction = 0.0
 
@@ -359,28 +336,39 @@ class MOG2Detector:
             )
 
     def prime(self, frames: Sequence[np.ndarray] | np.ndarray) -> None:
-        """Reset the model and seed it with the median background of ``frames``.
+        """Reset the model and seed it with the robust background of ``frames``.
 
-        ``frames`` is a list of (H, W, 3) BGR frames (or a single background image).
-        Afterwards every frame gives detections (no warm-up).
+        ``frames`` is a list of (H, W, 3) BGR frames spread over the clip (their noise is
+        measured too), or a single background image. Afterwards every frame gives
+        detections (no warm-up). Warns (:class:`GlobalChangeWarning`) when the frames
+        share no stable background (moving camera); every frame is then rejected.
         """
         c = self.config
-        single = isinstance(frames, np.ndarray) and frames.ndim == 3
-        if single:
-            work = self._to_work(_check_frame(frames))
-            sigma = 0.0
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:
+            sample = [check_frame(frames)]
+            work, sigma = self._to_work(sample[0]), 0.0
         else:
-            sample = [_check_frame(f) for f in frames]
+            sample = [check_frame(f) for f in frames]
             if not sample:
                 raise ValueError("prime needs at least one frame, got none")
             work, sigma = robust_background([self._to_work(f) for f in sample], c.correct_light)
         self.reset()
-        self._check_shape(frames if single else sample[0])
+        self._check_shape(sample[0])
         self._background = work
         if c.correct_light:
             self._light = LightField(work)
         if not (c.estimate_noise and sigma > 0):
             sigma = c.default_noise_sigma
+        elif sigma > c.max_noise_sigma:
+            warnings.warn(
+                f"the priming frames differ from their median by {sigma:.1f} grey levels (std), "
+                f"far more than sensor noise: moving camera or changing scene? Using "
+                f"{c.max_noise_sigma:g}",
+                GlobalChangeWarning,
+                stacklevel=2,
+            )
+            self._unstable = sigma
+            sigma = c.max_noise_sigma
         self.noise_sigma = sigma
         variance = max(c.var_min, sigma**2)
         self._mog.setVarMin(variance)
@@ -392,7 +380,7 @@ class MOG2Detector:
     # -- per frame ---------------------------------------------------------------------
     def foreground_mask(self, frame_bgr: np.ndarray) -> np.ndarray:
         """Feed one frame to the model; MOG2's mask at working scale (0/127/255 uint8)."""
-        frame = _check_frame(frame_bgr)
+        frame = check_frame(frame_bgr)
         self._check_shape(frame)
         work = self._to_work(frame)
         c = self.config
@@ -436,16 +424,16 @@ class MOG2Detector:
         return results
 
     # -- blobs -------------------------------------------------------------------------
-    def _reject(self, fraction: float, camera_id: str, frame_index: int) -> list[Detection]:
+    def _reject(self, why: str, camera_id: str, frame_index: int) -> list[Detection]:
         self.rejected_frames += 1
+        self.reject_reason = why
         if not self._warned:
             self._warned = True
             warnings.warn(
-                f"{camera_id} frame {frame_index}: {fraction:.0%} of the frame is foreground "
-                f"(limit {self.config.max_foreground_fraction:.0%}): moving camera or sudden "
-                "global change; such frames give no detections",
+                f"{camera_id} frame {frame_index}: {why}: moving camera or sudden global "
+                "change; such frames give no detections",
                 GlobalChangeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return []
 
@@ -456,8 +444,14 @@ class MOG2Detector:
         _, candidate = cv2.threshold(fg, 0, 255, cv2.THRESH_BINARY)
         fraction = cv2.countNonZero(candidate) / candidate.size
         self.last_foreground_fraction = fraction
+        if self._unstable:
+            why = f"the clip has no stable background (noise {self._unstable:.1f} grey levels)"
+            return self._reject(why, camera_id, frame_index)
         if fraction > c.max_foreground_fraction:
-            return self._reject(fraction, camera_id, frame_index)
+            why = (
+                f"{fraction:.0%} of the frame is foreground (limit {c.max_foreground_fraction:.0%})"
+            )
+            return self._reject(why, camera_id, frame_index)
         if fraction == 0.0:
             return []
         if self._open is not None:
@@ -465,8 +459,17 @@ class MOG2Detector:
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if len(contours) > c.max_blobs:
+            sizeable = sum(
+                1 for cnt in contours if np.prod(cv2.boundingRect(cnt)[2:]) >= self._min_area
+            )
+            if sizeable > c.max_blobs:
+                why = f"{sizeable} blobs (limit {c.max_blobs})"
+                return self._reject(why, camera_id, frame_index)
         detections: list[Detection] = []
         work_h, work_w = candidate.shape
+        rules = self._rules
+        noise = self.noise_sigma or c.default_noise_sigma
         for contour in contours:
             x, y, w, h = cv2.boundingRect(contour)
             if w * h < self._min_area:
@@ -478,105 +481,35 @@ class MOG2Detector:
             if area < self._min_area or area > self._max_area:
                 continue
             fg_window = fg[y : y + h, x : x + w]
+            contrast = self._contrast(x, y, w, h)
             parts = [blob]
-            if self._trim is not None:
-                parts = self._trim_shadows(blob, fg_window, self._contrast(x, y, w, h))
+            if rules.trim is not None:
+                parts = trim_shadows(blob, fg_window, contrast, rules, noise)
             if c.split_touching:
-                contrast = self._contrast(x, y, w, h)
                 if contrast is not None:
-                    parts = [p for part in parts for p in self._split_by_sign(part, contrast)]
-                parts = [piece for part in parts for piece in self._split(part, fg_window)]
+                    parts = [
+                        p
+                        for part in parts
+                        for p in split_by_sign(part, contrast, fg_window, rules, noise)
+                    ]
+                parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
             for part in parts:
-                det = self._to_detection(part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index)
+                det = self._to_detection(
+                    part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index
+                )
                 if det is not None:
                     detections.append(det)
         return detections
 
     def _contrast(self, x: int, y: int, w: int, h: int) -> np.ndarray | None:
-        """Signed grey difference (frame - background), float32 (h, w), in a window."""
+        """Signed grey-level difference (frame - background), float32 (h, w), in a window."""
         if self._background is None or self._last_work is None:
             return None
-        frame = self._last_work[y : y + h, x : x + w].astype(np.float32)
-        background = self._background[y : y + h, x : x + w].astype(np.float32)
-        return (frame - background).mean(axis=2)
-
-    def _trim_shadows(
-        self, blob: np.ndarray, fg_window: np.ndarray, contrast: np.ndarray | None
-    ) -> list[np.ndarray]:
-        """Drop a fish's cast shadow from its blob; returns the pieces big enough for a fish.
-
-        A blob with a sizeable foreground (255) core is a fish plus, often, its shadow
-        (127). Kept: pixels within ``shadow_trim`` of the core or inside its convex hull
-        (the body between dark patches), and pixels with the core's sign of contrast and
-        at least ``shadow_contrast`` of its strength (fins, tail, a touching dark fish).
-        A shadow is fainter than the dark fish casting it, and darker (not brighter)
-        than the floor under a light fish. A blob without a core (a dark fish labelled
-        shadow) is kept whole.
-        """
-        core = ((fg_window == _FOREGROUND) & (blob > 0)).astype(np.uint8)
-        if np.count_nonzero(core) < self._min_core:
-            return [blob]
-        keep = cv2.dilate(core, self._trim)
-        cv2.fillConvexPoly(keep, cv2.convexHull(cv2.findNonZero(core)), 1)
-        if contrast is not None:
-            level = float(np.median(contrast[core > 0]))
-            floor = max(self.config.shadow_contrast * abs(level), 3.0 * (self.noise_sigma or self.config.default_noise_sigma))
-            keep |= (contrast * np.sign(level) >= floor).astype(np.uint8)
-        return _components(blob & keep, self._min_area)
-
-    def _split_by_sign(self, blob: np.ndarray, contrast: np.ndarray) -> list[np.ndarray]:
-        """Split a blob holding a fish brighter than the floor and one darker than it.
-
-        Each pixel goes to the nearer of the two (opened) regions of contrast beyond
-        +/- ``sign_split_contrast``, when both are big enough for a fish (a light fish's
-        faint shadow is not such a region).
-        """
-        level = max(self.config.sign_split_contrast, 4.0 * (self.noise_sigma or self.config.default_noise_sigma))
-        regions = []
-        for sign in (1.0, -1.0):
-            clear = ((contrast * sign >= level) & (blob > 0)).astype(np.uint8)
-            clear = cv2.morphologyEx(clear, cv2.MORPH_OPEN, _OPEN3)
-            if np.count_nonzero(clear) < self._min_area:
-                return [blob]
-            regions.append(clear)
-        away = [cv2.distanceTransform(1 - r, cv2.DIST_L2, 3) for r in regions]
-        bright = (away[0] <= away[1]).astype(np.uint8)
-        return [p for p in (blob & bright, blob & (1 - bright)) if np.count_nonzero(p)]
-
-    def _split(self, blob: np.ndarray, fg_window: np.ndarray) -> list[np.ndarray]:
-        """Split a blob (uint8 0/1 window) between its sizeable foreground-only cores.
-
-        Cores are the blob's foreground (255) pixels, narrowed to where they are at least
-        ``split_core_depth`` x the deepest point of their connected piece away from its
-        edge (so two dark fish touching at a neck give two cores); a watershed on the blob's distance
-        transform, seeded by the cores, draws the border between them.
-        """
-        core = ((fg_window == _FOREGROUND) & (blob > 0)).astype(np.uint8)
-        if np.count_nonzero(core) < 2 * self._min_core:
-            return [blob]
-        depth = cv2.distanceTransform(_pad1(core), cv2.DIST_L2, 3)[1:-1, 1:-1]
-        n, labels = cv2.connectedComponents(core, connectivity=8)
-        deepest = np.zeros(n, np.float32)  # per core component: a small fish's own depth
-        np.maximum.at(deepest, labels.ravel(), depth.ravel())
-        limit = np.maximum(1.0, self.config.split_core_depth * deepest[labels])
-        core = ((depth >= limit) & (labels > 0)).astype(np.uint8)
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-        big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= self._min_seed]
-        if len(big) < 2:
-            return [blob]
-        markers = np.zeros(blob.shape, np.int32)
-        for k, i in enumerate(big, start=1):
-            markers[labels == i] = k
-        markers[blob == 0] = len(big) + 1  # the outside floods too, or a seed leaks round it
-        dist = cv2.distanceTransform(_pad1(blob), cv2.DIST_L2, 3)[1:-1, 1:-1]
-        relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
-        parts = _merge_wide_necks(markers, blob, dist, len(big), self.config.max_neck_ratio)
-        areas = [np.count_nonzero(p) for p in parts]
-        smallest = max(self._min_area, self.config.min_part_fraction * sum(areas))
-        if len(parts) < 2 or min(areas) < smallest:
-            return [blob]  # one fish with dark patches, or a part too small (a tail fin)
-        return parts
+        if self._background_grey is None:
+            grey = cv2.cvtColor(self._background, cv2.COLOR_BGR2GRAY)
+            self._background_grey = grey.astype(np.float32)
+        frame = cv2.cvtColor(self._last_work[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
+        return frame.astype(np.float32) - self._background_grey[y : y + h, x : x + w]
 
     def _to_detection(
         self,
@@ -609,9 +542,9 @@ class MOG2Detector:
             up = cv2.resize(part * 255, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_LINEAR)
             frame_mask[fy0:fy1, fx0:fx1] = up >= 128
             if not frame_mask[fy0:fy1, fx0:fx1].any():
-                frame_mask[fy0:fy1, fx0:fx1] = cv2.resize(
-                    part, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_NEAREST
-                ) > 0
+                frame_mask[fy0:fy1, fx0:fx1] = (
+                    cv2.resize(part, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_NEAREST) > 0
+                )
         pad = self.config.box_padding
         box = (
             max(0, fx0 - pad),
@@ -630,165 +563,6 @@ class MOG2Detector:
         )
 
 
-def _components(mask: np.ndarray, min_area: float) -> list[np.ndarray]:
-    """Connected components (uint8 0/1, 8-connected) of at least ``min_area`` pixels."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n == 2:
-        return [mask] if stats[1, cv2.CC_STAT_AREA] >= min_area else []
-    return [
-        (labels == i).astype(np.uint8)
-        for i in range(1, n)
-        if stats[i, cv2.CC_STAT_AREA] >= min_area
-    ]
-
-
-def _merge_wide_necks(
-    markers: np.ndarray, blob: np.ndarray, dist: np.ndarray, k: int, max_neck_ratio: float
-) -> list[np.ndarray]:
-    """Parts (uint8 0/1) of a watershed's labels 1..k, re-joining parts whose border is wide.
-
-    Two touching fish meet at a neck much narrower than either body; the parts of one
-    fish with two dark patches meet across its whole width. Parts whose border is deeper
-    (distance to the blob's edge) than ``max_neck_ratio`` x the shallower part's deepest
-    point are merged back.
-    """
-    depth = [float(dist[markers == i].max(initial=0.0)) for i in range(1, k + 1)]
-    ys, xs = np.nonzero((markers == -1) & (blob > 0))
-    padded = np.pad(markers, 1, constant_values=-1)
-    neighbours = np.stack(
-        [padded[ys + 1 + dy, xs + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=1
-    )
-    border_depth = dist[ys, xs]
-    group = list(range(k + 1))  # union-find over labels 1..k
-
-    def root(i: int) -> int:
-        while group[i] != i:
-            i = group[i]
-        return i
-
-    for i in range(1, k + 1):
-        has_i = (neighbours == i).any(axis=1)
-        for j in range(i + 1, k + 1):
-            between = has_i & (neighbours == j).any(axis=1)
-            if not between.any():
-                continue
-            neck = float(border_depth[between].max())
-            if neck >= max_neck_ratio * min(depth[i - 1], depth[j - 1]):
-                group[root(j)] = root(i)
-    roots = sorted({root(i) for i in range(1, k + 1)})
-    if len(roots) == 1:
-        return [blob]
-    label_of = np.zeros(k + 2, np.int32)  # label -> group number (1-based); k+1 = outside
-    for i in range(1, k + 1):
-        label_of[i] = roots.index(root(i)) + 1
-    grouped = np.where(markers > 0, label_of[np.clip(markers, 0, k + 1)], 0)
-    # Border pixels between parts of one group belong to that group.
-    near = np.where(neighbours > 0, label_of[np.clip(neighbours, 0, k + 1)], 0)
-    first = near.max(axis=1)
-    lone = (near == 0) | (near == first[:, None])
-    inside = lone.all(axis=1) & (first > 0)
-    grouped[ys[inside], xs[inside]] = first[inside]
-    return [((grouped == g) & (blob > 0)).astype(np.uint8) for g in range(1, len(roots) + 1)]
-
-
-# -- masks -----------------------------------------------------------------------------
-def detection_rle(detection: Detection) -> dict[str, Any]:
-    """COCO compressed RLE of a detection's blob mask, encoded from its box window only.
-
-    Equal to ``encode_rle(detection.blob_mask)`` but does not scan the full frame.
-    """
-    mask = detection.blob_mask
-    if mask is None:
-        raise ValueError("detection has no blob_mask to encode")
-    frame_h, frame_w = mask.shape
-    x0, y0, x1, y1 = (int(v) for v in np.round(detection.box_xyxy))
-    x0, y0 = max(0, x0), max(0, y0)
-    x1, y1 = min(frame_w, x1), min(frame_h, y1)
-    window = mask[y0:y1, x0:x1]
-    # Column-major runs inside the window, one padded column at a time.
-    cols = np.zeros((x1 - x0, (y1 - y0) + 2), dtype=np.int8)
-    cols[:, 1:-1] = window.T
-    change = np.diff(cols, axis=1)
-    start_c, start_r = np.nonzero(change == 1)
-    end_c, end_r = np.nonzero(change == -1)
-    starts = (x0 + start_c).astype(np.int64) * frame_h + y0 + start_r
-    ends = (x0 + end_c).astype(np.int64) * frame_h + y0 + end_r
-    if starts.size:
-        # Join runs that continue from the bottom of one column to the top of the next.
-        keep = np.ones(starts.size, dtype=bool)
-        keep[1:] = starts[1:] != ends[:-1]
-        keep_end = np.ones(ends.size, dtype=bool)
-        keep_end[:-1] = keep[1:]
-        starts, ends = starts[keep], ends[keep_end]
-    edges = np.empty(2 * starts.size + 2, dtype=np.int64)
-    edges[0] = 0
-    edges[1:-1:2] = starts
-    edges[2:-1:2] = ends
-    edges[-1] = frame_h * frame_w
-    counts = np.diff(edges).tolist()
-    if len(counts) > 1 and counts[-1] == 0:
-        counts.pop()  # a mask ending on the last pixel: pycocotools writes no empty last run
-    if mask[y0:y1, x0:x1].sum() != mask.sum():
-        raise ValueError("detection blob_mask reaches outside its box")
-    rle = mask_utils.frPyObjects({"size": [frame_h, frame_w], "counts": counts}, frame_h, frame_w)
-    return {"size": [frame_h, frame_w], "counts": rle["counts"].decode("ascii")}
-
-
-# -- video -----------------------------------------------------------------------------
-def open_video(path: str | Path) -> tuple[cv2.VideoCapture, int]:
-    """Open a video and check that it decodes; returns (capture, frame count or -1).
-
-    Raises FileNotFoundError for a missing file and ValueError for one OpenCV cannot
-    open or whose first frame does not decode.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: video file not found")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"{path}: OpenCV cannot open this video (corrupt or unsupported format)")
-    ok, frame = cap.read()
-    if not ok or frame is None:
-        cap.release()
-        raise ValueError(f"{path}: no frame could be decoded (corrupt or empty video)")
-    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    return cap, count if count > 0 else -1
-
-
-def _sample_frames(path: Path, start: int, stop: int, n: int) -> list[np.ndarray]:
-    """Up to ``n`` frames evenly spread over ``[start, stop)``.
-
-    Close samples are read by decoding straight through (``grab``); far-apart ones by
-    seeking, which costs a decode from the previous key frame each time.
-    """
-    wanted = sorted({int(i) for i in np.linspace(start, stop - 1, num=max(1, min(n, stop - start)))})
-    gap = (stop - start) / max(1, len(wanted))
-    cap, _ = open_video(path)
-    try:
-        frames: list[np.ndarray] = []
-        if gap <= _SEEK_GAP:
-            if start:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            want = set(wanted)
-            for index in range(start, wanted[-1] + 1):
-                if index in want:
-                    ok, frame = cap.read()
-                    if ok and frame is not None:
-                        frames.append(frame)
-                elif not cap.grab():
-                    break
-            return frames
-        for index in wanted:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = cap.read()
-            if ok and frame is not None:
-                frames.append(frame)
-        return frames
-    finally:
-        cap.release()
-
-
 def detect_video(
     video_path: str | Path,
     config: DetectorConfig | None = None,
@@ -799,9 +573,10 @@ def detect_video(
     """Run a detector over a whole video, yielding ``(frame_index, frame_bgr, detections)``.
 
     Every ``every``-th frame (index % every == 0) is yielded once the model is ready;
-    every frame is fed to the background model. With ``config.median_frames > 0``
-    the model is primed from the median of that many frames spread over the clip
-    (or over each ``median_window`` segment), so frame 0 is already usable.
+    every frame is fed to the background model (a frozen model, ``learning_rate=0``,
+    learns nothing from a frame, so frames that are not kept are then only grabbed).
+    With ``config.median_frames > 0`` the model is primed from that many frames spread
+    over the clip (or over each ``median_window`` segment), so frame 0 is usable.
     ``detector`` lets the caller read counters (e.g. ``rejected_frames``) afterwards;
     its config wins over ``config``.
     """
@@ -818,7 +593,7 @@ def detect_video(
         index = 0
         while True:
             if cfg.median_frames > 0 and count > 0 and index % segment == 0 and index < count:
-                sample = _sample_frames(path, index, min(index + segment, count), cfg.median_frames)
+                sample = sample_frames(path, index, min(index + segment, count), cfg.median_frames)
                 if sample:
                     det.prime(sample)
             keep = index % every == 0

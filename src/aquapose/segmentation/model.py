@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -31,7 +32,13 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18, resnet50
+from torchvision.models import (
+    MobileNet_V3_Large_Weights,
+    ResNet18_Weights,
+    mobilenet_v3_large,
+    resnet18,
+    resnet50,
+)
 from torchvision.models.detection import MaskRCNN, MaskRCNN_ResNet50_FPN_V2_Weights
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
@@ -64,11 +71,11 @@ class HeadSettings:
     (and mask-head runs) per crop.
     """
 
-    rpn_pre_nms_top_n_train: int = 1000
+    rpn_pre_nms_top_n_train: int = 300
     rpn_pre_nms_top_n_test: int = 200
-    rpn_post_nms_top_n_train: int = 300
+    rpn_post_nms_top_n_train: int = 100
     rpn_post_nms_top_n_test: int = 30
-    box_batch_size_per_image: int = 64
+    box_batch_size_per_image: int = 32
     box_detections_per_img: int = 20
 
     def __post_init__(self) -> None:
@@ -146,19 +153,28 @@ def _build_resnet50_fpn_v2(
     return model
 
 
-def _build_resnet18_fpn(
-    num_classes: int, pretrained: bool, crop_size: int, settings: HeadSettings
+def _light_maskrcnn(
+    body: nn.Module,
+    return_layers: dict[str, str],
+    in_channels: list[int],
+    num_classes: int,
+    crop_size: int,
+    settings: HeadSettings,
 ) -> MaskRCNN:
-    body = resnet18(weights=None)
-    if pretrained:  # ImageNet backbone
-        body.load_state_dict(_load_cached(ResNet18_Weights.DEFAULT.url))
-    channels = 128
+    """A Mask R-CNN sized for CPUs and small crops around a small body.
+
+    A 64-channel FPN (batch norm, which lets it train from scratch), anchors from 16 to
+    256 px, a one-conv RPN head, a 2-FC (256) box head and a 4-conv 64-channel mask head
+    with batch norm.
+    """
+    channels = 64
     backbone = BackboneWithFPN(
         body,
-        return_layers={"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-        in_channels_list=[64, 128, 256, 512],
+        return_layers=return_layers,
+        in_channels_list=in_channels,
         out_channels=channels,
         extra_blocks=LastLevelMaxPool(),
+        norm_layer=nn.BatchNorm2d,
     )
     anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
     return MaskRCNN(
@@ -168,9 +184,46 @@ def _build_resnet18_fpn(
         rpn_head=RPNHead(channels, 3, conv_depth=1),
         box_head=TwoMLPHead(channels * 7 * 7, 256),
         box_predictor=FastRCNNPredictor(256, num_classes),
-        mask_head=MaskRCNNHeads(channels, [channels] * 4, 1),
+        mask_head=MaskRCNNHeads(channels, [channels] * 4, 1, norm_layer=nn.BatchNorm2d),
         mask_predictor=MaskRCNNPredictor(channels, channels, num_classes),
         **_maskrcnn_kwargs(crop_size, settings),
+    )
+
+
+def _build_resnet18_fpn(
+    num_classes: int, pretrained: bool, crop_size: int, settings: HeadSettings
+) -> MaskRCNN:
+    body = resnet18(weights=None)
+    if pretrained:  # ImageNet backbone
+        body.load_state_dict(_load_cached(ResNet18_Weights.DEFAULT.url))
+    return _light_maskrcnn(
+        body,
+        {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        [64, 128, 256, 512],
+        num_classes,
+        crop_size,
+        settings,
+    )
+
+
+def _build_mobilenet_v3_fpn(
+    num_classes: int, pretrained: bool, crop_size: int, settings: HeadSettings
+) -> MaskRCNN:
+    # torchvision's BN momentum for MobileNetV3 is 0.01: running statistics that lag far
+    # behind a short from-scratch training; 0.1 (PyTorch's default) keeps up.
+    net = mobilenet_v3_large(
+        weights=None, norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
+    )
+    if pretrained:  # ImageNet backbone
+        net.load_state_dict(_load_cached(MobileNet_V3_Large_Weights.DEFAULT.url))
+    # stages ending at strides 4, 8, 16 and 32 (24, 40, 112 and 960 channels)
+    return _light_maskrcnn(
+        net.features,
+        {"3": "0", "6": "1", "12": "2", "16": "3"},
+        [24, 40, 112, 960],
+        num_classes,
+        crop_size,
+        settings,
     )
 
 
@@ -179,7 +232,8 @@ Builder = Callable[[int, bool, int, HeadSettings], MaskRCNN]
 #: name -> builder(num_classes, pretrained, crop_size, settings)
 ARCHITECTURES: dict[str, Builder] = {
     DEFAULT_ARCH: _build_resnet50_fpn_v2,
-    LIGHT_ARCH: _build_resnet18_fpn,
+    "maskrcnn_resnet18_fpn": _build_resnet18_fpn,
+    "maskrcnn_mobilenet_v3_fpn": _build_mobilenet_v3_fpn,
 }
 
 

@@ -7,9 +7,10 @@
   initialised from the detector's blob (blob = probable fish, its distance-transform
   core = sure fish, the box's other pixels = probable background, the window outside
   the box = background), then holes filled and the largest connected component kept.
-  Without a blob it falls back to a plain box initialisation. Given the camera's
-  background image (e.g. a median of frames), blob pixels that look like a shadow
-  (floor darkened evenly in B, G, R) become probable background, pixels no shadow
+  Without a blob it falls back to a plain box initialisation. With
+  ``ClassicalConfig(shadow_model=True)`` and the camera's background image, blob
+  pixels that look like a shadow (floor darkened evenly in B, G, R) become probable
+  background, pixels no shadow
   can explain become sure fish, and GrabCut models frame/background ratios instead
   of colours: fish shadows on the floor are left out of the mask.
 - ``sam``: Segment Anything (``segment-anything``; ``vit_b``/``vit_l``/``vit_h``) from

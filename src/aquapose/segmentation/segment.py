@@ -401,7 +401,9 @@ def _write_results_coco(jsonl: Path, path: Path) -> Path:
     return path
 
 
-def write_overlay_video(video: str | Path, jsonl: str | Path, camera_id: str, path: str | Path) -> Path:
+def write_overlay_video(
+    video: str | Path, jsonl: str | Path, camera_id: str, path: str | Path
+) -> Path:
     """Re-read ``video`` and draw the masks of ``segments.jsonl`` over it into ``path`` (mp4).
 
     Frames that were not processed (``every`` > 1) are written without outlines.

@@ -1,0 +1,260 @@
+"""Blob-mask helpers of the detector: kernels, components, the watershed merge rule,
+and the windowed RLE encoding of a detection's blob mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from aquapose.segmentation.types import Detection
+
+__all__ = [
+    "FOREGROUND",
+    "BlobRules",
+    "components",
+    "detection_rle",
+    "kernel",
+    "merge_wide_necks",
+    "pad1",
+    "split_by_cores",
+    "split_by_sign",
+    "trim_shadows",
+]
+
+#: MOG2's label of foreground-only pixels (shadow pixels are 127).
+FOREGROUND = 255
+_OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+
+
+@dataclass(frozen=True)
+class BlobRules:
+    """The detector's blob thresholds at working scale (areas in working pixels).
+
+    Built by :class:`~aquapose.segmentation.detector.MOG2Detector` from its config;
+    see :class:`~aquapose.segmentation.detector.DetectorConfig` for their meaning.
+    """
+
+    min_area: float
+    min_core: float
+    min_seed: float
+    trim: np.ndarray | None
+    shadow_contrast: float
+    split_core_depth: float
+    max_neck_ratio: float
+    min_part_fraction: float
+    sign_split_contrast: float
+
+
+def pad1(mask: np.ndarray) -> np.ndarray:
+    """One-pixel zero border, so distances count from the window's edge too."""
+    return cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+
+
+def kernel(side: float) -> np.ndarray | None:
+    """Elliptic kernel of the nearest odd side (even kernels shift the mask); None if < 3."""
+    odd = 2 * int(round((side - 1) / 2)) + 1
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (odd, odd)) if odd >= 3 else None
+
+
+def components(mask: np.ndarray, min_area: float) -> list[np.ndarray]:
+    """Connected components (uint8 0/1, 8-connected) of at least ``min_area`` pixels."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n == 2:
+        return [mask] if stats[1, cv2.CC_STAT_AREA] >= min_area else []
+    return [
+        (labels == i).astype(np.uint8)
+        for i in range(1, n)
+        if stats[i, cv2.CC_STAT_AREA] >= min_area
+    ]
+
+
+def merge_wide_necks(
+    markers: np.ndarray, blob: np.ndarray, dist: np.ndarray, k: int, max_neck_ratio: float
+) -> list[np.ndarray]:
+    """Parts (uint8 0/1) of a watershed's labels 1..k, re-joining parts whose border is wide.
+
+    Two touching fish meet at a neck much narrower than either body; the parts of one
+    fish with two dark patches meet across its whole width. Parts whose border is deeper
+    (distance to the blob's edge) than ``max_neck_ratio`` x the shallower part's deepest
+    point are merged back.
+    """
+    depth = [float(dist[markers == i].max(initial=0.0)) for i in range(1, k + 1)]
+    ys, xs = np.nonzero((markers == -1) & (blob > 0))
+    padded = np.pad(markers, 1, constant_values=-1)
+    neighbours = np.stack(
+        [padded[ys + 1 + dy, xs + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=1
+    )
+    border_depth = dist[ys, xs]
+    group = list(range(k + 1))  # union-find over labels 1..k
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i in range(1, k + 1):
+        has_i = (neighbours == i).any(axis=1)
+        for j in range(i + 1, k + 1):
+            between = has_i & (neighbours == j).any(axis=1)
+            if not between.any():
+                continue
+            neck = float(border_depth[between].max())
+            if neck >= max_neck_ratio * min(depth[i - 1], depth[j - 1]):
+                group[root(j)] = root(i)
+    roots = sorted({root(i) for i in range(1, k + 1)})
+    if len(roots) == 1:
+        return [blob]
+    label_of = np.zeros(k + 2, np.int32)  # label -> group number (1-based); k+1 = outside
+    for i in range(1, k + 1):
+        label_of[i] = roots.index(root(i)) + 1
+    grouped = np.where(markers > 0, label_of[np.clip(markers, 0, k + 1)], 0)
+    # Border pixels between parts of one group belong to that group.
+    near = np.where(neighbours > 0, label_of[np.clip(neighbours, 0, k + 1)], 0)
+    first = near.max(axis=1)
+    lone = (near == 0) | (near == first[:, None])
+    inside = lone.all(axis=1) & (first > 0)
+    grouped[ys[inside], xs[inside]] = first[inside]
+    return [((grouped == g) & (blob > 0)).astype(np.uint8) for g in range(1, len(roots) + 1)]
+
+
+def trim_shadows(
+    blob: np.ndarray,
+    fg_window: np.ndarray,
+    contrast: np.ndarray | None,
+    rules: BlobRules,
+    noise_sigma: float,
+) -> list[np.ndarray]:
+    """Drop a fish's cast shadow from its blob; returns the pieces big enough for a fish.
+
+    A blob with a sizeable foreground (255) core is a fish plus, often, its shadow
+    (127). Kept: pixels within ``shadow_trim`` of the core or inside its convex hull
+    (the body between dark patches), and pixels with the core's sign of contrast and
+    at least ``shadow_contrast`` of its strength (fins, tail, a touching dark fish).
+    A shadow is fainter than the dark fish casting it, and darker (not brighter)
+    than the floor under a light fish. A blob without a core (a dark fish labelled
+    shadow) is kept whole.
+    """
+    core = ((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8)
+    if np.count_nonzero(core) < rules.min_core:
+        return [blob]
+    keep = cv2.dilate(core, rules.trim)
+    cv2.fillConvexPoly(keep, cv2.convexHull(cv2.findNonZero(core)), 1)
+    if contrast is not None:
+        level = float(np.median(contrast[core > 0]))
+        floor = max(rules.shadow_contrast * abs(level), 3.0 * noise_sigma)
+        keep |= (contrast * np.sign(level) >= floor).astype(np.uint8)
+    return components(blob & keep, rules.min_area)
+
+
+def split_by_sign(
+    blob: np.ndarray,
+    contrast: np.ndarray,
+    fg_window: np.ndarray,
+    rules: BlobRules,
+    noise_sigma: float,
+) -> list[np.ndarray]:
+    """Split a blob holding a fish brighter than the floor and one darker than it.
+
+    Each pixel goes to the nearer of the two (opened) regions of contrast beyond
+    +/- ``sign_split_contrast``, when both are big enough for a fish and hold a
+    foreground-only core (a shadow, pure darkening, has none).
+    """
+    level = max(rules.sign_split_contrast, 4.0 * noise_sigma)
+    inside = contrast[blob > 0]
+    if np.count_nonzero(inside >= level) < rules.min_area or (
+        np.count_nonzero(inside <= -level) < rules.min_area
+    ):
+        return [blob]
+    regions = []
+    for sign in (1.0, -1.0):
+        clear = ((contrast * sign >= level) & (blob > 0)).astype(np.uint8)
+        clear = cv2.morphologyEx(clear, cv2.MORPH_OPEN, _OPEN3)
+        cored = np.count_nonzero(clear & (fg_window == FOREGROUND)) >= rules.min_core
+        if np.count_nonzero(clear) < rules.min_area or not cored:
+            return [blob]
+        regions.append(clear)
+    away = [cv2.distanceTransform(1 - r, cv2.DIST_L2, 3) for r in regions]
+    bright = (away[0] <= away[1]).astype(np.uint8)
+    return [p for p in (blob & bright, blob & (1 - bright)) if np.count_nonzero(p)]
+
+
+def split_by_cores(blob: np.ndarray, fg_window: np.ndarray, rules: BlobRules) -> list[np.ndarray]:
+    """Split a blob (uint8 0/1 window) between its sizeable foreground-only cores.
+
+    Cores are the blob's foreground (255) pixels, narrowed to where they are at least
+    ``split_core_depth`` x the deepest point of their connected piece away from its
+    edge (so two dark fish touching at a neck give two cores); a watershed on the blob's distance
+    transform, seeded by the cores, draws the border between them.
+    """
+    core = ((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8)
+    if np.count_nonzero(core) < 2 * rules.min_core:
+        return [blob]
+    depth = cv2.distanceTransform(pad1(core), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    n, labels = cv2.connectedComponents(core, connectivity=8)
+    deepest = np.zeros(n, np.float32)  # per core component: a small fish's own depth
+    np.maximum.at(deepest, labels.ravel(), depth.ravel())
+    limit = np.maximum(1.0, rules.split_core_depth * deepest[labels])
+    core = ((depth >= limit) & (labels > 0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= rules.min_seed]
+    if len(big) < 2:
+        return [blob]
+    markers = np.zeros(blob.shape, np.int32)
+    for k, i in enumerate(big, start=1):
+        markers[labels == i] = k
+    markers[blob == 0] = len(big) + 1  # the outside floods too, or a seed leaks round it
+    dist = cv2.distanceTransform(pad1(blob), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
+    parts = merge_wide_necks(markers, blob, dist, len(big), rules.max_neck_ratio)
+    areas = [np.count_nonzero(p) for p in parts]
+    smallest = max(rules.min_area, rules.min_part_fraction * sum(areas))
+    if len(parts) < 2 or min(areas) < smallest:
+        return [blob]  # one fish with dark patches, or a part too small (a tail fin)
+    return parts
+
+
+def detection_rle(detection: Detection) -> dict[str, Any]:
+    """COCO compressed RLE of a detection's blob mask, encoded from its box window only.
+
+    Equal to ``encode_rle(detection.blob_mask)`` but does not scan the full frame.
+    """
+    mask = detection.blob_mask
+    if mask is None:
+        raise ValueError("detection has no blob_mask to encode")
+    frame_h, frame_w = mask.shape
+    x0, y0, x1, y1 = (int(v) for v in np.round(detection.box_xyxy))
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(frame_w, x1), min(frame_h, y1)
+    window = mask[y0:y1, x0:x1]
+    # Column-major runs inside the window, one padded column at a time.
+    cols = np.zeros((x1 - x0, (y1 - y0) + 2), dtype=np.int8)
+    cols[:, 1:-1] = window.T
+    change = np.diff(cols, axis=1)
+    start_c, start_r = np.nonzero(change == 1)
+    end_c, end_r = np.nonzero(change == -1)
+    starts = (x0 + start_c).astype(np.int64) * frame_h + y0 + start_r
+    ends = (x0 + end_c).astype(np.int64) * frame_h + y0 + end_r
+    if starts.size:
+        # Join runs that continue from the bottom of one column to the top of the next.
+        keep = np.ones(starts.size, dtype=bool)
+        keep[1:] = starts[1:] != ends[:-1]
+        keep_end = np.ones(ends.size, dtype=bool)
+        keep_end[:-1] = keep[1:]
+        starts, ends = starts[keep], ends[keep_end]
+    edges = np.empty(2 * starts.size + 2, dtype=np.int64)
+    edges[0] = 0
+    edges[1:-1:2] = starts
+    edges[2:-1:2] = ends
+    edges[-1] = frame_h * frame_w
+    counts = np.diff(edges).tolist()
+    if len(counts) > 1 and counts[-1] == 0:
+        counts.pop()  # a mask ending on the last pixel: pycocotools writes no empty last run
+    if mask[y0:y1, x0:x1].sum() != mask.sum():
+        raise ValueError("detection blob_mask reaches outside its box")
+    rle = mask_utils.frPyObjects({"size": [frame_h, frame_w], "counts": counts}, frame_h, frame_w)
+    return {"size": [frame_h, frame_w], "counts": rle["counts"].decode("ascii")}

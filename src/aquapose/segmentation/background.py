@@ -1,0 +1,178 @@
+"""Background images and light for the detector: per-pixel median of sample frames,
+a robust background that leaves out resting fish, and the light change between a
+background and a frame.
+
+The light of a tank drifts slowly (global gain) and moves (a gradient across the
+floor). A frozen background model sees both as foreground. :class:`LightField` fits
+``frame / background`` with a plane ``a + b x + c y`` through block medians of a
+sparse pixel sample (robust to the few fish in a frame) and divides it out, tile
+by tile (one scalar gain per tile: cheap at 1600x1200).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["LightField", "check_frame", "median_background", "robust_background"]
+
+#: Gains this close to 1 everywhere leave the frame untouched.
+_GAIN_TOLERANCE = 0.003
+
+
+def check_frame(frame: Any) -> np.ndarray:
+    """Validate a (H, W, 3) uint8 BGR frame and return it."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(
+            f"frame must be a numpy array (H, W, 3) uint8 BGR, got {type(frame).__name__}"
+        )
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(
+            f"frame must be (H, W, 3) uint8 BGR, got shape {frame.shape} dtype {frame.dtype}"
+        )
+    if frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise ValueError(f"frame is too small: {frame.shape}")
+    return frame
+
+
+class LightField:
+    """Relative light of frames against one background image (both BGR uint8, same size).
+
+    Args:
+        background: (H, W, 3) uint8, the reference (e.g. the median background).
+        blocks: blocks per side whose median ratios are fitted (robust to fish).
+        tiles: tiles per side, each corrected with one gain.
+    """
+
+    def __init__(self, background: np.ndarray, blocks: int = 4, tiles: int = 8) -> None:
+        h, w = background.shape[:2]
+        self.shape = (h, w)
+        self._step = max(1, min(h, w) // 120)
+        ref = self._sample(background)
+        sh, sw = ref.shape
+        self._bh, self._bw = max(1, sh // blocks), max(1, sw // blocks)
+        self._blocks = (min(blocks, sh), min(blocks, sw))
+        self._ref = np.maximum(ref[: self._bh * self._blocks[0], : self._bw * self._blocks[1]], 1.0)
+        # Block centres, normalised to [-0.5, 0.5], and the plane's least-squares solver.
+        by = (np.arange(self._blocks[0]) + 0.5) / self._blocks[0] - 0.5
+        bx = (np.arange(self._blocks[1]) + 0.5) / self._blocks[1] - 0.5
+        gy, gx = np.meshgrid(by, bx, indexing="ij")
+        design = np.stack([np.ones(gx.size), gx.ravel(), gy.ravel()], axis=1)
+        self._solve = np.linalg.pinv(design)
+        self._max_tiles = max(1, min(tiles, h, w))
+
+    def _sample(self, image: np.ndarray) -> np.ndarray:
+        s = self._step
+        return image[s // 2 :: s, s // 2 :: s].mean(axis=2, dtype=np.float32)
+
+    def plane(self, frame: np.ndarray) -> np.ndarray:
+        """(a, b, c) of ``frame / background ≈ a + b x + c y`` (x, y in [-0.5, 0.5])."""
+        cur = self._sample(frame)[: self._ref.shape[0], : self._ref.shape[1]]
+        ratio = cur / self._ref
+        by, bx = self._blocks
+        blocks = ratio.reshape(by, self._bh, bx, self._bw).transpose(0, 2, 1, 3)
+        medians = np.median(blocks.reshape(by, bx, -1), axis=2).ravel()
+        return self._solve @ medians
+
+    def correct(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` with the fitted light divided out (a new array), or ``frame`` itself
+        when the light matches the background's already."""
+        if frame.shape[:2] != self.shape:
+            raise ValueError(
+                f"frame size {frame.shape[:2]} differs from the background's {self.shape}"
+            )
+        a, b, c = self.plane(frame)
+        # As few tiles as keep the gain step between neighbours under the tolerance.
+        h, w = self.shape
+        n = int(min(self._max_tiles, np.ceil((abs(b) + abs(c)) / _GAIN_TOLERANCE)))
+        ys = np.linspace(0, h, n + 1).round().astype(int)
+        xs = np.linspace(0, w, n + 1).round().astype(int)
+        cy = (ys[:-1] + ys[1:]) / (2.0 * h) - 0.5
+        cx = (xs[:-1] + xs[1:]) / (2.0 * w) - 0.5
+        gains = 1.0 / np.maximum(a + b * cx[None, :] + c * cy[:, None], 1e-3)
+        if np.all(np.abs(gains - 1.0) < _GAIN_TOLERANCE):
+            return frame
+        if n == 1:
+            return cv2.convertScaleAbs(frame, alpha=float(gains[0, 0]))
+        out = np.empty_like(frame)
+        for i in range(n):
+            for j in range(n):
+                tile = (slice(ys[i], ys[i + 1]), slice(xs[j], xs[j + 1]))
+                cv2.convertScaleAbs(frame[tile], dst=out[tile], alpha=float(gains[i, j]))
+        return out
+
+    def noise_sigma(
+        self, frames: list[np.ndarray], background: np.ndarray, corrected: bool = False
+    ) -> float:
+        """Robust per-channel noise std of ``frames`` around ``background`` (after light
+        correction, unless ``corrected``): the RMS of the differences within 3.5 robust
+        std (1.4826 x median absolute deviation) of zero, over a pixel sample. Fish and
+        light leftovers are outliers; grey levels being integers does not bias it."""
+        s = self._step
+        ref = background[s // 2 :: s, s // 2 :: s].astype(np.float32)
+        diffs = []
+        for frame in frames:
+            image = frame if corrected else self.correct(frame)
+            diff = image[s // 2 :: s, s // 2 :: s].astype(np.float32) - ref
+            diffs.append((diff - np.median(diff, axis=(0, 1))).ravel())
+        if not diffs:
+            return 0.0
+        values = np.concatenate(diffs)
+        mad_sigma = max(1.4826 * float(np.median(np.abs(values))), 0.5)
+        inliers = values[np.abs(values) <= 3.5 * mad_sigma]
+        return float(np.sqrt(np.mean(inliers**2))) if inliers.size else mad_sigma
+
+
+def median_background(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """Per-pixel median of same-size BGR frames: (H, W, 3) uint8.
+
+    A fish that moves during most of the frames is removed; one that stays put in
+    more than half of them remains part of the background.
+    """
+    stack = [check_frame(f) for f in frames]
+    if not stack:
+        raise ValueError("median_background needs at least one frame, got none")
+    shapes = {f.shape for f in stack}
+    if len(shapes) != 1:
+        raise ValueError(f"all frames must have the same shape, got {sorted(shapes)}")
+    out = np.empty_like(stack[0])
+    rows = stack[0].shape[0]
+    step = max(1, rows // 8)  # row bands keep the temporary stack small
+    for y in range(0, rows, step):
+        band = np.stack([f[y : y + step] for f in stack])
+        out[y : y + step] = np.median(band, axis=0).astype(np.uint8)
+    return out
+
+
+def robust_background(
+    frames: Sequence[np.ndarray], correct_light: bool = True
+) -> tuple[np.ndarray, float]:
+    """Background image of a clip from sample frames, and the noise std around it.
+
+    1. per-pixel median of the frames; 2. each frame's light change against it divided
+    out (:class:`LightField`), median again; 3. per pixel, the mean of the samples within
+    3 noise std (at least 4 grey levels) of that median. Fish and their shadows that
+    stay in one place in up to about half of the samples are left out (a plain median
+    of frames under drifting light keeps a faint ghost of them).
+
+    Returns ((H, W, 3) uint8 background, per-channel noise std in grey levels).
+    """
+    first = median_background(frames)
+    if len(frames) < 2:
+        return first, 0.0
+    light = LightField(first)
+    corrected = [light.correct(f) for f in frames] if correct_light else list(frames)
+    median = median_background(corrected)
+    sigma = LightField(median).noise_sigma(corrected, median, corrected=True)
+    limit = max(4.0, 3.0 * sigma)
+    total = np.zeros(median.shape, np.float32)
+    count = np.zeros(median.shape, np.float32)
+    for image in corrected:
+        inlier = (cv2.absdiff(image, median) <= limit).astype(np.float32)
+        total += image * inlier
+        count += inlier
+    background = np.where(count > 0, total / np.maximum(count, 1.0), median)
+    return np.clip(np.rint(background), 0, 255).astype(np.uint8), sigma
