@@ -219,7 +219,9 @@ class VideoSegmenter:
             out.scores.append(score)
             out.sources.append(source)
             out.boxes_xyxy.append(rle_to_box_xyxy(rle).tolist())
-        self._update_tracks(np.asarray(out.boxes_xyxy, float).reshape(-1, 4), frame_index)
+        self._update_tracks(
+            np.asarray(out.boxes_xyxy, float).reshape(-1, 4), out.sources, frame_index
+        )
         return out
 
     def _nms(
@@ -236,8 +238,12 @@ class VideoSegmenter:
             kept.append(cand)
         return kept
 
-    def _update_tracks(self, boxes: np.ndarray, frame_index: int) -> None:
-        """Greedy box-IoU association of this frame's fish to the tracks."""
+    def _update_tracks(self, boxes: np.ndarray, sources: list[str], frame_index: int) -> None:
+        """Greedy box-IoU association of this frame's fish to the tracks.
+
+        Only fish backed by a detection start a track: a model's false positive must
+        not be re-checked (and so re-found) frame after frame.
+        """
         old = np.array([t.box_xyxy for t in self.tracks]).reshape(-1, 4)
         iou = _box_iou(boxes, old)
         used: set[int] = set()
@@ -246,7 +252,7 @@ class VideoSegmenter:
             if j >= 0 and iou[i, j] > 0.1 and j not in used:
                 used.add(j)
                 self.tracks[j] = _Track(boxes[i], frame_index)
-            else:
+            elif sources[i] == "detection":
                 self.tracks.append(_Track(boxes[i], frame_index))
         horizon = frame_index - self.config.recheck_frames
         self.tracks = [t for t in self.tracks if t.last_frame >= horizon]
