@@ -23,6 +23,7 @@ import numpy as np
 from aquapose.report import Figure, Metric, Report, Table, overlay_masks, write_report
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.io.files import atomic_write_json, read_image, write_image
+from aquapose.segmentation.model import LIGHT_ARCH
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class DemoConfig:
     seed: int = 0
     preset: str = "demo"
     detect_every: int = 15
-    arch: str = "maskrcnn_resnet18_fpn"
+    arch: str = LIGHT_ARCH
     epochs: int = 2
     crop_size: int = 128
     batch_size: int = 4

@@ -105,7 +105,7 @@ def _table_html(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _figures_html(figures: Sequence[Figure]) -> str:
+def _figures_html(figures: Sequence[Figure], wide: bool = False) -> str:
     if not figures:
         return "<p class='empty'>none</p>"
     cards = []
@@ -115,7 +115,7 @@ def _figures_html(figures: Sequence[Figure]) -> str:
             f"<figcaption><b>{html.escape(fig.title)}</b> {html.escape(fig.caption)}</figcaption>"
             "</figure>"
         )
-    return "<div class='grid'>" + "".join(cards) + "</div>"
+    return f"<div class='grid{' wide' if wide else ''}'>" + "".join(cards) + "</div>"
 
 
 _CSS = """
@@ -130,7 +130,7 @@ th{background:#f0f4f8} td:first-child,th:first-child{text-align:left}
 figure{margin:0;border:1px solid #d9e2ec;border-radius:6px;overflow:hidden;background:#fafbfc}
 figure img{width:100%;display:block} figcaption{padding:.4rem .6rem;font-size:.9rem}
 .legend span{display:inline-block;width:.9rem;height:.9rem;margin:0 .3rem 0 1rem;vertical-align:middle}
-.empty{color:#9aa5b1}
+.empty{color:#9aa5b1} td.text{text-align:left} .wide{grid-template-columns:1fr}
 """
 
 
@@ -150,7 +150,7 @@ def render_html(report: Report) -> str:
             False: "<span class='fail'>below</span>",
         }[m.passed]
         metric_rows.append(
-            f"<tr><td>{html.escape(m.stage)}</td><td>{html.escape(m.name)}</td>"
+            f"<tr><td>{html.escape(m.stage)}</td><td class='text'>{html.escape(m.name)}</td>"
             f"<td>{value}</td><td>{target}</td><td>{status}</td></tr>"
         )
     metrics_html = (
@@ -174,7 +174,7 @@ def render_html(report: Report) -> str:
 <h2 id="metrics">Metrics per stage</h2>{metrics_html}
 {tables_html}
 <h2 id="overlays">Ground truth vs prediction</h2>{legend}{_figures_html(report.overlays)}
-<h2 id="training">Training curves</h2>{_figures_html(report.curves)}
+<h2 id="training">Training curves</h2>{_figures_html(report.curves, wide=True)}
 <h2 id="failures">Failure cases (worst frames)</h2>{legend}{_figures_html(report.failures)}
 <h2 id="timings">Time per stage</h2>{_table_html(["stage", "seconds"], timing_rows)}
 </body></html>
