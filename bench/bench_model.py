@@ -156,7 +156,7 @@ def run(quick: bool = False) -> list[BenchRow]:
     naive_rate = naive_n / timed(naive_predict)
 
     rows = _predict_rows(DEFAULT_ARCH, "R50-FPN-v2", crops, naive_rate, quick)
-    rows += _predict_rows(LIGHT_ARCH, "light R18-FPN", crops, naive_rate, quick)
+    rows += _predict_rows(LIGHT_ARCH, "light MNv3-FPN", crops, naive_rate, quick)
 
     naive_train = _train_images_per_s(naive_model, batches, train_steps)
     ours_train = _train_images_per_s(ours_r50, batches, train_steps)
@@ -173,7 +173,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             naive_train,
         ),
         BenchRow(
-            "train light R18-FPN crop settings",
+            "train light MNv3-FPN crop settings",
             light_train,
             "images/s",
             "plain tv R50-FPN-v2 defaults",

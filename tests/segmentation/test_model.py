@@ -43,9 +43,48 @@ def crops(n: int, size: int = 64) -> list[np.ndarray]:
 
 
 def test_unknown_architecture_lists_the_valid_names():
-    with pytest.raises(KeyError, match="maskrcnn_resnet50_fpn_v2.*maskrcnn_resnet18_fpn"):
+    with pytest.raises(KeyError, match="maskrcnn_resnet50_fpn_v2.*maskrcnn_mobilenet_v3_fpn"):
         build_model("yolo")
     assert DEFAULT_ARCH in ARCHITECTURES and LIGHT_ARCH in ARCHITECTURES
+
+
+@pytest.mark.parametrize("arch", ["maskrcnn_resnet18_fpn", "maskrcnn_mobilenet_v3_fpn"])
+def test_light_presets_train_and_predict(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, crop_size=64, settings=HeadSettings(box_detections_per_img=2))
+    mask = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    mask[0, 20:28, 10:40] = 1
+    target = {
+        "boxes": torch.tensor([[10.0, 20.0, 40.0, 28.0]]),
+        "labels": torch.tensor([1]),
+        "masks": mask,
+    }
+    model.train()
+    losses = model([torch.rand(3, 64, 64), torch.rand(3, 64, 64)], [target, target])
+    assert set(losses) >= {"loss_mask", "loss_objectness"} and torch.isfinite(sum(losses.values()))
+    # batch norm that keeps up with a short training from scratch
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.1 for m in norms)
+
+
+@pytest.mark.parametrize("arch", ["maskrcnn_resnet18_fpn", "maskrcnn_mobilenet_v3_fpn"])
+def test_light_presets_train_with_batch_norm_that_keeps_up(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, crop_size=64, settings=HeadSettings(box_detections_per_img=2))
+    mask = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    mask[0, 20:28, 10:40] = 1
+    target = {
+        "boxes": torch.tensor([[10.0, 20.0, 40.0, 28.0]]),
+        "labels": torch.tensor([1]),
+        "masks": mask,
+    }
+    model.train()
+    losses = model([torch.rand(3, 64, 64), torch.rand(3, 64, 64)], [target, target])
+    assert set(losses) >= {"loss_mask", "loss_objectness"}
+    assert torch.isfinite(sum(losses.values()))
+    # momentum 0.1: running statistics keep up with a short training from scratch
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.1 for m in norms)
 
 
 def test_model_is_sized_for_crops():
@@ -72,10 +111,10 @@ def test_two_class_predictors():
 
 
 def test_missing_pretrained_weights_name_the_file_and_folder(hub_dir):
-    with pytest.raises(
-        FileNotFoundError, match="resnet18-f37072fd.pth.*not in the local torch cache"
-    ):
-        build_model(LIGHT_ARCH, weights="DEFAULT")
+    with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth' are not in the local"):
+        build_model("maskrcnn_resnet18_fpn", weights="DEFAULT")
+    with pytest.raises(FileNotFoundError, match="mobilenet_v3_large-.*pth' are not in the local"):
+        build_model("maskrcnn_mobilenet_v3_fpn", weights="DEFAULT")
     with pytest.raises(FileNotFoundError, match=str(hub_dir / "checkpoints")):
         build_model(DEFAULT_ARCH, weights="DEFAULT")
 
@@ -85,7 +124,7 @@ def test_pretrained_weights_load_from_the_torch_cache(hub_dir):
     cached = resnet18().state_dict()
     (hub_dir / "checkpoints").mkdir(parents=True)
     torch.save(cached, hub_dir / "checkpoints" / "resnet18-f37072fd.pth")
-    model = build_model(LIGHT_ARCH, weights="DEFAULT", crop_size=64)
+    model = build_model("maskrcnn_resnet18_fpn", weights="DEFAULT", crop_size=64)
     assert torch.equal(model.backbone.body.conv1.weight, cached["conv1.weight"])
     assert torch.equal(
         model.backbone.body.layer4[1].bn2.running_var, cached["layer4.1.bn2.running_var"]
@@ -142,10 +181,9 @@ def test_save_load_round_trip(light, tmp_path):
     assert [[r.crop_rle for r in x] for x in a] == [[r.crop_rle for r in x] for x in b]
     # a checkpoint path also works as weights=, and the saved arch is checked
     same = MaskRCNNSegmentor(LIGHT_ARCH, weights=path, crop_size=64, device="cpu")
-    assert torch.equal(
-        same.model.backbone.body.conv1.weight, light.model.backbone.body.conv1.weight
-    )
-    with pytest.raises(ValueError, match="checkpoint is a 'maskrcnn_resnet18_fpn' model"):
+    for key, value in light.model.state_dict().items():
+        assert torch.equal(value, same.model.state_dict()[key])
+    with pytest.raises(ValueError, match=f"checkpoint is a '{LIGHT_ARCH}' model"):
         build_model(DEFAULT_ARCH, weights=path)
     override = MaskRCNNSegmentor.load(path, device="cpu", settings=TORCHVISION_DEFAULTS)
     assert override.model.roi_heads.detections_per_img == 100

@@ -17,7 +17,8 @@ def train(
     arch: str = typer.Option(
         "maskrcnn_resnet50_fpn_v2",
         "--arch",
-        help="Architecture: maskrcnn_resnet50_fpn_v2 (default) or maskrcnn_resnet18_fpn (light, CPU).",
+        help="Architecture: maskrcnn_resnet50_fpn_v2 (default), maskrcnn_mobilenet_v3_fpn "
+        "(light: CPU, demo) or maskrcnn_resnet18_fpn.",
     ),
     epochs: int = typer.Option(20, "--epochs", min=1, help="Training epochs."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Crops per step."),

@@ -386,6 +386,14 @@ def train(config: TrainConfig) -> Path:
         disable=not config.progress,
         transient=True,
     )
+    skipped = (
+        f", {dataset.num_skipped} skipped near rejected detections" if dataset.num_skipped else ""
+    )
+    console.print(
+        f"training on {len(dataset)} crops ({dataset.num_negatives} negative{skipped}), "
+        f"{len(loader)} steps per epoch, {seg.arch} on {device}",
+        highlight=False,
+    )
     with progress:
         for epoch in range(start_epoch, config.epochs):
             task = progress.add_task(
