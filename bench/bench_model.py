@@ -40,6 +40,10 @@ def _crops_and_batches(folder: Path, crop_size: int, count: int):
     return [s.image_bgr for s in samples], [dataset[i] for i in range(count)]
 
 
+def _log(message: str) -> None:
+    print(f"[bench_model] {message}", file=sys.stderr, flush=True)
+
+
 def _predict_rows(arch: str, label: str, crops, naive, quick: bool) -> list[BenchRow]:
     import torch
 
@@ -125,7 +129,7 @@ def run(quick: bool = False) -> list[BenchRow]:
 
     crop_size = 256
     n_crops = 8 if quick else 16
-    naive_n = 2 if quick else 4
+    naive_n = 2 if quick else 4  # about 2-3 s per crop on 2 idle cores
     batch_size = 2
     train_steps = 2 if quick else 4
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,20 +149,23 @@ def run(quick: bool = False) -> list[BenchRow]:
     naive_model.load_state_dict(ours_r50.state_dict())
     naive_model.eval()
 
-    def naive_predict() -> None:
+    def naive_predict(count: int) -> None:
         with torch.no_grad():
-            for crop in crops[:naive_n]:
+            for crop in crops[:count]:
                 naive_model(
                     [torch.from_numpy(crop[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255]
                 )
 
-    naive_predict()  # warm-up (one pass over naive_n crops)
-    naive_rate = naive_n / timed(naive_predict)
+    naive_predict(1)  # warm-up
+    naive_rate = naive_n / timed(lambda: naive_predict(naive_n))
+    _log(f"naive predict {naive_rate:.3f} crops/s")
 
     rows = _predict_rows(DEFAULT_ARCH, "R50-FPN-v2", crops, naive_rate, quick)
     rows += _predict_rows(LIGHT_ARCH, "light MNv3-FPN", crops, naive_rate, quick)
 
+    _log("predict rows done")
     naive_train = _train_images_per_s(naive_model, batches, train_steps)
+    _log(f"naive train {naive_train:.3f} images/s")
     ours_train = _train_images_per_s(ours_r50, batches, train_steps)
     torch.manual_seed(0)
     light_train = _train_images_per_s(
