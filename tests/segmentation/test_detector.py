@@ -68,6 +68,9 @@ def _best_iou(det_masks, gt_mask):
         ({"max_foreground_fraction": 0}, "max_foreground_fraction"),
         ({"shadow_threshold": 1.0}, "shadow_threshold"),
         ({"box_padding": -1}, "box_padding"),
+        ({"min_edge_blob_area": 0}, "min_edge_blob_area"),
+        ({"max_shadow_reach": -1.0}, "max_shadow_reach"),
+        ({"min_faint_fraction": 1.0}, "min_faint_fraction"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):
@@ -224,6 +227,71 @@ def test_touching_fish_are_split_and_single_fish_is_not(rng):
     frame[patches] = frame[patches] // 3
     found = det.detect(frame)
     assert len(found) == 1 and mask_iou(found[0].blob_mask, single) > 0.7
+
+
+def test_faint_fish_touching_a_dark_fish_is_not_trimmed_as_its_shadow(rng):
+    """A fish 20 grey levels darker than the floor (MOG2 'shadow', no core) touching a
+    dark fish, reaching away from it: trimming the dark fish's shadow keeps it as a
+    detection of its own (with ``max_shadow_reach=0`` it was dropped as a shadow)."""
+    floor = _floor()
+    dark = _fish_mask(60, 60, half_len=18, half_w=7)
+    faint = _fish_mask(96, 60, half_len=18, half_w=5) & ~dark  # nose to the dark one's tail
+    assert (cv2.dilate(dark.astype(np.uint8), None) & faint).sum() > 0
+    frame = _render(floor, [dark, faint], rng, delta=[None, -20.0], factor=0.35, noise=1.3)
+    found = []
+    for reach in (3.0, 0.0):
+        det = MOG2Detector(DetectorConfig(**SMALL, max_shadow_reach=reach))
+        det.prime(floor)
+        found.append([d.blob_mask for d in det.detect(frame)])
+    assert len(found[0]) == 2
+    assert _best_iou(found[0], dark) > 0.6 and _best_iou(found[0], faint) > 0.6
+    assert len(found[1]) == 1 and _best_iou(found[1], faint) < 0.3
+
+
+def test_tail_fin_behind_a_narrow_peduncle_is_not_split_off(rng):
+    """A light fish whose fan tail (~1/4 of its area) sits behind a narrow peduncle:
+    one detection (a minimum part fraction of 0.2 cut the tail off as a second fish)."""
+    floor = _floor()
+    fish = _fish_mask(66, 60, half_len=22, half_w=8).astype(np.uint8)
+    cv2.rectangle(fish, (86, 58), (101, 62), 1, -1)  # peduncle, 5 px wide
+    cv2.fillConvexPoly(fish, np.array([[100, 60], [116, 48], [116, 72]]), 1)  # tail fin
+    fish = fish.astype(bool)
+    frame = _render(floor, [fish], rng, delta=[45.0], noise=1.3)
+    counts = []
+    for fraction in (0.3, 0.2):
+        det = MOG2Detector(DetectorConfig(**SMALL, min_part_fraction=fraction))
+        det.prime(floor)
+        found = det.detect(frame)
+        counts.append(len(found))
+        if fraction == 0.3:
+            assert mask_iou(found[0].blob_mask, fish) > 0.7
+    assert counts == [1, 2]
+
+
+def test_sliver_on_the_frame_edge_is_kept_a_speck_inside_is_not(rng):
+    """A fish leaving the view (a ~30 px sliver on the left border) is detected; the
+    same area in the middle of the frame is below ``min_blob_area`` and is noise."""
+    floor = _floor()
+    sliver = _fish_mask(-10, 60, half_len=14, half_w=6)
+    speck = _fish_mask(100, 60, half_len=4, half_w=2)
+    assert 15 < sliver.sum() < SMALL["min_blob_area"] and speck.sum() < SMALL["min_blob_area"]
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    found = det.detect(_render(floor, [sliver, speck], rng, factor=0.35, noise=1.3))
+    assert len(found) == 1 and mask_iou(found[0].blob_mask, sliver) > 0.5
+
+
+def test_split_parts_tile_the_blob(rng):
+    """Parts of a split blob share out all of its pixels (watershed lines and the rim
+    flooded by the outside marker go to the nearest part): no pixel is lost."""
+    floor = _floor()
+    a = _fish_mask(62, 60, half_len=16, half_w=6, angle=10)
+    b = _fish_mask(93, 63, half_len=16, half_w=6, angle=-15)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    masks = [d.blob_mask for d in det.detect(_render(floor, [a, b], rng, factor=0.35))]
+    assert len(masks) == 2 and not (masks[0] & masks[1]).any()
+    assert mask_iou(masks[0] | masks[1], a | b) > 0.9
 
 
 def test_low_contrast_fish_found_without_noise_false_positives(rng):

@@ -17,6 +17,8 @@ __all__ = [
     "BlobRules",
     "components",
     "detection_rle",
+    "faint_fish_beside",
+    "fill_to_nearest",
     "kernel",
     "merge_wide_necks",
     "pad1",
@@ -47,6 +49,8 @@ class BlobRules:
     max_neck_ratio: float
     min_part_fraction: float
     sign_split_contrast: float
+    max_shadow_reach: float = 0.0
+    min_faint_fraction: float = 0.0
 
 
 def pad1(mask: np.ndarray) -> np.ndarray:
@@ -147,7 +151,36 @@ def trim_shadows(
         level = float(np.median(contrast[core > 0]))
         floor = max(rules.shadow_contrast * abs(level), 3.0 * noise_sigma)
         keep |= (contrast * np.sign(level) >= floor).astype(np.uint8)
-    return components(blob & keep, rules.min_area)
+    fish = blob & keep
+    parts = components(fish, rules.min_area)
+    if rules.max_shadow_reach > 0:
+        parts += faint_fish_beside(blob & (1 - keep), fish, rules)
+    return parts
+
+
+def faint_fish_beside(dropped: np.ndarray, fish: np.ndarray, rules: BlobRules) -> list[np.ndarray]:
+    """Pieces trimmed off a fish's blob that are a faint fish touching it, not its shadow.
+
+    A cast shadow shows as a rim along the fish's edge: none of its pixels lies much
+    farther from the fish than the rim is thick. A faint fish touching a darker one
+    reaches away from it. A piece (opened, at least ``min_area``) is returned as a fish
+    of its own when its farthest pixel from the fish is more than ``max_shadow_reach``
+    x its own half-thickness (deepest distance to its edge) and it holds at least
+    ``min_faint_fraction`` of the fish's area (a fish's fainter fins are smaller).
+    """
+    dropped = cv2.morphologyEx(dropped, cv2.MORPH_OPEN, _OPEN3)
+    smallest = max(rules.min_area, rules.min_faint_fraction * np.count_nonzero(fish))
+    pieces = components(dropped, smallest)
+    if not pieces:
+        return []
+    away = cv2.distanceTransform(1 - fish, cv2.DIST_L2, 3)
+    found = []
+    for piece in pieces:
+        inside = piece > 0
+        half_thickness = float(cv2.distanceTransform(pad1(piece), cv2.DIST_L2, 3).max())
+        if float(away[inside].max()) > rules.max_shadow_reach * half_thickness:
+            found.append(piece)
+    return found
 
 
 def split_by_sign(
@@ -182,6 +215,14 @@ def split_by_sign(
     return [p for p in (blob & bright, blob & (1 - bright)) if np.count_nonzero(p)]
 
 
+def fill_to_nearest(parts: list[np.ndarray], blob: np.ndarray) -> list[np.ndarray]:
+    """Give each blob pixel that no part holds (watershed lines, the rim the outside
+    marker flooded) to the nearest part, so the parts tile the blob again."""
+    away = np.stack([cv2.distanceTransform(1 - p, cv2.DIST_L2, 3) for p in parts])
+    nearest = np.argmin(away, axis=0)
+    return [((nearest == i) & (blob > 0)).astype(np.uint8) for i in range(len(parts))]
+
+
 def split_by_cores(blob: np.ndarray, fg_window: np.ndarray, rules: BlobRules) -> list[np.ndarray]:
     """Split a blob (uint8 0/1 window) between its sizeable foreground-only cores.
 
@@ -211,6 +252,8 @@ def split_by_cores(blob: np.ndarray, fg_window: np.ndarray, rules: BlobRules) ->
     relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
     parts = merge_wide_necks(markers, blob, dist, len(big), rules.max_neck_ratio)
+    if len(parts) > 1:
+        parts = fill_to_nearest(parts, blob)
     areas = [np.count_nonzero(p) for p in parts]
     smallest = max(rules.min_area, rules.min_part_fraction * sum(areas))
     if len(parts) < 2 or min(areas) < smallest:

@@ -7,7 +7,9 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   on its distance transform, seeded by those cores (touching fish -> one box each);
   a light fish touching a dark one is split by the sign of its contrast;
 - **cast shadows**: in a blob with a foreground core, shadow pixels far from the core
-  and fainter than the fish (or darker than the floor under a light fish) are dropped;
+  and fainter than the fish (or darker than the floor under a light fish) are dropped,
+  unless a dropped piece reaches far from the fish (a shadow only lines its edge) and
+  is sizeable: that is a faint fish touching a darker one, kept as its own detection;
 - **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
   :func:`detect_video` primes it with a robust background of frames spread over the
   clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
@@ -19,7 +21,8 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   and frame (global gain + gradient, fitted robustly) is divided out before
   subtraction (a frozen model would otherwise see it as fish);
 - **sensor noise and compression**: priming measures the noise and sets MOG2's
-  variance from it; morphological open/close and a minimum blob area remove specks;
+  variance from it; morphological open/close and a minimum blob area remove specks
+  (a smaller minimum along the frame's border, where a fish entering view is a sliver);
 - **moving camera / sudden global change**: when more than
   ``max_foreground_fraction`` of the frame is candidate, when it holds more than
   ``max_blobs`` blobs, or when priming found no stable background, a
@@ -34,7 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,8 @@ class DetectorConfig:
         open_kernel: side of the elliptic opening kernel (noise removal); 0 = off.
         close_kernel: side of the elliptic closing kernel (joins fish fragments); 0 = off.
         min_blob_area: blobs (or split parts) smaller than this are noise.
+        min_edge_blob_area: the same for a blob touching the frame's border (a fish
+            entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
         max_blob_area: blobs larger than this are not fish (dropped).
         box_padding: pixels added on each side of a blob's tight box (clipped to the frame).
         shadow_trim: in a blob with a foreground-only (255) core, shadow-labelled pixels
@@ -122,6 +127,12 @@ class DetectorConfig:
         shadow_contrast: ... and pixels of the core's sign with at least this fraction of
             its contrast are the fish (fins, tail) whatever their distance (a shadow is
             fainter than a dark fish, and darker than the floor under a light one).
+        max_shadow_reach: a trimmed-off piece whose farthest pixel from the fish is more
+            than this many times its own half-thickness away is not a cast shadow (which
+            lines the fish's edge, reach ~2) but a faint fish touching it: it is kept as a
+            detection of its own; 0 = drop every trimmed piece.
+        min_faint_fraction: ... when it also holds at least this fraction of the fish's
+            area (a fish's fainter fins, behind the peduncle, are smaller).
         split_touching: split blobs holding several foreground-only cores (and light +
             dark fish by contrast sign).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
@@ -132,7 +143,8 @@ class DetectorConfig:
             narrower than this fraction of the thinner part's width (a neck between two
             touching fish); wider borders are one fish with several dark patches.
         min_part_fraction: each split part must hold at least this fraction of the blob
-            (a fish's tail fin is a smaller, separate "core" behind a narrow neck).
+            (a fish's tail fin with its peduncle is a separate "core" behind a narrow
+            neck and holds up to ~25 % of the fish: 0.2 split light fish in two).
         sign_split_contrast: a blob holding a region brighter than the background by
             this many grey levels and one darker by as much is split between them (a
             light fish touching a dark one).
@@ -160,15 +172,18 @@ class DetectorConfig:
     open_kernel: int = 3
     close_kernel: int = 5
     min_blob_area: int = 80
+    min_edge_blob_area: int = 20
     max_blob_area: int = 100_000
     box_padding: int = 4
     shadow_trim: int = 3
     shadow_contrast: float = 0.35
+    max_shadow_reach: float = 3.0
+    min_faint_fraction: float = 0.15
     split_touching: bool = True
     split_core_depth: float = 0.5
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
-    min_part_fraction: float = 0.2
+    min_part_fraction: float = 0.3
     sign_split_contrast: float = 20.0
     max_foreground_fraction: float = 0.1
     max_blobs: int = 40
@@ -219,6 +234,18 @@ class DetectorConfig:
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.min_blob_area >= 1, f"min_blob_area must be >= 1, got {self.min_blob_area}")
         need(
+            self.min_edge_blob_area >= 1,
+            f"min_edge_blob_area must be >= 1, got {self.min_edge_blob_area}",
+        )
+        need(
+            self.max_shadow_reach >= 0,
+            f"max_shadow_reach must be >= 0, got {self.max_shadow_reach}",
+        )
+        need(
+            0 <= self.min_faint_fraction < 1,
+            f"min_faint_fraction must be in [0, 1), got {self.min_faint_fraction}",
+        )
+        need(
             self.max_blob_area > self.min_blob_area,
             f"max_blob_area ({self.max_blob_area}) must be > min_blob_area ({self.min_blob_area})",
         )
@@ -266,6 +293,7 @@ class MOG2Detector:
         self._open = kernel(c.open_kernel * c.scale)
         self._close = kernel(c.close_kernel * c.scale)
         self._min_area = max(1.0, c.min_blob_area * s2)
+        self._min_edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._max_area = c.max_blob_area * s2
         min_core = max(1.0, c.min_core_area * s2)
         self._rules = BlobRules(
@@ -278,7 +306,10 @@ class MOG2Detector:
             max_neck_ratio=c.max_neck_ratio,
             min_part_fraction=c.min_part_fraction,
             sign_split_contrast=c.sign_split_contrast,
+            max_shadow_reach=c.max_shadow_reach,
+            min_faint_fraction=c.min_faint_fraction,
         )
+        self._edge_rules = replace(self._rules, min_area=self._min_edge_area)
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -468,17 +499,19 @@ class MOG2Detector:
                 return self._reject(why, camera_id, frame_index)
         detections: list[Detection] = []
         work_h, work_w = candidate.shape
-        rules = self._rules
         noise = self.noise_sigma or c.default_noise_sigma
         for contour in contours:
             x, y, w, h = cv2.boundingRect(contour)
-            if w * h < self._min_area:
+            # A fish entering or leaving the view is a sliver along the frame's edge.
+            edge = x == 0 or y == 0 or x + w == work_w or y + h == work_h
+            rules = self._edge_rules if edge else self._rules
+            if w * h < rules.min_area:
                 continue
             blob = np.zeros((h, w), np.uint8)
             cv2.drawContours(blob, [contour], 0, 1, thickness=cv2.FILLED, offset=(-x, -y))
             blob &= candidate[y : y + h, x : x + w] > 0  # keep genuine holes out
             area = int(np.count_nonzero(blob))
-            if area < self._min_area or area > self._max_area:
+            if area < rules.min_area or area > self._max_area:
                 continue
             fg_window = fg[y : y + h, x : x + w]
             contrast = self._contrast(x, y, w, h)
