@@ -11,6 +11,7 @@ is the light preset with random weights unless ``AQUAPOSE_BENCH_MODEL`` names a 
 checkpoint (speed depends on the number of crops, which the detector decides).
 
 Run: ``.venv/bin/python bench/bench_segment.py [--quick]`` (~3 minutes; ~1 with --quick).
+Linux only (peak memory is read from ``/proc``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ import cv2
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import BenchRow, format_table  # noqa: E402
 
+# Peak RSS from /proc/self/status (VmHWM, this process only): getrusage's ru_maxrss
+# survives fork + exec on Linux and would report the parent's peak.
 _CHILD = """
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from aquapose.segmentation.model import LIGHT_ARCH, MaskRCNNSegmentor
 from aquapose.segmentation.segment import SegmentConfig, segment_videos
 torch.set_num_threads(2)
@@ -40,7 +43,8 @@ model = (MaskRCNNSegmentor.load(model_path, device="cpu") if model_path
 start = time.perf_counter()
 segment_videos([video], model, out, SegmentConfig())
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+peak_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(json.dumps({"seconds": seconds, "max_rss_kb": peak_kb}))
 """
 
 

@@ -35,7 +35,7 @@ class DemoConfig:
         preset: synthetic preset of the training clip.
         detect_every: keep every N-th frame for labelling.
         epochs, crop_size, batch_size, lr, arch: the training run (the light
-            architecture from scratch; ~5 minutes on 2 CPU cores).
+            architecture from scratch; ~6 minutes on 2 CPU cores).
         heldout_frames: frames of the held-out clip segmented at the end.
     """
 
@@ -43,7 +43,7 @@ class DemoConfig:
     preset: str = "demo"
     detect_every: int = 10
     arch: str = LIGHT_ARCH
-    epochs: int = 14
+    epochs: int = 26
     crop_size: int = 128
     batch_size: int = 8
     lr: float = 0.04
