@@ -129,7 +129,7 @@ def run(quick: bool = False) -> list[BenchRow]:
 
     crop_size = 256
     n_crops = 8 if quick else 16
-    naive_n = 2 if quick else 4  # about 2-3 s per crop on 2 idle cores
+    naive_n = 2 if quick else 4  # about 5 s per crop on 2 idle cores
     batch_size = 2
     train_steps = 2 if quick else 4
     with tempfile.TemporaryDirectory() as tmp:
