@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import BenchRow, format_table  # noqa: E402
@@ -48,16 +49,8 @@ print(json.dumps({"seconds": seconds, "max_rss_kb": peak_kb}))
 """
 
 
-def _looped_clip(source: Path, out: Path, frames: int) -> Path:
-    """Write ``frames`` frames of ``source`` (played forwards, looped) to ``out``."""
-    cap = cv2.VideoCapture(str(source))
-    clip = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        clip.append(frame)
-    cap.release()
+def _looped_clip(clip: list[np.ndarray], out: Path, frames: int) -> Path:
+    """Write ``frames`` frames of ``clip`` (played forwards, looped) to ``out``."""
     height, width = clip[0].shape[:2]
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (width, height))
     for i in range(frames):
@@ -79,16 +72,19 @@ def _segment_in_child(video: Path, out: Path) -> dict[str, float]:
 
 def run(quick: bool = False) -> list[BenchRow]:
     from aquapose.segmentation.detector import detect_video
+    from aquapose.segmentation.io.video import sample_frames
     from aquapose.synth import generate
 
     short_n, long_n = (75, 300) if quick else (300, 1200)
+    source_n = 150
     cv2.setNumThreads(2)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        manifest = generate(root / "rig", preset="rig", seed=0, cameras=1, frames=150)
+        manifest = generate(root / "rig", preset="rig", seed=0, cameras=1, frames=source_n)
         source = manifest.parent / json.loads(manifest.read_text())["cameras"][0]["video"]
-        short = _looped_clip(source, root / "short.mp4", short_n)
-        long = _looped_clip(source, root / "long.mp4", long_n)
+        clip = sample_frames(source, 0, source_n, source_n)
+        short = _looped_clip(clip, root / "short.mp4", short_n)
+        long = _looped_clip(clip, root / "long.mp4", long_n)
 
         start = time.perf_counter()
         for _ in detect_video(short):

@@ -26,48 +26,43 @@ def inputs(tmp_path_factory):
     return root, manifest.parent / "cam0.mp4", model
 
 
-def _first_error_line(err: str) -> str:
-    assert "Traceback" not in err
-    return err.strip().splitlines()[0]
-
-
-def test_missing_video(inputs, capsys):
-    root, _, model = inputs
-    missing = root / "nope.mp4"
-    code, _, err = run_cli(
-        ["segment", str(missing), "--model", str(model), "--out", str(root / "o1")], capsys
-    )
-    assert code != 0 and "nope.mp4" in _first_error_line(err)
-
-
-def test_corrupt_video(inputs, capsys):
-    root, _, model = inputs
+def _bad_video(root):
     corrupt = root / "corrupt.mp4"
     corrupt.write_bytes(b"not a video at all" * 10)
-    code, _, err = run_cli(
-        ["segment", str(corrupt), "--model", str(model), "--out", str(root / "o2")], capsys
-    )
-    assert code != 0 and "corrupt.mp4" in _first_error_line(err)
+    return corrupt
 
 
-def test_model_that_is_not_a_checkpoint(inputs, capsys):
-    root, video, _ = inputs
+def _bad_model(root):
     bad = root / "bad.pt"
     bad.write_text("hello")
-    code, _, err = run_cli(
-        ["segment", str(video), "--model", str(bad), "--out", str(root / "o3")], capsys
-    )
-    line = _first_error_line(err)
-    assert code != 0 and "bad.pt" in line and "checkpoint" in line
+    return bad
 
 
-def test_output_folder_that_is_a_file(inputs, capsys):
+def _file_out(root):
+    taken = root / "taken"
+    taken.write_text("x")
+    return taken
+
+
+# (what is bad, its replacement for (video, model, out), words the error line must hold)
+CASES = {
+    "missing video": ("video", lambda root: root / "nope.mp4", ["nope.mp4"]),
+    "corrupt video": ("video", _bad_video, ["corrupt.mp4"]),
+    "model is not a checkpoint": ("model", _bad_model, ["bad.pt", "checkpoint"]),
+    "output folder is a file": ("out", _file_out, ["taken", "not a folder"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_clear_line(inputs, capsys, case):
     root, video, model = inputs
-    out = root / "taken"
-    out.write_text("x")
-    code, _, err = run_cli(
-        ["segment", str(video), "--model", str(model), "--out", str(out)], capsys
-    )
-    line = _first_error_line(err)
-    assert code != 0 and "taken" in line and "not a folder" in line
-    assert out.read_text() == "x"
+    paths = {"video": video, "model": model, "out": root / case.replace(" ", "-")}
+    which, make_bad, words = CASES[case]
+    paths[which] = make_bad(root)
+    args = ["segment", str(paths["video"]), "--model", str(paths["model"])]
+    code, _, err = run_cli([*args, "--out", str(paths["out"])], capsys)
+    assert code != 0 and "Traceback" not in err
+    line = err.strip().splitlines()[0]
+    assert all(word in line for word in words), line
+    if which == "out":
+        assert paths["out"].read_text() == "x"  # nothing written over it

@@ -293,7 +293,6 @@ class MOG2Detector:
         self._open = kernel(c.open_kernel * c.scale)
         self._close = kernel(c.close_kernel * c.scale)
         self._min_area = max(1.0, c.min_blob_area * s2)
-        self._min_edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._max_area = c.max_blob_area * s2
         min_core = max(1.0, c.min_core_area * s2)
         self._rules = BlobRules(
@@ -309,7 +308,8 @@ class MOG2Detector:
             max_shadow_reach=c.max_shadow_reach,
             min_faint_fraction=c.min_faint_fraction,
         )
-        self._edge_rules = replace(self._rules, min_area=self._min_edge_area)
+        edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
+        self._edge_rules = replace(self._rules, min_area=edge_area)
         self.reset()
 
     # -- state -------------------------------------------------------------------------
