@@ -43,7 +43,7 @@ class DemoConfig:
     preset: str = "demo"
     detect_every: int = 10
     arch: str = LIGHT_ARCH
-    epochs: int = 26
+    epochs: int = 14
     crop_size: int = 128
     batch_size: int = 8
     lr: float = 0.04

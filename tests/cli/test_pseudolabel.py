@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,7 @@ from pycocotools.coco import COCO
 from aquapose.cli import main
 from aquapose.segmentation.io.coco import read_coco, write_coco
 from aquapose.segmentation.io.files import read_image, write_image
+from aquapose.segmentation.labels import FilterConfig
 from aquapose.segmentation.masks import encode_rle, mask_iou
 from aquapose.segmentation.types import AnnotatedFrame, Instance
 
@@ -116,7 +118,9 @@ def test_pseudolabel_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     sheet = read_image(out / "contact_sheet.png")
     assert sheet.shape[0] >= 128 and sheet.shape[1] == 8 * 128
     config = json.loads((out / "pseudolabel_config.json").read_text())
-    assert config["backend"] == "classical" and config["filter"]["min_score"] == 0.8
+    assert config["backend"] == "classical" and config["filter"] == asdict(
+        FilterConfig()
+    )  # CLI defaults = library defaults
 
 
 def test_pseudolabel_resumes_and_survives_interruption(

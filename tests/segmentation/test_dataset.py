@@ -259,3 +259,37 @@ def test_crops_touching_rejected_detections_are_skipped(tmp_path):
     assert centres[0] == compute_crop_region(mask_to_box_xyxy(a), (100, 60), 48)
     # the tiny 1x1 rejected box is noise and does not count; the key can be turned off
     assert len(CropDataset(coco, crop_size=48, ignore_boxes_key=None)) == 2
+
+
+def test_crops_slide_off_rejected_detections(tmp_path):
+    coco, image, a, b = _two_fish_frame(tmp_path, second_centre=(56, 30))
+    import json
+
+    box_a, box_b = mask_to_box_xyxy(a), mask_to_box_xyxy(b)
+    data = json.loads(coco.read_text())
+    data["images"][0]["rejected_boxes_xyxy"] = [box_b.tolist()]
+    coco.write_text(json.dumps(data))
+    centred = compute_crop_region(box_a, (100, 60), 48)
+    assert centred.box_xyxy[2] > box_b[0]  # the centred window shows part of B
+    dataset = CropDataset(coco, crop_size=48, augment=True)
+    assert len(dataset) == 1 and dataset.num_skipped == 1  # A's crop kept, B's skipped
+    window = dataset.crop(0).region.box_xyxy
+    assert window[2] <= box_b[0] and window[0] <= box_a[0] and box_a[2] <= window[2]
+    # augmented windows stay off B too: only A is ever a target
+    for epoch in range(12):
+        _, target = dataset[(epoch, 0)]
+        assert len(target["masks"]) == 1
+    assert len(CropDataset(coco, crop_size=48, augment=True, ignore_boxes_key=None)) == 2
+
+
+def test_frame_cache_is_bounded_and_changes_nothing(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=3)
+    cached = CropDataset(coco, crop_size=64, augment=True)
+    frame_bytes = cached._image(0).nbytes
+    small = CropDataset(coco, crop_size=64, augment=True, cache_mb=1.5 * frame_bytes / 2**20)
+    for index in range(len(cached)):
+        image_a, target_a = cached[(2, index)]
+        image_b, target_b = small[(2, index)]
+        assert torch.equal(image_a, image_b) and torch.equal(target_a["masks"], target_b["masks"])
+        assert small._cached_bytes <= 1.5 * frame_bytes
+    assert len(cached._cache) == len(cached.frames) > 1 and len(small._cache) == 1

@@ -52,12 +52,12 @@ def pseudolabel(
         "--background/--no-background",
         help="classical: compare with each camera's median background to drop fish shadows.",
     ),
-    min_score: float = typer.Option(0.8, help="Filter: minimum detection score."),
+    min_score: float = typer.Option(0.6, help="Filter: minimum detection score."),
     min_area: int = typer.Option(100, help="Filter: minimum mask area (pixels)."),
     min_fill: float = typer.Option(0.05, help="Filter: minimum mask area / box area."),
     max_fill: float = typer.Option(0.6, help="Filter: maximum mask area / box area."),
     min_contrast: float = typer.Option(
-        0.25, help="Filter (with --background): minimum mean change from the background."
+        0.2, help="Filter (with --background): minimum mean change from the background."
     ),
     negative_fraction: float = typer.Option(0.1, help="Share of negative images in train/val."),
     crop_size: int = typer.Option(256, help="Side of the negative background crops (pixels)."),

@@ -22,6 +22,7 @@ process (DataLoader workers included) and the global torch RNG is left untouched
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +112,14 @@ class CropDataset(torch.utils.data.Dataset):
         brightness, contrast: colour jitter strengths when augmenting.
         ignore_boxes_key: image field listing frame-space ``xyxy`` boxes of fish that may
             be unlabelled (``aquapose pseudolabel`` writes the detections it rejected as
-            ``rejected_boxes_xyxy``). A sample whose window (with its largest shift) overlaps
-            one of them (area >= ``min_visible_area``) is skipped rather than teach the
-            model that a fish is background; so is an image without fish that has one.
+            ``rejected_boxes_xyxy``). No crop may overlap one of them (area >=
+            ``min_visible_area``), or it would teach the model that a fish is background:
+            a fish's window slides off them (the fish stays inside it, at least
+            ``min_border`` pixels from its edge); a fish with no such window is skipped,
+            and so is an image without fish that has one.
+        min_border: see ``ignore_boxes_key``.
+        cache_mb: decoded frames kept in memory (least recently used dropped first); a
+            frame holds several fish, and decoding it is most of a sample's cost.
     """
 
     def __init__(
@@ -130,6 +136,8 @@ class CropDataset(torch.utils.data.Dataset):
         brightness: float = 0.25,
         contrast: float = 0.25,
         ignore_boxes_key: str | None = "rejected_boxes_xyxy",
+        min_border: int = 4,
+        cache_mb: float = 512.0,
     ) -> None:
         if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
             raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
@@ -145,19 +153,28 @@ class CropDataset(torch.utils.data.Dataset):
         self.margin = margin
         self.max_shift = max_shift
         self.min_visible_area = int(min_visible_area)
+        self.min_border = int(min_border)
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
         self.frames = read_coco(self.coco_json)
         self.epoch = 0
         self._transform = build_augmentation(brightness, contrast) if augment else None
         # (frame index, instance index or -1 for a negative)
         self.samples: list[tuple[int, int]] = []
+        #: per sample, the frame-pixel (dx, dy) moving its window off the ignore boxes
+        self._clear_shift: list[np.ndarray] = []
+        #: per frame, the boxes no crop may overlap (frame-space xyxy)
+        self._ignore = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
         self.num_skipped = 0
         for f_idx, frame in enumerate(self.frames):
-            ignore = self._ignore_boxes(frame, ignore_boxes_key)
+            ignore = self._ignore[f_idx]
             if not frame.instances:
                 if ignore.size:
                     self.num_skipped += 1
                 else:
                     self.samples.append((f_idx, -1))
+                    self._clear_shift.append(np.zeros(2))
                 continue
             for i_idx, inst in enumerate(frame.instances):
                 if inst.rle is None:
@@ -165,10 +182,12 @@ class CropDataset(torch.utils.data.Dataset):
                         f"{self.coco_json}: image {frame.image_id} has a fish without a mask "
                         "(box-only annotation); CropDataset needs a segmentation for every fish"
                     )
-                if ignore.size and self._touches(frame, inst.box_xyxy, ignore):
+                shift = self._find_clear_shift(frame, inst.box_xyxy, ignore)
+                if shift is None:
                     self.num_skipped += 1
                 else:
                     self.samples.append((f_idx, i_idx))
+                    self._clear_shift.append(shift)
         if not self.samples:
             raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
 
@@ -184,18 +203,37 @@ class CropDataset(torch.utils.data.Dataset):
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         return boxes[areas >= self.min_visible_area]
 
-    def _touches(self, frame: AnnotatedFrame, box: np.ndarray, ignore: np.ndarray) -> bool:
-        """Whether the crop window of ``box``, grown by the largest shift, overlaps ``ignore``."""
-        region = compute_crop_region(box, (frame.width, frame.height), self.crop_size, self.margin)
-        grow = self.max_shift * region.size if self.augment else 0.0
-        w = region.box_xyxy + np.array([-grow, -grow, grow, grow])
-        hits = (
-            (ignore[:, 0] < w[2])
-            & (ignore[:, 2] > w[0])
-            & (ignore[:, 1] < w[3])
-            & (ignore[:, 3] > w[1])
-        )
-        return bool(hits.any())
+    def _window_of(self, frame: AnnotatedFrame, box: np.ndarray, shift: np.ndarray) -> CropRegion:
+        """The crop region of ``box`` with its centre moved by ``shift`` (frame pixels)."""
+        moved = np.clip(box + np.tile(shift, 2), 0.0, [frame.width, frame.height] * 2)
+        if moved[2] - moved[0] < 1.0 or moved[3] - moved[1] < 1.0:
+            moved = box
+        return compute_crop_region(moved, (frame.width, frame.height), self.crop_size, self.margin)
+
+    def _fits(self, region: CropRegion, box: np.ndarray, ignore: np.ndarray) -> bool:
+        """Whether ``region`` holds all of ``box`` and overlaps none of ``ignore``."""
+        w = region.box_xyxy
+        if box[0] < w[0] or box[1] < w[1] or box[2] > w[2] or box[3] > w[3]:
+            return False
+        hits = (ignore[:, 0] < w[2]) & (ignore[:, 2] > w[0])
+        hits &= (ignore[:, 1] < w[3]) & (ignore[:, 3] > w[1])
+        return not bool(hits.any())
+
+    def _find_clear_shift(
+        self, frame: AnnotatedFrame, box: np.ndarray, ignore: np.ndarray, step: float = 4.0
+    ) -> np.ndarray | None:
+        """The smallest window shift (dx, dy) that clears every ignore box, or None."""
+        zero = np.zeros(2)
+        if not ignore.size or self._fits(self._window_of(frame, box, zero), box, ignore):
+            return zero
+        size = self._window_of(frame, box, zero).size
+        reach = (size - (box[2:] - box[:2])) / 2.0 - self.min_border
+        axes = [np.arange(-r, r + 1e-9, step) if r > 0 else np.zeros(1) for r in reach]
+        grid = np.stack(np.meshgrid(*axes), axis=-1).reshape(-1, 2)
+        for shift in grid[np.argsort(np.hypot(grid[:, 0], grid[:, 1]), kind="stable")]:
+            if self._fits(self._window_of(frame, box, shift), box, ignore):
+                return shift
+        return None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -224,23 +262,23 @@ class CropDataset(torch.utils.data.Dataset):
             )
             return compute_crop_region(window, size_wh, self.crop_size, margin=0.0)
         box = frame.instances[i_idx].box_xyxy
-        region = compute_crop_region(box, size_wh, self.crop_size, self.margin)
-        if not shift or self.max_shift == 0.0:
-            return region
-        slack = (region.size - max(box[2] - box[0], box[3] - box[1])) / 2.0
-        limit = max(0.0, min(self.max_shift * region.size, slack))
-        dx, dy = rng.uniform(-limit, limit, size=2)
-        shifted = box + np.array([dx, dy, dx, dy])
-        shifted = np.clip(shifted, 0.0, [frame.width, frame.height] * 2)
-        if shifted[2] - shifted[0] < 1.0 or shifted[3] - shifted[1] < 1.0:
-            return region
-        return compute_crop_region(shifted, size_wh, self.crop_size, self.margin)
+        base = self._clear_shift[index]
+        if shift and self.max_shift > 0.0:
+            region = self._window_of(frame, box, base)
+            slack = (region.size - max(box[2] - box[0], box[3] - box[1])) / 2.0
+            limit = max(0.0, min(self.max_shift * region.size, slack))
+            for _ in range(4):  # a shift that keeps the window off the ignore boxes
+                region = self._window_of(frame, box, base + rng.uniform(-limit, limit, size=2))
+                ignore = self._ignore[f_idx]
+                if not ignore.size or self._fits(region, box, ignore):
+                    return region
+        return self._window_of(frame, box, base)
 
     def _load(self, index: int, rng: np.random.Generator, shift: bool) -> CropSample:
         f_idx, i_idx = self.samples[index]
         frame = self.frames[f_idx]
         region = self._region(index, rng, shift)
-        image = read_image(frame.resolve_image(self.image_root))
+        image = self._image(f_idx)
         if image.shape[:2] != (frame.height, frame.width):
             raise ValueError(
                 f"{frame.resolve_image(self.image_root)}: image is {image.shape[1]}x"
@@ -264,6 +302,23 @@ class CropDataset(torch.utils.data.Dataset):
         shape = (len(masks), self.crop_size, self.crop_size)
         stacked = np.stack(masks) if masks else np.zeros(shape, dtype=bool)
         return CropSample(crop_bgr, stacked, region, frame, i_idx)
+
+    def _image(self, f_idx: int) -> np.ndarray:
+        """Frame ``f_idx`` as uint8 BGR, through the LRU cache."""
+        if f_idx in self._cache:
+            self._cache.move_to_end(f_idx)
+            return self._cache[f_idx]
+        image = read_image(self.frames[f_idx].resolve_image(self.image_root))
+        if image.nbytes <= self.cache_bytes:
+            self._cache[f_idx] = image
+            self._cached_bytes += image.nbytes
+            while self._cached_bytes > self.cache_bytes:
+                self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
+        return image
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers get the dataset pickled: without the cache
+        return {**self.__dict__, "_cache": OrderedDict(), "_cached_bytes": 0}
 
     def crop(self, index: int) -> CropSample:
         """The un-augmented crop of sample ``index`` (numpy), as used for evaluation."""

@@ -43,11 +43,11 @@ class FilterConfig:
             hold floor, not fish (detector false positives, lighting changes).
     """
 
-    min_score: float = 0.8
+    min_score: float = 0.6
     min_area: int = 100
     min_fill: float = 0.05
     max_fill: float = 0.6
-    min_contrast: float = 0.25
+    min_contrast: float = 0.2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
