@@ -223,11 +223,10 @@ class CropDataset(torch.utils.data.Dataset):
         self, frame: AnnotatedFrame, box: np.ndarray, ignore: np.ndarray, step: float = 4.0
     ) -> np.ndarray | None:
         """The smallest window shift (dx, dy) that clears every ignore box, or None."""
-        zero = np.zeros(2)
-        if not ignore.size or self._fits(self._window_of(frame, box, zero), box, ignore):
-            return zero
-        size = self._window_of(frame, box, zero).size
-        reach = (size - (box[2:] - box[:2])) / 2.0 - self.min_border
+        centred = self._window_of(frame, box, np.zeros(2))
+        if not ignore.size or self._fits(centred, box, ignore):
+            return np.zeros(2)
+        reach = (centred.size - (box[2:] - box[:2])) / 2.0 - self.min_border
         axes = [np.arange(-r, r + 1e-9, step) if r > 0 else np.zeros(1) for r in reach]
         grid = np.stack(np.meshgrid(*axes), axis=-1).reshape(-1, 2)
         for shift in grid[np.argsort(np.hypot(grid[:, 0], grid[:, 1]), kind="stable")]:
@@ -264,12 +263,12 @@ class CropDataset(torch.utils.data.Dataset):
         box = frame.instances[i_idx].box_xyxy
         base = self._clear_shift[index]
         if shift and self.max_shift > 0.0:
-            region = self._window_of(frame, box, base)
-            slack = (region.size - max(box[2] - box[0], box[3] - box[1])) / 2.0
-            limit = max(0.0, min(self.max_shift * region.size, slack))
+            size = self._window_of(frame, box, base).size
+            slack = (size - max(box[2] - box[0], box[3] - box[1])) / 2.0
+            limit = max(0.0, min(self.max_shift * size, slack))
+            ignore = self._ignore[f_idx]
             for _ in range(4):  # a shift that keeps the window off the ignore boxes
                 region = self._window_of(frame, box, base + rng.uniform(-limit, limit, size=2))
-                ignore = self._ignore[f_idx]
                 if not ignore.size or self._fits(region, box, ignore):
                     return region
         return self._window_of(frame, box, base)
