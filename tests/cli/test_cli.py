@@ -3,20 +3,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
+from _cli import run_cli
 
 from aquapose import __version__
-from aquapose.cli import main
 from aquapose.segmentation.io.coco import write_coco
 from aquapose.segmentation.masks import encode_rle
 from aquapose.segmentation.types import AnnotatedFrame, Instance
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 def test_version_and_help(capsys):

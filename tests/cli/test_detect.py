@@ -8,21 +8,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _cli import run_cli
 
-from aquapose.cli import main
 from aquapose.segmentation.io.coco import read_coco, write_coco
 from aquapose.segmentation.masks import encode_rle, mask_to_box_xyxy
 from aquapose.segmentation.types import AnnotatedFrame, Instance
 
 H, W = 96, 128
 HANDHELD = Path(__file__).resolve().parents[2].parent / "shared/data/aquarium-boxes/handheld.mp4"
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 def _fish(t: int) -> np.ndarray:

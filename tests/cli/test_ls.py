@@ -8,20 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 
-from aquapose.cli import main
 from aquapose.segmentation.io.coco import read_coco, write_coco
 from aquapose.segmentation.io.files import write_image
 from aquapose.segmentation.masks import encode_rle, mask_to_box_xyxy
 from aquapose.segmentation.types import AnnotatedFrame, Instance
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    code = info.value.code
-    return (code if isinstance(code, int) else 0), out.out, out.err
 
 
 def _coco(tmp_path: Path) -> tuple[Path, np.ndarray]:

@@ -9,21 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _cli import run_cli
 from pycocotools.coco import COCO
 
-from aquapose.cli import main
 from aquapose.segmentation.io.coco import read_coco, write_coco
 from aquapose.segmentation.io.files import read_image, write_image
 from aquapose.segmentation.labels import FilterConfig
 from aquapose.segmentation.masks import encode_rle, mask_iou
 from aquapose.segmentation.types import AnnotatedFrame, Instance
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return int(info.value.code or 0), out.out, out.err
 
 
 def _detections(tmp_path: Path, n_frames: int = 6) -> tuple[Path, dict]:

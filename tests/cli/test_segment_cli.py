@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _cli import run_cli
 
-from aquapose.cli import main
 from aquapose.segmentation.model import LIGHT_ARCH, MaskRCNNSegmentor
 from aquapose.synth import generate
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out = capsys.readouterr()
-    return info.value.code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
