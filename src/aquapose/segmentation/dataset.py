@@ -262,16 +262,16 @@ class CropDataset(torch.utils.data.Dataset):
             return compute_crop_region(window, size_wh, self.crop_size, margin=0.0)
         box = frame.instances[i_idx].box_xyxy
         base = self._clear_shift[index]
+        region = self._window_of(frame, box, base)
         if shift and self.max_shift > 0.0:
-            size = self._window_of(frame, box, base).size
-            slack = (size - max(box[2] - box[0], box[3] - box[1])) / 2.0
-            limit = max(0.0, min(self.max_shift * size, slack))
+            slack = (region.size - max(box[2] - box[0], box[3] - box[1])) / 2.0
+            limit = max(0.0, min(self.max_shift * region.size, slack))
             ignore = self._ignore[f_idx]
             for _ in range(4):  # a shift that keeps the window off the ignore boxes
-                region = self._window_of(frame, box, base + rng.uniform(-limit, limit, size=2))
-                if not ignore.size or self._fits(region, box, ignore):
-                    return region
-        return self._window_of(frame, box, base)
+                moved = self._window_of(frame, box, base + rng.uniform(-limit, limit, size=2))
+                if not ignore.size or self._fits(moved, box, ignore):
+                    return moved
+        return region
 
     def _load(self, index: int, rng: np.random.Generator, shift: bool) -> CropSample:
         f_idx, i_idx = self.samples[index]

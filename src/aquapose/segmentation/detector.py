@@ -292,11 +292,10 @@ class MOG2Detector:
         s2 = c.scale * c.scale
         self._open = kernel(c.open_kernel * c.scale)
         self._close = kernel(c.close_kernel * c.scale)
-        self._min_area = max(1.0, c.min_blob_area * s2)
         self._max_area = c.max_blob_area * s2
         min_core = max(1.0, c.min_core_area * s2)
         self._rules = BlobRules(
-            min_area=self._min_area,
+            min_area=max(1.0, c.min_blob_area * s2),
             min_core=min_core,
             min_seed=min_core / 2.0,
             trim=kernel(2 * c.shadow_trim * c.scale + 1) if c.shadow_trim > 0 else None,
@@ -492,7 +491,7 @@ class MOG2Detector:
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         if len(contours) > c.max_blobs:
             sizeable = sum(
-                1 for cnt in contours if np.prod(cv2.boundingRect(cnt)[2:]) >= self._min_area
+                1 for cnt in contours if np.prod(cv2.boundingRect(cnt)[2:]) >= self._rules.min_area
             )
             if sizeable > c.max_blobs:
                 why = f"{sizeable} blobs (limit {c.max_blobs})"
