@@ -9,6 +9,7 @@ runs through the same code in tests/cli/test_segment.py.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -129,6 +130,44 @@ def test_results_are_valid_coco_without_duplicates(clip, tmp_path):
             np.testing.assert_allclose([x, y, x + w, y + h], mask_to_box_xyxy(mask))
             best = max((m & mask).sum() / (m | mask).sum() for m in truth[img["frame_index"]])
             assert best > 0.8
+
+
+class SloppyModel(DarkPixelModel):
+    """Finds the fish but outlines them loosely: each mask grown by 4 pixels."""
+
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+        grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+        out = []
+        for results in super().predict(crops, regions, score_threshold, batch_size):
+            loose = []
+            for r in results:
+                mask = cv2.dilate(decode_rle(r.crop_rle).astype(np.uint8), grow) > 0
+                loose.append(
+                    SegmentationResult(mask_to_box_xyxy(mask), encode_rle(mask), 0.9, r.region)
+                )
+            out.append(loose)
+        return out
+
+
+def _mean_matched_iou(results_json: Path, truth) -> float:
+    coco = COCO(str(results_json))
+    ious = []
+    for img in coco.dataset["images"]:
+        for ann in coco.imgToAnns[img["id"]]:
+            mask = coco.annToMask(ann).astype(bool)
+            ious.append(max((m & mask).sum() / (m | mask).sum() for m in truth[img["frame_index"]]))
+    return float(np.mean(ious))
+
+
+def test_refine_snaps_loose_masks_to_the_fish(clip, tmp_path):
+    video, truth = clip
+    config = SegmentConfig(every=5, recheck_frames=0)
+    loose = segment_videos(
+        [video], SloppyModel(), tmp_path / "loose", replace(config, refine_pad=0)
+    )
+    snapped = segment_videos([video], SloppyModel(), tmp_path / "snapped", config)
+    assert _mean_matched_iou(loose, truth) < 0.6
+    assert _mean_matched_iou(snapped, truth) > 0.85
 
 
 def test_interrupted_run_resumes_without_redoing_frames(clip, tmp_path):
