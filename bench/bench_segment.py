@@ -3,6 +3,8 @@
 - frames/s of ``segment_videos`` (detect -> crop -> predict -> paste, light model, every
   frame) beside the detector alone (``detect_video``) on the same clip: the floor the
   model's share is measured against;
+- the same with ``refine_pad=0`` (the model's masks as they are): what snapping each
+  mask to the fish's edges with GrabCut costs;
 - peak resident memory of a whole ``segment_videos`` run on the long clip beside the
   same run on a clip a quarter as long (each in a fresh process): streaming keeps it flat.
 
@@ -37,12 +39,12 @@ import json, sys, time, torch
 from aquapose.segmentation.model import LIGHT_ARCH, MaskRCNNSegmentor
 from aquapose.segmentation.segment import SegmentConfig, segment_videos
 torch.set_num_threads(2)
-video, out, model_path = sys.argv[1], sys.argv[2], sys.argv[3]
+video, out, model_path, refine_pad = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 torch.manual_seed(0)
 model = (MaskRCNNSegmentor.load(model_path, device="cpu") if model_path
          else MaskRCNNSegmentor(LIGHT_ARCH, crop_size=128, device="cpu"))
 start = time.perf_counter()
-segment_videos([video], model, out, SegmentConfig())
+segment_videos([video], model, out, SegmentConfig(refine_pad=refine_pad))
 seconds = time.perf_counter() - start
 peak_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 print(json.dumps({"seconds": seconds, "max_rss_kb": peak_kb}))
@@ -59,10 +61,10 @@ def _looped_clip(clip: list[np.ndarray], out: Path, frames: int) -> Path:
     return out
 
 
-def _segment_in_child(video: Path, out: Path) -> dict[str, float]:
+def _segment_in_child(video: Path, out: Path, refine_pad: int = 12) -> dict[str, float]:
     model = os.environ.get("AQUAPOSE_BENCH_MODEL", "")
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(video), str(out), model],
+        [sys.executable, "-c", _CHILD, str(video), str(out), model, str(refine_pad)],
         check=True,
         capture_output=True,
         text=True,
@@ -92,6 +94,7 @@ def run(quick: bool = False) -> list[BenchRow]:
         detect_fps = short_n / (time.perf_counter() - start)
         short_run = _segment_in_child(short, root / "seg_short")
         long_run = _segment_in_child(long, root / "seg_long")
+        unrefined = _segment_in_child(short, root / "seg_unrefined", refine_pad=0)
 
     return [
         BenchRow(
@@ -100,6 +103,13 @@ def run(quick: bool = False) -> list[BenchRow]:
             "frames/s",
             "detector alone (detect_video)",
             detect_fps,
+        ),
+        BenchRow(
+            "segment fps 1600x1200 (light model)",
+            short_n / short_run["seconds"],
+            "frames/s",
+            "same, masks not refined (refine_pad=0)",
+            short_n / unrefined["seconds"],
         ),
         BenchRow(
             f"segment peak RSS, {long_n} frames",

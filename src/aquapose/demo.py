@@ -128,7 +128,10 @@ def _heldout_figures(
         return [], [], []
     scored.sort(key=lambda s: s[0])
     worst = scored[:n]
-    spread = [scored[int(i)] for i in np.linspace(len(scored) // 2, len(scored) - 1, n)]
+    # Typical examples: the median to the best of the frames that hold fish (an empty
+    # frame scores 1.0 and shows nothing).
+    with_fish = [s for s in scored if s[2].instances] or scored
+    spread = [with_fish[int(i)] for i in np.linspace(len(with_fish) // 2, len(with_fish) - 1, n)]
     wanted = {s[1] for s in worst + spread}
     images: dict[int, np.ndarray] = {}
     cap = cv2.VideoCapture(str(video))

@@ -5,6 +5,7 @@ overlay figures (ground truth vs prediction), curves and the worst frames.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,6 +31,12 @@ class Metric:
     target: float | None = None
     higher_is_better: bool = True
     fmt: str = "{:.3f}"
+
+    def __post_init__(self) -> None:
+        # An undefined ratio (e.g. precision with no predictions) is "n/a", not NaN,
+        # which strict JSON readers reject.
+        if self.value is not None and not math.isfinite(self.value):
+            object.__setattr__(self, "value", None)
 
     @property
     def passed(self) -> bool | None:
