@@ -10,7 +10,7 @@ Predictions whose centre lies outside the crop's target box are dropped (they
 belong to a neighbour, whose own crop sees it whole), then duplicates across
 crops are merged by mask-IoU non-maximum suppression. Each kept mask is then
 snapped to the fish's edges by GrabCut seeded with it (the classical pseudo-labeler,
-``refine``): the model finds and separates the fish, GrabCut draws the outline.
+``refine_pad``): the model finds and separates the fish, GrabCut draws the outline.
 
 Results stream to ``<out>/segments.jsonl`` (one line per frame, flushed as it
 goes), so memory stays bounded and an interrupted run resumes where it stopped;
@@ -224,8 +224,8 @@ class VideoSegmenter:
                     candidates.append((res.confidence, encode_rle(frame_mask), target.source))
 
         kept = self._nms(candidates)
-        if self._refiner is not None:
-            kept = self._refine(frame_bgr, frame_index, kept)
+        if self._refiner is not None and kept:
+            kept = self._refine(self._refiner, frame_bgr, frame_index, kept)
         out = FrameSegments("", frame_index, "", width, height)
         for score, rle, source in kept:
             out.rles.append(rle)
@@ -252,16 +252,17 @@ class VideoSegmenter:
         return kept
 
     def _refine(
-        self, frame_bgr: np.ndarray, frame_index: int, kept: list[tuple[float, dict[str, Any], str]]
+        self,
+        refiner: SAMPseudoLabeler,
+        frame_bgr: np.ndarray,
+        frame_index: int,
+        kept: list[tuple[float, dict[str, Any], str]],
     ) -> list[tuple[float, dict[str, Any], str]]:
         """Each kept mask snapped to the fish's edges (GrabCut seeded by the mask).
 
         The other fish's masks are background to each one; an empty result keeps the
         model's mask.
         """
-        assert self._refiner is not None
-        if not kept:
-            return kept
         height, width = frame_bgr.shape[:2]
         pad = self.config.refine_pad
         seeds = []
@@ -271,7 +272,7 @@ class VideoSegmenter:
             seeds.append(
                 Detection(np.array(box), 1.0, self.camera_id, frame_index, decode_rle(rle))
             )
-        masks = self._refiner.label_frame(frame_bgr, seeds)
+        masks = refiner.label_frame(frame_bgr, seeds)
         return [
             (score, encode_rle(mask) if mask.any() else rle, source)
             for (score, rle, source), mask in zip(kept, masks, strict=True)
