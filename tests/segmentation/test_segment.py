@@ -192,6 +192,19 @@ def test_interrupted_run_resumes_without_redoing_frames(clip, tmp_path):
     assert len(a) == len(b)
 
 
+def test_resuming_with_other_settings_is_refused(clip, tmp_path):
+    video, _ = clip
+    out = tmp_path / "out"
+    segment_videos([video], DarkPixelModel(), out, SegmentConfig(every=3))
+    before = (out / "segments.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="other every, score_threshold"):
+        segment_videos([video], DarkPixelModel(), out, SegmentConfig(every=2, score_threshold=0.6))
+    assert (out / "segments.jsonl").read_bytes() == before  # nothing mixed in
+    model = DarkPixelModel()
+    segment_videos([video], model, out, SegmentConfig(every=3))  # same settings: nothing to redo
+    assert model.calls == 0
+
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such video"):
         find_videos([tmp_path / "missing.mp4"])

@@ -354,11 +354,9 @@ def segment_videos(
     camera_ids = [Path(v).stem for v in videos]
     if len(set(camera_ids)) != len(camera_ids):
         raise ValueError(f"video file names must be unique per camera, got {camera_ids}")
-    atomic_write_json(
-        out_dir / "segment_config.json",
-        {"videos": [str(v) for v in videos], "segment": asdict(config)},
-        indent=2,
-    )
+    settings = {"videos": [str(v) for v in videos], "segment": asdict(config)}
+    _check_same_run(out_dir / "segment_config.json", settings, resuming=bool(done))
+    atomic_write_json(out_dir / "segment_config.json", settings, indent=2)
 
     with jsonl.open("a", encoding="utf-8") as sink:
         for video, camera_id in zip(videos, camera_ids, strict=True):
@@ -382,6 +380,23 @@ def segment_videos(
             sink.flush()
             os.fsync(sink.fileno())
     return _write_results_coco(jsonl, out_dir / "results.json")
+
+
+def _check_same_run(path: Path, settings: dict[str, Any], resuming: bool) -> None:
+    """Refuse to resume a run with other videos or settings: the results would mix."""
+    if not resuming or not path.exists():
+        return
+    before = json.loads(path.read_text(encoding="utf-8"))
+    changed = [
+        k for k in settings["segment"] if before.get("segment", {}).get(k) != settings["segment"][k]
+    ]
+    if before.get("videos") != settings["videos"]:
+        changed.insert(0, "videos")
+    if changed:
+        raise ValueError(
+            f"{path.parent}: holds results made with other {', '.join(changed)} "
+            f"(see {path.name}); resume with the same arguments or use a new output folder"
+        )
 
 
 def _frame_count(video: Path) -> int:
