@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -67,10 +68,14 @@ def segment(
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: --out exists and is not a folder")
     segmentor = MaskRCNNSegmentor.load(model)
+    processed = 0
+    start = time.perf_counter()
     with progress_bar() as progress:
         tasks: dict[str, TaskID] = {}
 
         def on_frame(camera_id: str, frame_index: int, total: int) -> None:
+            nonlocal processed
+            processed += 1
             if camera_id not in tasks:
                 tasks[camera_id] = progress.add_task(f"segment {camera_id}", total=total or None)
             progress.update(tasks[camera_id], completed=frame_index + 1)
@@ -83,4 +88,5 @@ def segment(
             path = out / f"{video.stem}_overlay.mp4"
             write_overlay_video(video, out / "segments.jsonl", video.stem, path)
             console.print(f"overlay: {path}")
-    console.print(f"results: {results}")
+    seconds = time.perf_counter() - start
+    console.print(f"{processed} frames segmented in {seconds:.0f} s; results: {results}")
