@@ -126,6 +126,39 @@ def test_detect_scale_option(clip, tmp_path, capsys):
     assert code == 1 and "scale must be in (0, 1]" in err
 
 
+def test_interrupted_detect_resumes_and_refuses_other_settings(clip, tmp_path, capsys):
+    video, _ = clip
+    twin = tmp_path / "camB.avi"
+    twin.write_bytes(video.read_bytes())
+    args = ["detect", str(video), str(twin), "--every", "2"]
+    assert run_cli([*args, "--out", str(tmp_path / "full")], capsys)[0] == 0
+    out = tmp_path / "out"
+    assert run_cli([*args, "--out", str(out)], capsys)[0] == 0
+
+    # Kill after camA's 4th kept frame, mid-way through writing the 5th.
+    lines = (out / "detections.jsonl").read_text().splitlines(keepends=True)
+    assert json.loads(lines[0])["run"]["every"] == 2
+    (out / "detections.jsonl").write_text("".join(lines[:5]) + lines[5][:30])
+    (out / "detections.json").unlink()
+    for index in (0, 2, 4, 6):
+        (out / f"frames/camA/{index:06d}.png").unlink()
+    code, _, err = run_cli([*args, "--out", str(out)], capsys)
+    assert code == 0, err
+    resumed = json.loads((out / "detections.json").read_text())
+    assert resumed == json.loads((tmp_path / "full" / "detections.json").read_text())
+    assert not (out / "frames/camA/000006.png").exists()  # done before: not redone
+    assert (out / "frames/camA/000008.png").exists()
+
+    code, _, err = run_cli(
+        ["detect", str(video), str(twin), "--every", "3", "--out", str(out)], capsys
+    )
+    assert code == 1 and "made with other every" in err and len(err.strip().splitlines()) <= 2
+    code, _, err = run_cli(
+        ["detect", str(video), "--every", "3", "--out", str(out), "--overwrite"], capsys
+    )
+    assert code == 0 and "camA: 7 frames kept" in err
+
+
 def test_detect_errors_are_one_clear_line(clip, tmp_path, capsys):
     video, _ = clip
     code, _, err = run_cli(

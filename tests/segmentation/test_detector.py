@@ -415,6 +415,22 @@ def test_detect_video_every_n_and_warmup(tmp_path, rng):
     assert len(segmented) == 30 and all(len(d) == 1 for _, _, d in segmented)
 
 
+def test_detect_video_started_mid_clip_gives_the_same_detections(tmp_path, rng):
+    floor = _floor()
+    frames = [_render(floor, [_fish_mask(10 + 5 * t, 60)], rng) for t in range(30)]
+    video = _write_video(tmp_path / "camX.avi", frames)
+    for config in (DetectorConfig(**SMALL), DetectorConfig(**SMALL, median_window=10)):
+        full = list(detect_video(video, config, every=3))
+        late = list(detect_video(video, config, every=3, start=13))
+        assert [i for i, _, _ in late] == [15, 18, 21, 24, 27]
+        for (i, _, a), (j, _, b) in zip(full[5:], late, strict=True):
+            assert i == j and len(a) == len(b) >= 1
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_array_equal(x.blob_mask, y.blob_mask)
+    with pytest.raises(ValueError, match="frozen model primed"):
+        next(detect_video(video, DetectorConfig(**SMALL, learning_rate=-1), start=5))
+
+
 def test_detect_video_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         open_video(tmp_path / "missing.mp4")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from aquapose.cli._app import app, console, progress_bar
+
+if TYPE_CHECKING:
+    from aquapose.segmentation.types import AnnotatedFrame
 
 
 @app.command()
@@ -35,12 +40,17 @@ def detect(
     max_frames: int | None = typer.Option(
         None, "--max-frames", min=1, help="Stop after this many frames per video."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over instead of resuming an interrupted run in OUT."
+    ),
 ) -> None:
     """Find fish in videos by background subtraction (MOG2).
 
     Writes OUT/detections.json (COCO: one image per kept frame, one annotation per
     blob with box, score and RLE blob mask), the kept frames as
     OUT/frames/<camera_id>/<frame_index>.png, and OUT/detector_config.json.
+    Progress streams to OUT/detections.jsonl: run the same command again after an
+    interruption and it continues after the last finished frame.
     """
     import warnings
 
@@ -53,10 +63,10 @@ def detect(
         detect_video,
         detection_rle,
         open_video,
+        resumable,
     )
     from aquapose.segmentation.io.coco import write_coco
-    from aquapose.segmentation.io.files import atomic_write_json, write_image
-    from aquapose.segmentation.types import AnnotatedFrame, Instance
+    from aquapose.segmentation.io.files import atomic_write_json, read_jsonl, write_image
 
     config = DetectorConfig(scale=scale, median_frames=median_frames)
     cameras: dict[str, Path] = {}
@@ -73,18 +83,33 @@ def detect(
         totals[video.stem] = count if max_frames is None or count < 0 else min(count, max_frames)
 
     out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "detections.jsonl"
+    settings = {
+        "videos": [str(v.resolve()) for v in cameras.values()],
+        "every": every,
+        "max_frames": max_frames,
+        "detector": config.to_dict(),
+    }
+    if overwrite:
+        log_path.unlink(missing_ok=True)
+    records = _resume_log(log_path, settings, resumable(config))
     atomic_write_json(out / "detector_config.json", config.to_dict(), indent=2)
-    frames: list[AnnotatedFrame] = []
-    summary: list[tuple[str, int, int, int, str]] = []
-    with progress_bar() as progress, warnings.catch_warnings():
+    with progress_bar() as progress, warnings.catch_warnings(), log_path.open("a") as log:
+        if not records:
+            log.write(json.dumps({"run": settings}) + "\n")
         warnings.simplefilter("ignore", GlobalChangeWarning)  # summarised below instead
         for camera_id, video in cameras.items():
             total = totals[camera_id]
             task = progress.add_task(camera_id, total=total if total > 0 else None)
+            mine = [r for r in records if r.get("camera_id") == camera_id]
+            if mine and mine[-1].get("end"):
+                progress.update(task, completed=total if total > 0 else len(mine))
+                continue
+            start = mine[-1]["frame_index"] + 1 if mine else 0
             detector = MOG2Detector(config)
-            kept = found = 0
+            rejections = 0
             for index, frame, detections in detect_video(
-                video, camera_id=camera_id, every=every, detector=detector
+                video, camera_id=camera_id, every=every, detector=detector, start=start
             ):
                 if max_frames is not None and index >= max_frames:
                     break
@@ -96,40 +121,99 @@ def detect(
                         x0, y0, x1, y1 = (int(round(v)) for v in det.box_xyxy)
                         cv2.rectangle(drawn, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 0), 2)
                     write_image(out / f"overlay/{camera_id}/{index:06d}.png", drawn)
-                instances = tuple(
-                    Instance(box_xyxy=d.box_xyxy, rle=detection_rle(d), score=d.score)
-                    for d in detections
-                )
-                frames.append(
-                    AnnotatedFrame(
-                        image_id=len(frames) + 1,
-                        image_path=relative,
-                        width=frame.shape[1],
-                        height=frame.shape[0],
-                        camera_id=camera_id,
-                        frame_index=index,
-                        video=str(video.resolve()),
-                        instances=instances,
-                    )
-                )
-                kept += 1
-                found += len(instances)
+                rejected = detector.reject_reason if detector.rejected_frames > rejections else ""
+                rejections = detector.rejected_frames
+                record = {
+                    "camera_id": camera_id,
+                    "frame_index": index,
+                    "file_name": relative,
+                    "width": frame.shape[1],
+                    "height": frame.shape[0],
+                    "video": str(video.resolve()),
+                    "rejected": rejected,
+                    "detections": [
+                        {"box_xyxy": d.box_xyxy.tolist(), "score": d.score, "rle": detection_rle(d)}
+                        for d in detections
+                    ],
+                }
+                log.write(json.dumps(record) + "\n")
+                log.flush()
                 progress.update(task, completed=index + 1)
-            progress.update(task, completed=total if total > 0 else kept)
-            summary.append(
-                (camera_id, kept, found, detector.rejected_frames, detector.reject_reason)
-            )
-    write_coco(frames, out / "detections.json", info={"description": "AquaPose MOG2 detections"})
+            log.write(json.dumps({"camera_id": camera_id, "end": True}) + "\n")
+            log.flush()
+            progress.update(task, completed=total if total > 0 else None)
 
-    for camera_id, kept, found, rejected, reason in summary:
-        console.print(f"{camera_id}: {kept} frames kept, {found} detections")
-        if rejected:
+    records = [r for r in read_jsonl(log_path) if "frame_index" in r]
+    write_coco(
+        _frames_of(records),
+        out / "detections.json",
+        info={"description": "AquaPose MOG2 detections"},
+    )
+    for camera_id in cameras:
+        mine = [r for r in records if r["camera_id"] == camera_id]
+        found = sum(len(r["detections"]) for r in mine)
+        console.print(f"{camera_id}: {len(mine)} frames kept, {found} detections")
+        reasons = [r["rejected"] for r in mine if r["rejected"]]
+        if reasons:
             console.print(
-                f"[yellow]warning:[/] {camera_id}: {rejected} frames rejected ({reason}): "
-                "moving camera or sudden global change; they have no detections",
+                f"[yellow]warning:[/] {camera_id}: {len(reasons)} frames rejected "
+                f"({reasons[-1]}): moving camera or sudden global change; they have no "
+                "detections",
                 highlight=False,
             )
     console.print(f"wrote {out / 'detections.json'}")
+
+
+def _resume_log(log_path: Path, settings: dict[str, Any], resumable: bool) -> list[dict[str, Any]]:
+    """The records of an interrupted run to continue (empty for a fresh one).
+
+    The log's first record holds the run's settings: a log made with other videos or
+    settings is refused (the results would mix). Cameras cut short by a detector that
+    cannot resume mid-clip start over.
+    """
+    from aquapose.segmentation.io.files import atomic_write_bytes, read_jsonl
+
+    records = read_jsonl(log_path)
+    if not records:
+        return []
+    before = records[0].get("run")
+    if not isinstance(before, dict):
+        raise ValueError(f"{log_path}: first line is not a run header written by `detect`")
+    changed = [k for k in settings if before.get(k) != settings[k]]
+    if changed:
+        raise ValueError(
+            f"{log_path.parent}: holds detections made with other {', '.join(changed)}; "
+            "use the same arguments to resume, --overwrite to start over, or a new --out folder"
+        )
+    ended = {r["camera_id"] for r in records if r.get("end")}
+    if not resumable:
+        records = [r for r in records if "run" in r or r["camera_id"] in ended]
+        atomic_write_bytes(log_path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    return records
+
+
+def _frames_of(records: list[dict[str, Any]]) -> list[AnnotatedFrame]:
+    """Progress-log records -> frames with their detections (``score`` set)."""
+    import numpy as np
+
+    from aquapose.segmentation.types import AnnotatedFrame, Instance
+
+    return [
+        AnnotatedFrame(
+            image_id=i,
+            image_path=r["file_name"],
+            width=r["width"],
+            height=r["height"],
+            camera_id=r["camera_id"],
+            frame_index=r["frame_index"],
+            video=r["video"],
+            instances=tuple(
+                Instance(box_xyxy=np.asarray(d["box_xyxy"]), rle=d["rle"], score=d["score"])
+                for d in r["detections"]
+            ),
+        )
+        for i, r in enumerate(records, start=1)
+    ]
 
 
 def _fmt(value: float, n: int | None = None) -> str:

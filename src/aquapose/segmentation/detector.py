@@ -595,12 +595,18 @@ class MOG2Detector:
         )
 
 
+def resumable(config: DetectorConfig) -> bool:
+    """Whether :func:`detect_video` can start mid-clip with the same results (``start``)."""
+    return config.learning_rate == 0 and config.median_frames > 0
+
+
 def detect_video(
     video_path: str | Path,
     config: DetectorConfig | None = None,
     camera_id: str | None = None,
     every: int = 1,
     detector: MOG2Detector | None = None,
+    start: int = 0,
 ) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
     """Run a detector over a whole video, yielding ``(frame_index, frame_bgr, detections)``.
 
@@ -610,26 +616,38 @@ def detect_video(
     With ``config.median_frames > 0`` the model is primed from that many frames spread
     over the clip (or over each ``median_window`` segment), so frame 0 is usable.
     ``detector`` lets the caller read counters (e.g. ``rejected_frames``) afterwards;
-    its config wins over ``config``.
+    its config wins over ``config``. ``start`` resumes at that frame: the frames before
+    it are skipped, which gives the same detections only for a frozen model primed from
+    the clip (``learning_rate=0``, ``median_frames > 0``, the defaults).
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
     path = Path(video_path)
     det = detector or MOG2Detector(config)
     cfg = det.config
+    if start and not resumable(cfg):
+        raise ValueError(
+            f"start={start} needs a frozen model primed from the clip (learning_rate=0, "
+            f"median_frames > 0), got learning_rate={cfg.learning_rate}, "
+            f"median_frames={cfg.median_frames}"
+        )
     cam = camera_id or path.stem
     cap, count = open_video(path)
+    if start and count <= 0:
+        cap.release()
+        raise ValueError(f"{path}: frame count unknown, so the clip cannot be primed to resume")
     segment = cfg.median_window if cfg.median_window > 0 else max(count, 1)
     frozen = cfg.learning_rate == 0
     try:
         index = 0
         while True:
-            if cfg.median_frames > 0 and count > 0 and index % segment == 0 and index < count:
+            primes = index % segment == 0 and start < index + segment
+            if cfg.median_frames > 0 and count > 0 and primes and index < count:
                 sample = sample_frames(path, index, min(index + segment, count), cfg.median_frames)
                 if sample:
                     det.prime(sample)
-            keep = index % every == 0
-            if not keep and frozen and det.is_ready:
+            keep = index % every == 0 and index >= start
+            if index < start or (not keep and frozen and det.is_ready):
                 # A frozen model learns nothing from a frame: skip its decode and apply.
                 if not cap.grab():
                     break

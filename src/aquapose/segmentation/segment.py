@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aquapose.segmentation.crops import compute_crop_region, extract_crop, paste_mask
-from aquapose.segmentation.io.files import atomic_write_json
+from aquapose.segmentation.io.files import atomic_write_json, read_jsonl
 from aquapose.segmentation.masks import (
     decode_rle,
     encode_rle,
@@ -304,27 +304,14 @@ class VideoSegmenter:
 
 
 def _last_done(jsonl: Path) -> dict[str, FrameSegments]:
-    """Last frame per camera in a (possibly interrupted) segments.jsonl.
-
-    A torn last line (the run was killed mid-write) is cut off the file.
-    """
+    """Last frame per camera in a (possibly interrupted) segments.jsonl."""
     last: dict[str, FrameSegments] = {}
-    if not jsonl.exists():
-        return last
-    valid_bytes = 0
-    with jsonl.open("rb") as fh:
-        for line in fh:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                record = FrameSegments(**json.loads(line))
-            except (json.JSONDecodeError, TypeError):
-                break
-            last[record.camera_id] = record
-            valid_bytes += len(line)
-    if valid_bytes != jsonl.stat().st_size:
-        with jsonl.open("r+b") as fh:
-            fh.truncate(valid_bytes)
+    for record in read_jsonl(jsonl):
+        try:
+            segments = FrameSegments(**record)
+        except TypeError as err:
+            raise ValueError(f"{jsonl}: not a segments log written by segment ({err})") from None
+        last[segments.camera_id] = segments
     return last
 
 

@@ -40,6 +40,36 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> 
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines progress log, cutting off a torn or corrupt tail.
+
+    A run killed mid-write leaves a last line without its newline (or with broken
+    JSON): it and anything after it are truncated from the file, so appending resumes
+    cleanly. A missing file has no records.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records: list[dict[str, Any]] = []
+    valid_bytes = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if not isinstance(record, dict):
+                break
+            records.append(record)
+            valid_bytes += len(line)
+    if valid_bytes != path.stat().st_size:
+        with path.open("r+b") as fh:
+            fh.truncate(valid_bytes)
+    return records
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
