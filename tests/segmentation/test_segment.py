@@ -170,6 +170,32 @@ def test_refine_snaps_loose_masks_to_the_fish(clip, tmp_path):
     assert _mean_matched_iou(snapped, truth) > 0.85
 
 
+class BlindModel(DarkPixelModel):
+    """Finds nothing: every fish is one the model missed."""
+
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+        self.calls += 1
+        return [[] for _ in crops]
+
+
+def test_clear_detections_the_model_missed_are_kept_with_a_low_score(clip, tmp_path):
+    video, truth = clip
+    config = SegmentConfig(every=5, recheck_frames=0)
+    kept = COCO(str(segment_videos([video], BlindModel(), tmp_path / "on", config)))
+    frames = kept.dataset["images"]
+    assert len(frames) == 18
+    for img in frames:
+        swimmer = truth[img["frame_index"]][1]
+        masks = [(kept.annToMask(a) > 0, a["score"]) for a in kept.imgToAnns[img["id"]]]
+        assert any((m & swimmer).sum() / (m | swimmer).sum() > 0.8 for m, _ in masks)
+        assert all(score == config.blob_score for _, score in masks)
+    for off in (replace(config, blob_contrast=0), replace(config, blob_contrast=200)):
+        out = tmp_path / f"off{off.blob_contrast:.0f}"
+        assert (
+            COCO(str(segment_videos([video], BlindModel(), out, off))).dataset["annotations"] == []
+        )
+
+
 def test_interrupted_run_resumes_without_redoing_frames(clip, tmp_path):
     video, _ = clip
     out = tmp_path / "out"

@@ -35,6 +35,13 @@ def segment(
         help="Snap each mask to the fish's edges with GrabCut seeded by the model's mask, "
         "in its box grown by N pixels (~13 ms per fish); 0 = the model's masks as they are.",
     ),
+    blob_contrast: float = typer.Option(
+        25.0,
+        min=0.0,
+        help="Keep a detection no model mask touches when it differs from the floor around "
+        "it by >= this many grey levels (a clearly visible fish the model missed), with "
+        "score 0.3; 0 = off.",
+    ),
     overlay_video: bool = typer.Option(
         False, "--overlay-video", help="Also write OUT/<camera>_overlay.mp4 with the masks drawn."
     ),
@@ -63,6 +70,7 @@ def segment(
         recheck_frames=recheck_frames,
         tile_every=tile_every,
         refine_pad=refine_pad,
+        blob_contrast=blob_contrast,
     )
     video_paths = find_videos(videos)
     if out.exists() and not out.is_dir():

@@ -8,9 +8,12 @@ Per processed frame, crops come from two sources:
 Optionally the whole frame is also tiled at crop size every ``tile_every`` frames.
 Predictions whose centre lies outside the crop's target box are dropped (they
 belong to a neighbour, whose own crop sees it whole), then duplicates across
-crops are merged by mask-IoU non-maximum suppression. Each kept mask is then
-snapped to the fish's edges by GrabCut seeded with it (the classical pseudo-labeler,
+crops are merged by mask-IoU non-maximum suppression. Each kept mask is snapped to
+the fish's edges by GrabCut seeded with it (the classical pseudo-labeler,
 ``refine_pad``): the model finds and separates the fish, GrabCut draws the outline.
+A detection that no mask touches but that stands out clearly from the floor around it
+(``blob_contrast``) is a fish the model missed: its blob is kept (refined too) with
+the low score ``blob_score``.
 
 Results stream to ``<out>/segments.jsonl`` (one line per frame, flushed as it
 goes), so memory stays bounded and an interrupted run resumes where it stopped;
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from aquapose.segmentation.crops import compute_crop_region, extract_crop, paste_mask
@@ -46,6 +50,10 @@ if TYPE_CHECKING:
     from aquapose.segmentation.model import MaskRCNNSegmentor
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v")
+# Ring around a missed blob, from 2 to 4 pixels out, for its contrast with the floor.
+_RING_PX = 4
+_RING_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * _RING_PX + 1,) * 2)
+_NEAR_KERNEL = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,12 @@ class SegmentConfig:
         nms_iou: predictions overlapping more than this (mask IoU) are one fish.
         refine_pad: snap each mask to the fish's edges with GrabCut, seeded by the
             mask, in its box grown by this many pixels (about 13 ms per fish); 0 = off.
+        blob_contrast: keep a detection's blob that no model mask touches when its
+            median grey level differs by at least this from a 4-pixel ring around it
+            (a clearly visible fish the model missed; faint blobs are usually shadows
+            or fish the model rightly doubts); 0 = off.
+        blob_score: the score of such a blob, below the default ``score_threshold`` so
+            that filtering at it keeps the model's own fish only.
     """
 
     every: int = 1
@@ -72,6 +86,8 @@ class SegmentConfig:
     tile_every: int = 0
     nms_iou: float = 0.5
     refine_pad: int = 12
+    blob_contrast: float = 25.0
+    blob_score: float = 0.3
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -82,6 +98,11 @@ class SegmentConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.recheck_frames < 0 or self.tile_every < 0 or self.refine_pad < 0:
             raise ValueError("recheck_frames, tile_every and refine_pad must be >= 0")
+        if self.blob_contrast < 0 or not 0.0 <= self.blob_score <= 1.0:
+            raise ValueError(
+                f"blob_contrast must be >= 0 and blob_score in [0, 1], got "
+                f"{self.blob_contrast} and {self.blob_score}"
+            )
 
 
 @dataclass
@@ -175,8 +196,13 @@ class VideoSegmenter:
         self._refiner = SAMPseudoLabeler() if config.refine_pad else None  # classical
 
     def segment_frame(
-        self, frame_bgr: np.ndarray, frame_index: int, detection_boxes: Sequence[np.ndarray]
+        self,
+        frame_bgr: np.ndarray,
+        frame_index: int,
+        detection_boxes: Sequence[np.ndarray],
+        detection_masks: Sequence[np.ndarray | None] = (),
     ) -> FrameSegments:
+        """The fish of one frame; ``detection_masks`` are the detections' bool (H, W) blobs."""
         cfg = self.config
         height, width = frame_bgr.shape[:2]
         crop_size = self.model.crop_size
@@ -226,6 +252,11 @@ class VideoSegmenter:
         kept = self._nms(candidates)
         if self._refiner is not None and kept:
             kept = self._refine(self._refiner, frame_bgr, frame_index, kept)
+        if cfg.blob_contrast and detection_masks:
+            missed = self._missed_blobs(frame_bgr, detection_boxes, detection_masks, kept)
+            if self._refiner is not None and missed:
+                missed = self._refine(self._refiner, frame_bgr, frame_index, missed)
+            kept += missed
         out = FrameSegments("", frame_index, "", width, height)
         for score, rle, source in kept:
             out.rles.append(rle)
@@ -250,6 +281,37 @@ class VideoSegmenter:
                     continue
             kept.append(cand)
         return kept
+
+    def _missed_blobs(
+        self,
+        frame_bgr: np.ndarray,
+        boxes: Sequence[np.ndarray],
+        blobs: Sequence[np.ndarray | None],
+        kept: list[tuple[float, dict[str, Any], str]],
+    ) -> list[tuple[float, dict[str, Any], str]]:
+        """Detection blobs no kept mask touches that stand out from the floor around them."""
+        height, width = frame_bgr.shape[:2]
+        kept_masks = [decode_rle(rle) for _, rle, _ in kept]
+        missed: list[tuple[float, dict[str, Any], str]] = []
+        for box, blob in zip(boxes, blobs, strict=True):
+            if blob is None:
+                continue
+            x0, y0 = (max(0, int(v) - _RING_PX - 2) for v in box[:2])
+            x1, y1 = min(width, int(box[2]) + _RING_PX + 2), min(height, int(box[3]) + _RING_PX + 2)
+            window = (slice(y0, y1), slice(x0, x1))
+            inside = blob[window]
+            if not inside.any() or any((m[window] & inside).any() for m in kept_masks):
+                continue
+            grown = inside.astype(np.uint8)
+            ring = (cv2.dilate(grown, _RING_KERNEL) > 0) & ~(cv2.dilate(grown, _NEAR_KERNEL) > 0)
+            grey = cv2.cvtColor(frame_bgr[window], cv2.COLOR_BGR2GRAY)
+            if (
+                ring.any()
+                and abs(float(np.median(grey[inside])) - float(np.median(grey[ring])))
+                >= self.config.blob_contrast
+            ):
+                missed.append((self.config.blob_score, encode_rle(blob), "blob"))
+        return missed
 
     def _refine(
         self,
@@ -358,7 +420,12 @@ def segment_videos(
             ):
                 if frame_index <= last_done:
                     continue
-                seg = segmenter.segment_frame(frame, frame_index, [d.box_xyxy for d in detections])
+                seg = segmenter.segment_frame(
+                    frame,
+                    frame_index,
+                    [d.box_xyxy for d in detections],
+                    [d.blob_mask for d in detections],
+                )
                 seg.camera_id, seg.video = camera_id, str(video)
                 sink.write(json.dumps(asdict(seg)) + "\n")
                 sink.flush()
@@ -387,8 +454,6 @@ def _check_same_run(path: Path, settings: dict[str, Any], resuming: bool) -> Non
 
 
 def _frame_count(video: Path) -> int:
-    import cv2
-
     cap = cv2.VideoCapture(str(video))
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -457,8 +522,6 @@ def write_overlay_video(
     Frames that were not processed (``every`` > 1) are written without outlines.
     Streams both files: memory does not grow with the clip's length.
     """
-    import cv2
-
     from aquapose.report import overlay_masks
 
     path = Path(path)
