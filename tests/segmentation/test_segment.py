@@ -20,6 +20,7 @@ from pycocotools.coco import COCO
 from aquapose.segmentation.masks import decode_rle, encode_rle, mask_to_box_xyxy
 from aquapose.segmentation.segment import (
     SegmentConfig,
+    VideoSegmenter,
     find_videos,
     segment_videos,
     write_overlay_video,
@@ -111,6 +112,31 @@ def test_recheck_finds_fish_that_stopped(clip, tmp_path):
     )
     assert _recall_of_still_fish(on, truth, first=40) == 1.0
     assert _recall_of_still_fish(off, truth, first=40) < 0.5  # MOG2 alone loses it
+
+
+def test_recheck_stops_where_the_fish_is_gone(tmp_path):
+    """A fish that left its last place is re-checked `recheck_misses` times, then forgotten
+    (otherwise every fish that swims off leaves a crop to predict on every frame)."""
+
+    class CountingModel(DarkPixelModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.crops: list[int] = []
+
+        def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+            self.crops.append(len(crops))
+            return super().predict(crops, regions, score_threshold, batch_size)
+
+    floor = np.full((H, W, 3), 150, np.uint8)
+    fish = floor.copy()
+    fish[_fish_mask(60, 60)] = 30
+    model = CountingModel()
+    segmenter = VideoSegmenter(model, SegmentConfig(recheck_misses=3))
+    box = mask_to_box_xyxy(_fish_mask(60, 60))
+    assert len(segmenter.segment_frame(fish, 0, [box]).rles) == 1
+    for t in range(1, 8):  # the fish has gone: nothing detected, nothing at its place
+        assert segmenter.segment_frame(floor, t, []).rles == []
+    assert model.crops == [1, 1, 1, 1]  # its detection, then 3 re-checks, then nothing
 
 
 def test_results_are_valid_coco_without_duplicates(clip, tmp_path):

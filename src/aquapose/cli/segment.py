@@ -26,6 +26,9 @@ def segment(
         9000,
         help="Re-check where a lost (e.g. stationary) fish was last seen for N frames; 0 = off.",
     ),
+    recheck_misses: int = typer.Option(
+        3, min=1, help="... until N re-checks in a row find no fish there (it swam away)."
+    ),
     tile_every: int = typer.Option(
         0, help="Also run the model over the whole frame, tiled, every N processed frames; 0 = off."
     ),
@@ -68,6 +71,7 @@ def segment(
         score_threshold=score_threshold,
         batch_size=batch_size,
         recheck_frames=recheck_frames,
+        recheck_misses=recheck_misses,
         tile_every=tile_every,
         refine_pad=refine_pad,
         blob_contrast=blob_contrast,

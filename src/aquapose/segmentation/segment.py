@@ -4,7 +4,8 @@ Per processed frame, crops come from two sources:
 - every MOG2 detection (a crop centred on its box);
 - every *track* (a fish seen in an earlier frame) that no detection covers now:
   background subtraction loses fish that stop moving, so the model re-checks the
-  crop where the fish was last seen, for up to ``recheck_frames`` frames.
+  crop where the fish was last seen, for up to ``recheck_frames`` frames, until
+  ``recheck_misses`` re-checks in a row find nothing there (the fish swam away).
 Optionally the whole frame is also tiled at crop size every ``tile_every`` frames.
 Predictions whose centre lies outside the crop's target box are dropped (they
 belong to a neighbour, whose own crop sees it whole), then duplicates across
@@ -66,6 +67,8 @@ class SegmentConfig:
         batch_size: crops per model forward pass.
         recheck_frames: re-check a lost fish's last crop for this many frames
             (0 disables; at 30 fps, 9000 = 5 minutes).
+        recheck_misses: ... and stop after this many re-checks in a row that find no
+            fish there (it swam away, and MOG2 sees it elsewhere).
         tile_every: also run the model on the whole frame, tiled at crop size, every
             N processed frames (0 disables). Finds fish that were never seen moving.
         nms_iou: predictions overlapping more than this (mask IoU) are one fish.
@@ -83,6 +86,7 @@ class SegmentConfig:
     score_threshold: float = 0.5
     batch_size: int = 8
     recheck_frames: int = 9000
+    recheck_misses: int = 3
     tile_every: int = 0
     nms_iou: float = 0.5
     refine_pad: int = 12
@@ -96,6 +100,8 @@ class SegmentConfig:
             raise ValueError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.recheck_misses < 1:
+            raise ValueError(f"recheck_misses must be >= 1, got {self.recheck_misses}")
         if self.recheck_frames < 0 or self.tile_every < 0 or self.refine_pad < 0:
             raise ValueError("recheck_frames, tile_every and refine_pad must be >= 0")
         if self.blob_contrast < 0 or not 0.0 <= self.blob_score <= 1.0:
@@ -124,6 +130,7 @@ class FrameSegments:
 class _Track:
     box_xyxy: np.ndarray
     last_frame: int
+    misses: int = 0  # re-checks in a row that found nothing
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,7 @@ class VideoSegmenter:
             )
             for box in detection_boxes
         ]
+        rechecked: list[_Track] = []
         if cfg.recheck_frames:
             det = np.asarray(detection_boxes, float).reshape(-1, 4)
             for track in self.tracks:
@@ -219,6 +227,7 @@ class VideoSegmenter:
                 if not covered and frame_index - track.last_frame <= cfg.recheck_frames:
                     region = compute_crop_region(track.box_xyxy, (width, height), crop_size)
                     targets.append(_Target(region, track.box_xyxy, "recheck"))
+                    rechecked.append(track)
         if cfg.tile_every and self._processed % cfg.tile_every == 0:
             for region in _tile_regions(width, height, crop_size):
                 targets.append(_Target(region, region.box_xyxy, "tile"))
@@ -266,6 +275,10 @@ class VideoSegmenter:
         self._update_tracks(
             np.asarray(out.boxes_xyxy, float).reshape(-1, 4), out.sources, frame_index
         )
+        # A re-checked track that found its fish was replaced by a fresh one above.
+        for track in rechecked:
+            track.misses += 1
+        self.tracks = [t for t in self.tracks if t.misses < cfg.recheck_misses]
         return out
 
     def _nms(
