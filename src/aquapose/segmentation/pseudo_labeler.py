@@ -301,8 +301,9 @@ class _ClassicalBackend:
                 fish.astype(np.float32), (wx1 - wx0, wy1 - wy0), interpolation=cv2.INTER_LINEAR
             )
             fish = up >= 0.5
-        frame_mask[wy0:wy1, wx0:wx1] = fish
-        return largest_component(frame_mask)
+        # The window holds all of the fish: its largest piece there is the frame's.
+        frame_mask[wy0:wy1, wx0:wx1] = largest_component(fish)
+        return frame_mask
 
 
 # ----------------------------------------------------------------------------- SAM / SAM 2
