@@ -14,6 +14,7 @@ from aquapose.segmentation.masks import (
     rle_area,
     rle_iou_matrix,
     rle_to_box_xyxy,
+    rle_union,
 )
 
 
@@ -114,3 +115,12 @@ def test_largest_component():
     assert largest_component(diagonal, connectivity=4).sum() == 1
     with pytest.raises(ValueError, match="connectivity"):
         largest_component(mask, connectivity=6)
+
+
+def test_rle_union_equals_the_or_of_the_masks():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((7, 9)) > 0.7 for _ in range(3)]
+    union = decode_rle(rle_union([encode_rle(m) for m in masks]))
+    np.testing.assert_array_equal(union, masks[0] | masks[1] | masks[2])
+    with pytest.raises(ValueError, match="at least one"):
+        rle_union([])

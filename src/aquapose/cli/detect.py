@@ -107,6 +107,7 @@ def detect(
                 continue
             start = mine[-1]["frame_index"] + 1 if mine else 0
             detector = MOG2Detector(config)
+            video_path = str(video.resolve())
             rejections = 0
             for index, frame, detections in detect_video(
                 video, camera_id=camera_id, every=every, detector=detector, start=start
@@ -129,7 +130,7 @@ def detect(
                     "file_name": relative,
                     "width": frame.shape[1],
                     "height": frame.shape[0],
-                    "video": str(video.resolve()),
+                    "video": video_path,
                     "rejected": rejected,
                     "detections": [
                         {"box_xyxy": d.box_xyxy.tolist(), "score": d.score, "rle": detection_rle(d)}

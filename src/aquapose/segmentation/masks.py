@@ -94,6 +94,14 @@ def _run_length_total(counts: bytes) -> int:
     return total
 
 
+def rle_union(rles: list[dict[str, Any]]) -> dict[str, Any]:
+    """Union of same-size COCO RLE masks, as compressed RLE (no decoding)."""
+    if not rles:
+        raise ValueError("rle_union needs at least one RLE")
+    merged = mask_utils.merge([_to_coco_rle(r) for r in rles], intersect=False)
+    return {"size": [int(v) for v in merged["size"]], "counts": merged["counts"].decode("ascii")}
+
+
 def rle_area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels of a COCO RLE."""
     return int(mask_utils.area(_to_coco_rle(rle)))

@@ -42,6 +42,7 @@ from aquapose.segmentation.masks import (
     rle_area,
     rle_iou_matrix,
     rle_to_box_xyxy,
+    rle_union,
 )
 from aquapose.segmentation.pseudo_labeler import SAMPseudoLabeler
 from aquapose.segmentation.types import CropRegion, Detection
@@ -304,7 +305,7 @@ class VideoSegmenter:
     ) -> list[tuple[float, dict[str, Any], str]]:
         """Detection blobs no kept mask touches that stand out from the floor around them."""
         height, width = frame_bgr.shape[:2]
-        kept_masks = [decode_rle(rle) for _, rle, _ in kept]
+        explained = decode_rle(rle_union([rle for _, rle, _ in kept])) if kept else None
         missed: list[tuple[float, dict[str, Any], str]] = []
         for box, blob in zip(boxes, blobs, strict=True):
             if blob is None:
@@ -313,7 +314,7 @@ class VideoSegmenter:
             x1, y1 = min(width, int(box[2]) + _RING_PX + 2), min(height, int(box[3]) + _RING_PX + 2)
             window = (slice(y0, y1), slice(x0, x1))
             inside = blob[window]
-            if not inside.any() or any((m[window] & inside).any() for m in kept_masks):
+            if not inside.any() or (explained is not None and (explained[window] & inside).any()):
                 continue
             grown = inside.astype(np.uint8)
             ring = (cv2.dilate(grown, _RING_KERNEL) > 0) & ~(cv2.dilate(grown, _NEAR_KERNEL) > 0)
