@@ -508,3 +508,24 @@ def test_priming_on_a_moving_camera_warns_and_rejects_every_frame(rng):
         warnings.simplefilter("ignore", GlobalChangeWarning)
         assert all(det.detect(f) == [] for f in frames)
     assert det.rejected_frames == 12 and "no stable background" in det.reject_reason
+
+
+def test_faint_fish_lighter_than_the_floor_is_found(rng):
+    """A fish only 5 grey levels lighter than the floor: MOG2's per-pixel test misses it,
+    the smoothed brightening finds it (and only it: noise stays below the level)."""
+    floor = _floor()
+    masks = [_fish_mask(20 + 3 * t, 50 + t, angle=30) for t in range(30)]
+    frames = [_render(floor, [m], rng, delta=[5], noise=1.3) for m in masks]
+
+    def run(**kwargs):
+        det = MOG2Detector(DetectorConfig(**SMALL, **kwargs))
+        det.prime(frames[::2])
+        found = [det.detect(f) for f in frames]
+        pairs = zip(found, masks, strict=True)
+        hits = sum(_best_iou([d.blob_mask for d in ds], m) > 0.5 for ds, m in pairs)
+        return hits, sum(len(ds) for ds in found)
+
+    hits, total = run()
+    assert hits >= 28 and total <= 30
+    hits_off, _ = run(faint_light_level=0.0)
+    assert hits_off <= 5

@@ -10,6 +10,11 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   and fainter than the fish (or darker than the floor under a light fish) are dropped,
   unless a dropped piece reaches far from the fish (a shadow only lines its edge) and
   is sizeable: that is a faint fish touching a darker one, kept as its own detection;
+- **faint fish lighter than the floor**: MOG2's per-pixel test misses a fish only a few
+  grey levels lighter than the floor (its dark eyes pull its mean lower still); pixels
+  whose smoothed brightening over the background reaches ``faint_light_level`` are
+  candidates too. Shadows only darken, so this adds no cast shadows. Primed detectors
+  only: a warm-up model's background still holds the fish it saw;
 - **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
   :func:`detect_video` primes it with a robust background of frames spread over the
   clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
@@ -127,6 +132,11 @@ class DetectorConfig:
         shadow_contrast: ... and pixels of the core's sign with at least this fraction of
             its contrast are the fish (fins, tail) whatever their distance (a shadow is
             fainter than a dark fish, and darker than the floor under a light one).
+        faint_light_level: pixels whose grey level, smoothed over ``faint_light_blur``, is at
+            least this many grey levels above the background are candidates too (a pale fish
+            barely lighter than the floor; noise averages out in the smoothing); 0 = off.
+            Used once primed (a warm-up background still holds the fish it saw).
+        faint_light_blur: Gaussian sigma (full-frame pixels) of that smoothing.
         max_shadow_reach: a trimmed-off piece whose farthest pixel from the fish is more
             than this many times its own half-thickness away is not a cast shadow (which
             lines the fish's edge, reach ~2) but a faint fish touching it: it is kept as a
@@ -177,6 +187,8 @@ class DetectorConfig:
     box_padding: int = 4
     shadow_trim: int = 3
     shadow_contrast: float = 0.35
+    faint_light_level: float = 3.0
+    faint_light_blur: float = 1.5
     max_shadow_reach: float = 3.0
     min_faint_fraction: float = 0.15
     split_touching: bool = True
@@ -236,6 +248,14 @@ class DetectorConfig:
         need(
             self.min_edge_blob_area >= 1,
             f"min_edge_blob_area must be >= 1, got {self.min_edge_blob_area}",
+        )
+        need(
+            self.faint_light_level >= 0,
+            f"faint_light_level must be >= 0, got {self.faint_light_level}",
+        )
+        need(
+            self.faint_light_blur > 0,
+            f"faint_light_blur must be > 0, got {self.faint_light_blur}",
         )
         need(
             self.max_shadow_reach >= 0,
@@ -482,10 +502,14 @@ class MOG2Detector:
                 f"{fraction:.0%} of the frame is foreground (limit {c.max_foreground_fraction:.0%})"
             )
             return self._reject(why, camera_id, frame_index)
-        if fraction == 0.0:
+        # Needs a clean background: a warm-up model's still holds the fish it saw.
+        faint = c.faint_light_level > 0 and self._primed
+        if fraction == 0.0 and not faint:
             return []
         if self._open is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, self._open)
+        if faint:
+            candidate |= self._faint_light(candidate)
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -533,15 +557,33 @@ class MOG2Detector:
                     detections.append(det)
         return detections
 
+    def _faint_light(self, candidate: np.ndarray) -> np.ndarray:
+        """uint8 0/255 (work scale): smoothed (frame - background) grey >= the level, away
+        from MOG2's (opened) candidates: the smoothing spreads a fish MOG2 found by ~2 sigma."""
+        c = self.config
+        assert self._last_work is not None
+        grey = cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY)
+        signed = cv2.subtract(grey, self._grey(), dtype=cv2.CV_32F)  # darker stays negative
+        smooth = cv2.GaussianBlur(signed, (0, 0), c.faint_light_blur * c.scale)
+        lighter = cv2.compare(smooth, c.faint_light_level, cv2.CMP_GE)
+        halo = kernel(4 * c.faint_light_blur * c.scale + 1)
+        if halo is not None:
+            lighter &= ~cv2.dilate(candidate, halo)
+        return lighter
+
+    def _grey(self) -> np.ndarray:
+        """The background in grey levels, uint8 (work scale)."""
+        assert self._background is not None
+        if self._background_grey is None:
+            self._background_grey = cv2.cvtColor(self._background, cv2.COLOR_BGR2GRAY)
+        return self._background_grey
+
     def _contrast(self, x: int, y: int, w: int, h: int) -> np.ndarray | None:
         """Signed grey-level difference (frame - background), float32 (h, w), in a window."""
         if self._background is None or self._last_work is None:
             return None
-        if self._background_grey is None:
-            grey = cv2.cvtColor(self._background, cv2.COLOR_BGR2GRAY)
-            self._background_grey = grey.astype(np.float32)
         frame = cv2.cvtColor(self._last_work[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
-        return frame.astype(np.float32) - self._background_grey[y : y + h, x : x + w]
+        return frame.astype(np.float32) - self._grey()[y : y + h, x : x + w]
 
     def _to_detection(
         self,
