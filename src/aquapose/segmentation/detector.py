@@ -345,6 +345,7 @@ class MOG2Detector:
         self._light: LightField | None = None
         self._background: np.ndarray | None = None  # work-scale BGR uint8
         self._background_grey: np.ndarray | None = None
+        self._background_half: np.ndarray | None = None
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
         #: per-channel noise std used for the model (grey levels): measured when primed
         #: from frames, else ``default_noise_sigma``; None before priming/warm-up.
@@ -559,17 +560,33 @@ class MOG2Detector:
 
     def _faint_light(self, candidate: np.ndarray) -> np.ndarray:
         """uint8 0/255 (work scale): smoothed (frame - background) grey >= the level, away
-        from MOG2's (opened) candidates: the smoothing spreads a fish MOG2 found by ~2 sigma."""
+        from MOG2's (opened) candidates: the smoothing spreads a fish MOG2 found by ~2 sigma.
+
+        Computed at half the working resolution (the signal is smooth; 4x fewer pixels).
+        """
         c = self.config
         assert self._last_work is not None
-        grey = cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY)
-        signed = cv2.subtract(grey, self._grey(), dtype=cv2.CV_32F)  # darker stays negative
-        smooth = cv2.GaussianBlur(signed, (0, 0), c.faint_light_blur * c.scale)
-        lighter = cv2.compare(smooth, c.faint_light_level, cv2.CMP_GE)
+        h, w = candidate.shape
+        half = (max(1, w // 2), max(1, h // 2))
+        grey = cv2.resize(
+            cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY), half, interpolation=cv2.INTER_AREA
+        )
+        # numpy, not cv2.subtract(dtype=CV_32F) / cv2.compare: those are ~20x slower here.
+        sigma = max(0.5, 0.5 * c.faint_light_blur * c.scale)
+        smooth = cv2.GaussianBlur(grey.astype(np.float32) - self._grey_half(half), (0, 0), sigma)
+        lighter = (smooth >= c.faint_light_level).astype(np.uint8) * np.uint8(255)
+        lighter = cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
         halo = kernel(4 * c.faint_light_blur * c.scale + 1)
         if halo is not None:
             lighter &= ~cv2.dilate(candidate, halo)
         return lighter
+
+    def _grey_half(self, size: tuple[int, int]) -> np.ndarray:
+        """The background's grey levels at ``size`` (W, H), float32 (cached)."""
+        if self._background_half is None:
+            grey = cv2.resize(self._grey(), size, interpolation=cv2.INTER_AREA)
+            self._background_half = grey.astype(np.float32)
+        return self._background_half
 
     def _grey(self) -> np.ndarray:
         """The background in grey levels, uint8 (work scale)."""
