@@ -529,3 +529,26 @@ def test_faint_fish_lighter_than_the_floor_is_found(rng):
     assert hits >= 28 and total <= 30
     hits_off, _ = run(faint_light_level=0.0)
     assert hits_off <= 5
+
+
+def test_bright_specks_do_not_cut_up_a_faint_light_fish(rng):
+    """A pale head 6 grey levels above the floor with two bright 3x3 specks on it: MOG2
+    finds only the specks. The smoothed brightening around them is the fish, not their
+    blur (a halo around every MOG2 speck left ~0.6 IoU of the head)."""
+    floor = _floor()
+    heads, frames = [], []
+    for t in range(30):
+        head = _fish_mask(30 + 3 * t, 55, half_len=14, half_w=5)
+        head[:, : 30 + 3 * t] = False
+        frame = _render(floor, [head], rng, delta=[6], noise=1.3)
+        for x in (32 + 3 * t, 38 + 3 * t):
+            speck = frame[54:57, x : x + 3]
+            speck[:] = np.minimum(speck, 235) + 20
+        heads.append(head)
+        frames.append(frame)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(frames[::2])
+    found = [det.detect(f) for f in frames]
+    assert all(len(ds) == 1 for ds in found)
+    ious = [mask_iou(ds[0].blob_mask, head) for ds, head in zip(found, heads, strict=True)]
+    assert sum(iou > 0.7 for iou in ious) >= 28

@@ -329,6 +329,8 @@ class MOG2Detector:
         )
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._edge_rules = replace(self._rules, min_area=edge_area)
+        # 2 sigma of the faint-light smoothing: how far it spreads a fish past its edge.
+        self._halo = kernel(4 * c.faint_light_blur * c.scale + 1)
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -560,7 +562,9 @@ class MOG2Detector:
 
     def _faint_light(self, candidate: np.ndarray) -> np.ndarray:
         """uint8 0/255 (work scale): smoothed (frame - background) grey >= the level, away
-        from MOG2's (opened) candidates: the smoothing spreads a fish MOG2 found by ~2 sigma.
+        from MOG2's (opened) blobs of fish size: the smoothing spreads a fish MOG2 found
+        past its edge. Specks MOG2 finds inside a faint fish get no such halo (it would
+        cut the fish to pieces).
 
         Computed at half the working resolution (the signal is smooth; 4x fewer pixels).
         """
@@ -575,10 +579,15 @@ class MOG2Detector:
         sigma = max(0.5, 0.5 * c.faint_light_blur * c.scale)
         smooth = cv2.GaussianBlur(grey.astype(np.float32) - self._grey_half(half), (0, 0), sigma)
         lighter = (smooth >= c.faint_light_level).astype(np.uint8) * np.uint8(255)
+        if not lighter.any():
+            return np.zeros_like(candidate)
         lighter = cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
-        halo = kernel(4 * c.faint_light_blur * c.scale + 1)
-        if halo is not None:
-            lighter &= ~cv2.dilate(candidate, halo)
+        contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= self._rules.min_area]
+        if sizeable and self._halo is not None:
+            halo = np.zeros_like(candidate)
+            cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
+            lighter &= ~cv2.dilate(halo, self._halo)
         return lighter
 
     def _grey_half(self, size: tuple[int, int]) -> np.ndarray:
