@@ -70,6 +70,7 @@ def _best_iou(det_masks, gt_mask):
         ({"box_padding": -1}, "box_padding"),
         ({"min_edge_blob_area": 0}, "min_edge_blob_area"),
         ({"max_shadow_reach": -1.0}, "max_shadow_reach"),
+        ({"min_edge_sharpness": -0.1}, "min_edge_sharpness"),
         ({"min_faint_fraction": 1.0}, "min_faint_fraction"),
     ],
 )
@@ -552,3 +553,25 @@ def test_bright_specks_do_not_cut_up_a_faint_light_fish(rng):
     assert all(len(ds) == 1 for ds in found)
     ious = [mask_iou(ds[0].blob_mask, head) for ds, head in zip(found, heads, strict=True)]
     assert sum(iou > 0.7 for iou in ious) >= 28
+
+
+def test_soft_edged_blob_without_a_core_is_a_cast_shadow_not_a_fish(rng):
+    """A cast shadow lying apart from its (light, high-swimming) fish: a blurred darkening
+    with no foreground core. Dropped, while a sharp-edged fish as faint is kept."""
+    floor = _floor()
+    shadow = cv2.GaussianBlur(
+        _fish_mask(50, 60, half_len=20, half_w=7).astype(np.float32), (0, 0), 4
+    )
+    fish = _fish_mask(110, 60, half_len=20, half_w=7)
+    frame = floor.astype(np.float32) * (1.0 - 0.3 * shadow / shadow.max())[:, :, None]
+    frame[fish] *= 0.9
+    frame = np.clip(frame + rng.normal(0.0, 1.3, frame.shape), 0, 255).astype(np.uint8)
+    found = {}
+    for sharpness in (0.2, 0.0):
+        det = MOG2Detector(DetectorConfig(**SMALL, min_edge_sharpness=sharpness))
+        det.prime(floor)
+        found[sharpness] = det.detect(frame)
+    fg = det.foreground_mask(frame)
+    assert not (fg[shadow > 0.5] == 255).any() and not (fg[fish] == 255).any()  # no cores
+    assert len(found[0.0]) == 2  # without the rule the shadow is a "fish" too
+    assert len(found[0.2]) == 1 and mask_iou(found[0.2][0].blob_mask, fish) > 0.6

@@ -10,6 +10,8 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   and fainter than the fish (or darker than the floor under a light fish) are dropped,
   unless a dropped piece reaches far from the fish (a shadow only lines its edge) and
   is sizeable: that is a faint fish touching a darker one, kept as its own detection;
+  a blob (or part) with no foreground core and a soft edge is a shadow lying apart from
+  its fish (blurred by the fish's height over the floor; a fish's edge is sharp): dropped;
 - **faint fish lighter than the floor**: MOG2's per-pixel test misses a fish only a few
   grey levels lighter than the floor (its dark eyes pull its mean lower still); pixels
   whose smoothed brightening over the background reaches ``faint_light_level`` are
@@ -50,6 +52,7 @@ import cv2
 import numpy as np
 
 from aquapose.segmentation._blobs import (
+    FOREGROUND,
     BlobRules,
     detection_rle,
     kernel,
@@ -76,6 +79,9 @@ __all__ = [
     "robust_background",
     "open_video",
 ]
+
+
+_BAND = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # a blob's edge band: 2 px out, 2 in
 
 
 class GlobalChangeWarning(UserWarning):
@@ -137,6 +143,12 @@ class DetectorConfig:
             barely lighter than the floor; noise averages out in the smoothing); 0 = off.
             Used once primed (a warm-up background still holds the fish it saw).
         faint_light_blur: Gaussian sigma (full-frame pixels) of that smoothing.
+        min_edge_sharpness: a blob (or split part) without a foreground (255) core is a
+            cast shadow, not a fish, when the slope of its contrast across its edge (90th
+            percentile over a 5 px band, after a 1 px Gaussian) is below this fraction of its
+            median contrast per pixel. A step edge blurred by ``s`` px gives about
+            ``0.4 / sqrt(1 + s**2)``: a fish's edge ~0.3, a shadow (blurred by the fish's
+            height over the floor) ~0.1; 0 = off.
         max_shadow_reach: a trimmed-off piece whose farthest pixel from the fish is more
             than this many times its own half-thickness away is not a cast shadow (which
             lines the fish's edge, reach ~2) but a faint fish touching it: it is kept as a
@@ -190,6 +202,7 @@ class DetectorConfig:
     faint_light_level: float = 3.0
     faint_light_blur: float = 1.5
     max_shadow_reach: float = 3.0
+    min_edge_sharpness: float = 0.2
     min_faint_fraction: float = 0.15
     split_touching: bool = True
     split_core_depth: float = 0.5
@@ -256,6 +269,10 @@ class DetectorConfig:
         need(
             self.faint_light_blur > 0,
             f"faint_light_blur must be > 0, got {self.faint_light_blur}",
+        )
+        need(
+            self.min_edge_sharpness >= 0,
+            f"min_edge_sharpness must be >= 0, got {self.min_edge_sharpness}",
         )
         need(
             self.max_shadow_reach >= 0,
@@ -553,12 +570,41 @@ class MOG2Detector:
                     ]
                 parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
             for part in parts:
+                if self._soft_edged(part, fg_window, x, y):
+                    continue  # a cast shadow lying apart from its fish
                 det = self._to_detection(
                     part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index
                 )
                 if det is not None:
                     detections.append(det)
         return detections
+
+    def _soft_edged(self, part: np.ndarray, fg_window: np.ndarray, x: int, y: int) -> bool:
+        """Whether ``part`` (uint8 0/1, window at (x, y)) has no foreground (255) core and
+        an edge too soft for a fish: a blurred cast shadow (see ``min_edge_sharpness``)."""
+        c = self.config
+        if c.min_edge_sharpness <= 0 or self._background is None or self._last_work is None:
+            return False
+        if np.count_nonzero((fg_window == FOREGROUND) & (part > 0)) >= self._rules.min_core:
+            return False
+        h, w = part.shape
+        work_h, work_w = self._last_work.shape[:2]
+        pad = 4  # room for the edge band outside the part
+        x0, y0 = max(0, x - pad), max(0, y - pad)
+        x1, y1 = min(work_w, x + w + pad), min(work_h, y + h + pad)
+        contrast = self._contrast(x0, y0, x1 - x0, y1 - y0)
+        assert contrast is not None
+        mask = np.zeros(contrast.shape, np.uint8)
+        mask[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = part
+        smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)
+        # Sobel's 3x3 kernel weighs the difference over 2 px by 4: /8 gives levels per px.
+        slope = cv2.magnitude(
+            cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3),
+            cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3),
+        ) / np.float32(8.0)
+        band = cv2.dilate(mask, _BAND) > cv2.erode(mask, _BAND)
+        level = max(abs(float(np.median(contrast[mask > 0]))), 3.0)
+        return float(np.percentile(slope[band], 90)) < c.min_edge_sharpness * level
 
     def _faint_light(self, candidate: np.ndarray) -> np.ndarray:
         """uint8 0/255 (work scale): smoothed (frame - background) grey >= the level, away
