@@ -73,21 +73,27 @@ def make_frames(
     return np.clip(floor, 0, 255).astype(np.uint8), frames, masks
 
 
-def _bare_loop(frames: list[np.ndarray]) -> float:
+def _interleaved(frames: list[np.ndarray], configs: list[DetectorConfig]):
+    """Seconds spent per loop (bare MOG2 ``apply`` first, then one per config) and each
+    config's results. The loops take turns frame by frame, so a slow moment of the
+    shared machine hits every loop alike; priming (once per clip) is not timed."""
     mog = cv2.createBackgroundSubtractorMOG2()
-    start = time.perf_counter()
-    for frame in frames:
+    detectors = []
+    for config in configs:
+        det = MOG2Detector(config)
+        det.prime(frames[::2])  # as detect_video does: robust background from clip frames
+        detectors.append(det)
+    seconds = [0.0] * (1 + len(configs))
+    results: list[list] = [[] for _ in configs]
+    for i, frame in enumerate(frames):
+        start = time.perf_counter()
         mog.apply(frame)
-    return time.perf_counter() - start
-
-
-def _detector_loop(config: DetectorConfig, frames: list[np.ndarray]):
-    """(seconds for all detect calls, results); priming (once per clip) is not timed."""
-    det = MOG2Detector(config)
-    det.prime(frames[::2])  # as detect_video does: robust background from clip frames
-    start = time.perf_counter()
-    results = [det.detect(frame, frame_index=i) for i, frame in enumerate(frames)]
-    return time.perf_counter() - start, results
+        seconds[0] += time.perf_counter() - start
+        for k, det in enumerate(detectors):
+            start = time.perf_counter()
+            results[k].append(det.detect(frame, frame_index=i))
+            seconds[k + 1] += time.perf_counter() - start
+    return seconds, results
 
 
 def _recall(results: list, masks: list[list[np.ndarray]]) -> float:
@@ -103,17 +109,14 @@ def _recall(results: list, masks: list[list[np.ndarray]]) -> float:
 def run(quick: bool = False) -> list[BenchRow]:
     n, repeat = (15, 2) if quick else (40, 4)
     _, frames, masks = make_frames(n)
-    full_cfg, half_cfg = DetectorConfig(), DetectorConfig(scale=0.5)
-    # Interleaved repeats, best of each: the machine is shared, so a slow moment
-    # hits one repeat of every loop rather than one loop.
-    bare_s = full_s = half_s = float("inf")
+    # Best of the repeats for each loop; within a repeat the loops interleave per frame.
+    best = [float("inf")] * 3
     for _ in range(repeat):
-        bare_s = min(bare_s, _bare_loop(frames))
-        seconds, full_results = _detector_loop(full_cfg, frames)
-        full_s = min(full_s, seconds)
-        seconds, half_results = _detector_loop(half_cfg, frames)
-        half_s = min(half_s, seconds)
-    bare_fps, full_fps, half_fps = n / bare_s, n / full_s, n / half_s
+        seconds, (full_results, half_results) = _interleaved(
+            frames, [DetectorConfig(), DetectorConfig(scale=0.5)]
+        )
+        best = [min(b, s) for b, s in zip(best, seconds, strict=True)]
+    bare_fps, full_fps, half_fps = (n / s for s in best)
     full_recall, half_recall = _recall(full_results, masks), _recall(half_results, masks)
     return [
         BenchRow(
