@@ -575,3 +575,22 @@ def test_soft_edged_blob_without_a_core_is_a_cast_shadow_not_a_fish(rng):
     assert not (fg[shadow > 0.5] == 255).any() and not (fg[fish] == 255).any()  # no cores
     assert len(found[0.0]) == 2  # without the rule the shadow is a "fish" too
     assert len(found[0.2]) == 1 and mask_iou(found[0.2][0].blob_mask, fish) > 0.6
+
+
+def test_soft_edge_ignores_the_border_with_the_blobs_other_parts(rng):
+    """A shadow piece cut from a dark fish's blob: its border with the fish is the fish's
+    sharp edge. Judged on its edge against the floor only, it is soft."""
+    floor = _floor()
+    fish = _fish_mask(80, 60, half_len=24, half_w=7)
+    blur = cv2.GaussianBlur(_fish_mask(80, 72, half_len=24, half_w=8).astype(np.float32), (0, 0), 4)
+    frame = floor.astype(np.float32) * (1.0 - 0.3 * blur / blur.max())[:, :, None]
+    frame[fish] = floor[fish] * 0.4
+    frame = np.clip(frame + rng.normal(0.0, 1.3, frame.shape), 0, 255).astype(np.uint8)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    fg = det.foreground_mask(frame)
+    shadow = ((fg > 0) & ~fish & (blur > 0.2 * blur.max())).astype(np.uint8)
+    others = fish.astype(np.uint8)
+    assert shadow.sum() > SMALL["min_blob_area"] and not (fg[shadow > 0] == 255).any()
+    assert det._soft_edged(shadow, others, fg, 0, 0)
+    assert not det._soft_edged(shadow, None, fg, 0, 0)  # the fish's edge would count

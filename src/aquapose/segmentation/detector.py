@@ -569,8 +569,10 @@ class MOG2Detector:
                         for p in split_by_sign(part, contrast, fg_window, rules, noise)
                     ]
                 parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
+            kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
-                if self._soft_edged(part, fg_window, x, y):
+                rest = None if kept is None else kept & (1 - part)
+                if self._soft_edged(part, rest, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
                 det = self._to_detection(
                     part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index
@@ -579,9 +581,18 @@ class MOG2Detector:
                     detections.append(det)
         return detections
 
-    def _soft_edged(self, part: np.ndarray, fg_window: np.ndarray, x: int, y: int) -> bool:
-        """Whether ``part`` (uint8 0/1, window at (x, y)) has no foreground (255) core and
-        an edge too soft for a fish: a blurred cast shadow (see ``min_edge_sharpness``)."""
+    def _soft_edged(
+        self,
+        part: np.ndarray,
+        others: np.ndarray | None,
+        fg_window: np.ndarray,
+        x: int,
+        y: int,
+    ) -> bool:
+        """Whether ``part`` (uint8 0/1 window at (x, y)) has no foreground (255) core and an
+        edge too soft for a fish: a blurred cast shadow (see ``min_edge_sharpness``). Its
+        border with ``others`` (the blob's other parts; often a fish's sharp edge) does not
+        count."""
         c = self.config
         if c.min_edge_sharpness <= 0 or self._background is None or self._last_work is None:
             return False
@@ -594,8 +605,9 @@ class MOG2Detector:
         x1, y1 = min(work_w, x + w + pad), min(work_h, y + h + pad)
         contrast = self._contrast(x0, y0, x1 - x0, y1 - y0)
         assert contrast is not None
+        inner = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
         mask = np.zeros(contrast.shape, np.uint8)
-        mask[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = part
+        mask[inner] = part
         smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)
         # Sobel's 3x3 kernel weighs the difference over 2 px by 4: /8 gives levels per px.
         slope = cv2.magnitude(
@@ -603,6 +615,12 @@ class MOG2Detector:
             cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3),
         ) / np.float32(8.0)
         band = cv2.dilate(mask, _BAND) > cv2.erode(mask, _BAND)
+        if others is not None:
+            rest = np.zeros_like(mask)
+            rest[inner] = others
+            band &= cv2.dilate(rest, _BAND) == 0
+            if not band.any():
+                return False
         level = max(abs(float(np.median(contrast[mask > 0]))), 3.0)
         return float(np.percentile(slope[band], 90)) < c.min_edge_sharpness * level
 
