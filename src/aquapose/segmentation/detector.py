@@ -143,18 +143,18 @@ class DetectorConfig:
             barely lighter than the floor; noise averages out in the smoothing); 0 = off.
             Used once primed (a warm-up background still holds the fish it saw).
         faint_light_blur: Gaussian sigma (full-frame pixels) of that smoothing.
-        min_edge_sharpness: a blob (or split part) without a foreground (255) core is a
-            cast shadow, not a fish, when the slope of its contrast across its edge (90th
-            percentile over a 5 px band, after a 1 px Gaussian) is below this fraction of its
-            median contrast per pixel. A step edge blurred by ``s`` px gives about
-            ``0.4 / sqrt(1 + s**2)``: a fish's edge ~0.3, a shadow (blurred by the fish's
-            height over the floor) ~0.1; 0 = off.
         max_shadow_reach: a trimmed-off piece whose farthest pixel from the fish is more
             than this many times its own half-thickness away is not a cast shadow (which
             lines the fish's edge, reach ~2) but a faint fish touching it: it is kept as a
             detection of its own; 0 = drop every trimmed piece.
         min_faint_fraction: ... when it also holds at least this fraction of the fish's
             area (a fish's fainter fins, behind the peduncle, are smaller).
+        min_edge_sharpness: a blob (or split part) without a foreground (255) core is a
+            cast shadow, not a fish, when the slope of its contrast across its edge (90th
+            percentile over a 5 px band, after a 1 px Gaussian) is below this fraction of its
+            median contrast per pixel. A step edge blurred by ``s`` px gives about
+            ``0.4 / sqrt(1 + s**2)``: a fish's edge ~0.3, a shadow (blurred by the fish's
+            height over the floor) ~0.1; 0 = off.
         split_touching: split blobs holding several foreground-only cores (and light +
             dark fish by contrast sign).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
@@ -202,8 +202,8 @@ class DetectorConfig:
     faint_light_level: float = 3.0
     faint_light_blur: float = 1.5
     max_shadow_reach: float = 3.0
-    min_edge_sharpness: float = 0.2
     min_faint_fraction: float = 0.15
+    min_edge_sharpness: float = 0.2
     split_touching: bool = True
     split_core_depth: float = 0.5
     min_core_area: int = 12
