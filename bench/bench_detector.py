@@ -77,7 +77,7 @@ def _pair(frames: list[np.ndarray], first: DetectorConfig | None, second: Detect
     """Seconds spent by two loops over ``frames`` and their detections; ``first=None`` is a
     bare MOG2 ``apply`` loop. The loops take turns frame by frame, so a slow moment of the
     shared machine hits both alike (a third loop in the turn made the ratio swing 0.4-0.55
-    between runs; two loops: 0.54-0.57). Priming (once per clip) is not timed."""
+    between runs; two loops: 0.51-0.57). Priming (once per clip) is not timed."""
     loops = []
     for config in (first, second):
         if config is None:
