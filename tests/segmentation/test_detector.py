@@ -590,7 +590,7 @@ def test_soft_edge_ignores_the_border_with_the_blobs_other_parts(rng):
     det.prime(floor)
     fg = det.foreground_mask(frame)
     shadow = ((fg > 0) & ~fish & (blur > 0.2 * blur.max())).astype(np.uint8)
-    others = fish.astype(np.uint8)
+    parts = (fish | (shadow > 0)).astype(np.uint8)  # the blob's parts: fish and shadow
     assert shadow.sum() > SMALL["min_blob_area"] and not (fg[shadow > 0] == 255).any()
-    assert det._soft_edged(shadow, others, fg, 0, 0)
+    assert det._soft_edged(shadow, parts, fg, 0, 0)
     assert not det._soft_edged(shadow, None, fg, 0, 0)  # the fish's edge would count

@@ -571,8 +571,7 @@ class MOG2Detector:
                 parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
-                rest = None if kept is None else kept & (1 - part)
-                if self._soft_edged(part, rest, fg_window, x, y):
+                if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
                 det = self._to_detection(
                     part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index
@@ -584,15 +583,15 @@ class MOG2Detector:
     def _soft_edged(
         self,
         part: np.ndarray,
-        others: np.ndarray | None,
+        parts: np.ndarray | None,
         fg_window: np.ndarray,
         x: int,
         y: int,
     ) -> bool:
         """Whether ``part`` (uint8 0/1 window at (x, y)) has no foreground (255) core and an
         edge too soft for a fish: a blurred cast shadow (see ``min_edge_sharpness``). Its
-        border with ``others`` (the blob's other parts; often a fish's sharp edge) does not
-        count."""
+        border with the blob's other parts (``parts``: the union of all of them, or None;
+        often a fish's sharp edge) does not count."""
         c = self.config
         if c.min_edge_sharpness <= 0 or self._background is None or self._last_work is None:
             return False
@@ -615,9 +614,9 @@ class MOG2Detector:
             cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3),
         ) / np.float32(8.0)
         band = cv2.dilate(mask, _BAND) > cv2.erode(mask, _BAND)
-        if others is not None:
+        if parts is not None:
             rest = np.zeros_like(mask)
-            rest[inner] = others
+            rest[inner] = parts & (1 - part)
             band &= cv2.dilate(rest, _BAND) == 0
             if not band.any():
                 return False
