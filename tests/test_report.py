@@ -1,13 +1,8 @@
-import numpy as np
-
 from aquapose.report import (
-    GT_COLOR,
-    PRED_COLOR,
     Figure,
     Metric,
     Report,
     Table,
-    overlay_masks,
     write_report,
 )
 
@@ -18,19 +13,6 @@ def test_metric_pass_logic():
     assert Metric("t", "seconds", 5.0, 10.0, higher_is_better=False).passed is True
     assert Metric("model", "AP", 0.4).passed is None
     assert Metric("model", "AP", None, 0.5).passed is None
-
-
-def test_overlay_draws_both_outlines_without_touching_input():
-    image = np.full((40, 40, 3), 128, np.uint8)
-    gt = np.zeros((40, 40), bool)
-    gt[5:15, 5:15] = True
-    pred = np.zeros((40, 40), bool)
-    pred[20:30, 20:30] = True
-    out = overlay_masks(image, [gt], [pred])
-    assert (image == 128).all()
-    assert (out[5, 5] == GT_COLOR).all() and (out[20, 20] == PRED_COLOR).all()
-    assert (out[25, 25] != 128).any()  # prediction lightly filled
-    assert (out[35, 35] == 128).all()
 
 
 def test_report_has_every_section(tmp_path):

@@ -1,7 +1,8 @@
 """``aquapose demo``: the whole chain on built-in synthetic data, with a report.
 
-Each stage runs the same command a user would type (printed as it starts), so the
-demo doubles as a worked example of the real-data workflow:
+Each stage calls the library function behind a command and prints the ``aquapose``
+command that does the same, so the demo doubles as a worked example of the
+real-data workflow:
 
     synth -> detect -> eval-detections -> pseudolabel -> ls export -> train
           -> evaluate (against ground truth) -> segment a held-out clip -> report
@@ -17,13 +18,22 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from aquapose.report import Figure, Metric, Report, Table, overlay_masks, write_report
+from aquapose.report import Figure, Metric, Report, Table, write_report
+from aquapose.segmentation.detect import DetectConfig, detect_videos
+from aquapose.segmentation.draw import overlay_masks
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.io.files import atomic_write_json, read_image, write_image
-from aquapose.segmentation.model import LIGHT_ARCH
+from aquapose.segmentation.io.labelstudio import export_to_label_studio
+from aquapose.segmentation.io.video import read_frames
+from aquapose.segmentation.pseudolabel import pseudolabel_detections
+from aquapose.segmentation.segment import SegmentConfig, segment_videos
+from aquapose.synth import generate
+
+#: The light architecture the demo trains (``aquapose.segmentation.model.LIGHT_ARCH``;
+#: repeated here so that importing the demo does not import torch).
+LIGHT_ARCH = "maskrcnn_mobilenet_v3_fpn"
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,9 @@ class DemoConfig:
         )
 
 
-def _cli(args: list[str], log: Callable[[str], None]) -> None:
-    """Run one ``aquapose`` command in this process (errors propagate)."""
-    from aquapose.cli import app
-
-    log("$ aquapose " + " ".join(shlex.quote(a) for a in args))
-    app(args=args, prog_name="aquapose", standalone_mode=False)
+def _say(args: list[object], log: Callable[[str], None]) -> None:
+    """Print the ``aquapose`` command that does what the next stage does."""
+    log("$ aquapose " + " ".join(shlex.quote(str(a)) for a in args))
 
 
 def _gt_for_frames(frames_json: Path, gt_paths: list[Path], out_path: Path) -> Path:
@@ -132,18 +139,7 @@ def _heldout_figures(
     # frame scores 1.0 and shows nothing).
     with_fish = [s for s in scored if s[2].instances] or scored
     spread = [with_fish[int(i)] for i in np.linspace(len(with_fish) // 2, len(with_fish) - 1, n)]
-    wanted = {s[1] for s in worst + spread}
-    images: dict[int, np.ndarray] = {}
-    cap = cv2.VideoCapture(str(video))
-    index = 0
-    while wanted - images.keys():
-        ok, image = cap.read()
-        if not ok:
-            break
-        if index in wanted:
-            images[index] = image
-        index += 1
-    cap.release()
+    images = read_frames(video, {s[1] for s in worst + spread})
 
     def figure(entry: tuple[float, int, Any, Any], kind: str) -> Figure:
         iou, frame_index, gt, pred = entry
@@ -169,7 +165,7 @@ def run_demo(
     from aquapose.segmentation.detection_eval import evaluate_detections
     from aquapose.segmentation.evaluation import evaluate
     from aquapose.segmentation.model import MaskRCNNSegmentor
-    from aquapose.synth import generate
+    from aquapose.segmentation.training import TrainConfig, train
 
     cfg = config or DemoConfig()
     out = Path(out_dir)
@@ -202,7 +198,8 @@ def run_demo(
     # 2. detection + its evaluation against ground truth
     done = stage(2, "detect fish (MOG2)")
     det = out / "detect"
-    _cli(["detect", *map(str, videos), "--out", str(det), "--every", str(cfg.detect_every)], log)
+    _say(["detect", *videos, "--out", det, "--every", cfg.detect_every], log)
+    detect_videos(videos, det, DetectConfig(every=cfg.detect_every))
     det_report = evaluate_detections(det / "detections.json", gt_paths)
     total = det_report.total
     metrics += [
@@ -242,7 +239,8 @@ def run_demo(
     # 3. pseudo-labels (weight-free classical backend) + their quality
     done = stage(3, "pseudo-label masks (classical backend)")
     labels = out / "labels"
-    _cli(["pseudolabel", str(det / "detections.json"), "--out", str(labels)], log)
+    _say(["pseudolabel", det / "detections.json", "--out", labels], log)
+    pseudolabel_detections(det / "detections.json", labels)
     accepted = [
         replace(f, instances=tuple(i for i in f.instances if i.extra.get("accepted")))
         for f in read_coco(labels / "pseudolabels.json")
@@ -260,47 +258,31 @@ def run_demo(
 
     # 4. Label Studio review package (files only)
     done = stage(4, "export Label Studio tasks for review")
-    _cli(
-        [
-            "ls",
-            "export",
-            str(labels / "train.json"),
-            "--out",
-            str(out / "labelstudio"),
-            "--image-root",
-            str(out),
-        ],
-        log,
-    )
+    _say(["ls", "export", labels / "train.json", "--out", out / "labelstudio"], log)
+    export_to_label_studio(labels / "train.json", out / "labelstudio")
     done()
 
     # 5. train the light model
     done = stage(5, f"train {cfg.arch} ({cfg.epochs} epochs, {cfg.crop_size}px crops)")
     run = out / "run"
-    _cli(
-        [
-            "train",
-            "--train",
-            str(labels / "train.json"),
-            "--val",
-            str(labels / "val.json"),
-            "--out",
-            str(run),
-            "--arch",
-            cfg.arch,
-            "--epochs",
-            str(cfg.epochs),
-            "--crop-size",
-            str(cfg.crop_size),
-            "--batch-size",
-            str(cfg.batch_size),
-            "--lr",
-            str(cfg.lr),
-            "--val-every",
-            str(max(1, cfg.epochs // 2)),
-        ],
+    train_config = TrainConfig(
+        train_json=labels / "train.json",
+        val_json=labels / "val.json",
+        out_dir=run,
+        arch=cfg.arch,
+        epochs=cfg.epochs,
+        crop_size=cfg.crop_size,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        val_every=max(1, cfg.epochs // 2),
+    )
+    _say(
+        ["train", "--train", train_config.train_json, "--val", train_config.val_json]
+        + ["--out", run, "--arch", cfg.arch, "--epochs", cfg.epochs, "--crop-size", cfg.crop_size]
+        + ["--batch-size", cfg.batch_size, "--lr", cfg.lr, "--val-every", train_config.val_every],
         log,
     )
+    train(train_config)
     done()
 
     # 6. evaluate the model against the ground truth of the validation frames
@@ -332,18 +314,25 @@ def run_demo(
     held_videos = [heldout / cam["video"] for cam in held_manifest["cameras"]]
     held_gt = [heldout / cam["ground_truth"] for cam in held_manifest["cameras"]]
     seg_dir = out / "segment"
-    _cli(
+    model_path = run / "best.pt"
+    _say(
         [
             "segment",
-            *map(str, held_videos),
+            *held_videos,
             "--model",
-            str(run / "best.pt"),
+            model_path,
             "--out",
-            str(seg_dir),
+            seg_dir,
             "--every",
-            str(cfg.segment_every),
+            cfg.segment_every,
         ],
         log,
+    )
+    segment_videos(
+        held_videos,
+        MaskRCNNSegmentor.load(model_path),
+        seg_dir,
+        SegmentConfig(every=cfg.segment_every),
     )
     seg_report = evaluate_detections(seg_dir / "results.json", held_gt, iou_threshold=0.5)
     seg_total = seg_report.total

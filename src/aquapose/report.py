@@ -11,14 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from aquapose.segmentation.io.files import atomic_write_bytes
-
-#: BGR colours of the overlays: ground truth green, prediction magenta.
-GT_COLOR = (60, 220, 60)
-PRED_COLOR = (230, 40, 230)
 
 
 @dataclass(frozen=True)
@@ -71,33 +64,6 @@ class Report:
     curves: list[Figure] = field(default_factory=list)
     failures: list[Figure] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
-
-
-def overlay_masks(
-    image_bgr: np.ndarray,
-    gt_masks: Sequence[np.ndarray] = (),
-    pred_masks: Sequence[np.ndarray] = (),
-    thickness: int = 2,
-) -> np.ndarray:
-    """Draw ground-truth (green) and predicted (magenta, lightly filled) mask outlines.
-
-    Args:
-        image_bgr: uint8 (H, W, 3).
-        gt_masks, pred_masks: bool (H, W) frame masks.
-    Returns:
-        uint8 (H, W, 3) copy with the outlines drawn.
-    """
-    out = image_bgr.copy()
-    for mask in pred_masks:
-        tint = out[mask].astype(np.float32) * 0.7 + np.array(PRED_COLOR, np.float32) * 0.3
-        out[mask] = tint.astype(np.uint8)
-    for masks, color in ((gt_masks, GT_COLOR), (pred_masks, PRED_COLOR)):
-        for mask in masks:
-            contours, _ = cv2.findContours(
-                mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-            )
-            cv2.drawContours(out, contours, -1, color, thickness)
-    return out
 
 
 def _fmt(value: object) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 from _cli import run_cli
 
 from aquapose.segmentation.io.coco import read_coco, write_coco
@@ -75,8 +76,9 @@ def test_detect_writes_coco_frames_and_overlays(clip, tmp_path, capsys):
     raw = json.loads((out / "detections.json").read_text())
     assert raw["annotations"][0]["category_id"] == 1 and "segmentation" in raw["annotations"][0]
     assert raw["images"][0]["video"] == str(video.resolve())
-    config = json.loads((out / "detector_config.json").read_text())
-    assert config["scale"] == 1.0 and config["median_frames"] == 25
+    config = yaml.safe_load((out / "detect_config.yaml").read_text())
+    assert config["every"] == 5 and config["overlay"] is True
+    assert config["detector"]["scale"] == 1.0 and config["detector"]["median_frames"] == 25
 
     # The same run scored against its own ground truth.
     gt_frames = [
@@ -195,3 +197,24 @@ def test_detect_on_moving_camera_reports_rejected_frames(tmp_path, capsys):
     assert "frames rejected" in err and "moving camera" in err
     frames = read_coco(out / "detections.json")
     assert sum(len(f.instances) for f in frames) <= len(frames)
+
+
+def test_detect_config_file_sets_detector_fields_and_flags_win(clip, tmp_path, capsys):
+    video, _ = clip
+    config = tmp_path / "detect.yaml"
+    config.write_text("every: 10\ndetector:\n  max_blob_area: 90\n")
+    out = tmp_path / "big"
+    code, _, err = run_cli(["detect", str(video), "-o", str(out), "--config", str(config)], capsys)
+    assert code == 0, err
+    frames = read_coco(out / "detections.json")
+    assert len(frames) == 2 and not any(f.instances for f in frames)  # fish > 90 px
+    written = yaml.safe_load((out / "detect_config.yaml").read_text())
+    assert written["every"] == 10 and written["detector"]["max_blob_area"] == 90
+    # The written config repeats the run; a flag given on the command line wins over it.
+    again = tmp_path / "again"
+    args = ["detect", str(video), "-o", str(again), "--config", str(out / "detect_config.yaml")]
+    assert run_cli([*args, "--every", "5"], capsys)[0] == 0
+    assert len(read_coco(again / "detections.json")) == 4
+    config.write_text("detector:\n  min_blob_aera: 5\n")
+    code, _, err = run_cli(["detect", str(video), "-o", str(out), "--config", str(config)], capsys)
+    assert code == 1 and "unknown key 'detector.min_blob_aera'" in err and "min_blob_area" in err

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 from _cli import run_cli
 from pycocotools.coco import COCO
 
@@ -78,7 +78,7 @@ def test_pseudolabel_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
         "train.json",
         "val.json",
         "contact_sheet.png",
-        "pseudolabel_config.json",
+        "pseudolabel_config.yaml",
     ):
         assert (out / name).is_file(), name
     labels = read_coco(out / "pseudolabels.json")
@@ -110,7 +110,7 @@ def test_pseudolabel_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     sheet = read_image(out / "contact_sheet.png")
     assert sheet.shape[0] >= 128 and sheet.shape[1] == 8 * 128
-    config = json.loads((out / "pseudolabel_config.json").read_text())
+    config = yaml.safe_load((out / "pseudolabel_config.yaml").read_text())
     assert config["backend"] == "classical" and config["filter"] == asdict(
         FilterConfig()
     )  # CLI defaults = library defaults
@@ -133,26 +133,24 @@ def test_pseudolabel_resumes_and_survives_interruption(
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(SAMPseudoLabeler, "label_frame", flaky)
-    code, _, _ = run_cli(
-        ["pseudolabel", str(detections), "--out", str(out), "--save-every", "2"], capsys
-    )
+    code, _, _ = run_cli(["pseudolabel", str(detections), "--out", str(out)], capsys)
     assert code == 130  # Ctrl-C
-    partial = read_coco(out / "pseudolabels.json")  # valid COCO, the first 4 frames
-    assert len(partial) == 4
-    assert not (out / "train.json").exists()
+    journal = (out / "pseudolabels.jsonl").read_text().splitlines()
+    assert len(journal) == 1 + 5  # the settings, then the 5 frames labelled before Ctrl-C
+    assert not (out / "pseudolabels.json").exists() and not (out / "train.json").exists()
 
     calls["n"] = -100  # no more interruptions
     code, _, err = run_cli(["pseudolabel", str(detections), "--out", str(out)], capsys)
     assert code == 0, err
-    assert "resuming: 4 of 8 frames already labelled" in err
-    assert calls["n"] == -100 + 4  # only the 4 missing frames were labelled
+    assert "resumed: 5 of 8 frames were already labelled" in err
+    assert calls["n"] == -100 + 3  # only the 3 missing frames were labelled
     assert len(read_coco(out / "pseudolabels.json")) == 8
     # A re-run with other filter thresholds labels nothing and re-filters everything.
     code, _, err = run_cli(
         ["pseudolabel", str(detections), "--out", str(out), "--min-score", "0.2"], capsys
     )
-    assert code == 0 and "resuming: 8 of 8" in err and "rejected low_score  0" in err
-    assert calls["n"] == -100 + 4
+    assert code == 0 and "resumed: 8 of 8" in err and "rejected low_score  0" in err
+    assert calls["n"] == -100 + 3
 
 
 def test_pseudolabel_errors_are_one_line(
@@ -173,8 +171,7 @@ def test_pseudolabel_errors_are_one_line(
     assert code == 1 and "no such file" in err
     out = tmp_path / "o2"
     assert run_cli(["pseudolabel", str(detections), "--out", str(out)], capsys)[0] == 0
-    data = json.loads((out / "pseudolabels.json").read_text())
-    data["info"]["pseudolabel"]["backend"] = "sam2"
-    (out / "pseudolabels.json").write_text(json.dumps(data))
-    code, _, err = run_cli(["pseudolabel", str(detections), "--out", str(out)], capsys)
-    assert code == 1 and "--overwrite" in err
+    code, _, err = run_cli(
+        ["pseudolabel", str(detections), "--out", str(out), "--no-background"], capsys
+    )
+    assert code == 1 and "other background" in err and "--overwrite" in err

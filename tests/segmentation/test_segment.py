@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from aquapose.segmentation.io.video import find_videos
 from aquapose.segmentation.masks import decode_rle, encode_rle, mask_to_box_xyxy
 from aquapose.segmentation.segment import (
     SegmentConfig,
     VideoSegmenter,
-    find_videos,
     segment_videos,
     write_overlay_video,
 )
@@ -133,9 +133,9 @@ def test_recheck_stops_where_the_fish_is_gone(tmp_path):
     model = CountingModel()
     segmenter = VideoSegmenter(model, SegmentConfig(recheck_misses=3))
     box = mask_to_box_xyxy(_fish_mask(60, 60))
-    assert len(segmenter.segment_frame(fish, 0, [box]).rles) == 1
+    assert len(segmenter.segment_frame(fish, 0, [box])) == 1
     for t in range(1, 8):  # the fish has gone: nothing detected, nothing at its place
-        assert segmenter.segment_frame(floor, t, []).rles == []
+        assert segmenter.segment_frame(floor, t, []) == []
     assert model.crops == [1, 1, 1, 1]  # its detection, then 3 re-checks, then nothing
 
 
@@ -228,20 +228,24 @@ def test_interrupted_run_resumes_without_redoing_frames(clip, tmp_path):
     full = segment_videos([video], DarkPixelModel(), tmp_path / "full", SegmentConfig())
     segment_videos([video], DarkPixelModel(), out, SegmentConfig())
     lines = (out / "segments.jsonl").read_bytes().splitlines(keepends=True)
-    # Simulate a kill after 40 frames, mid-way through writing line 41.
-    (out / "segments.jsonl").write_bytes(b"".join(lines[:40]) + lines[40][:25])
+    # Simulate a kill after 40 frames (+ the header line), mid-way through writing line 42.
+    (out / "segments.jsonl").write_bytes(b"".join(lines[:41]) + lines[41][:25])
     (out / "results.json").unlink()
     first_run = DarkPixelModel()
     segment_videos([video], first_run, tmp_path / "again", SegmentConfig())
     model = DarkPixelModel()
     resumed = segment_videos([video], model, out, SegmentConfig())
     records = [json.loads(line) for line in (out / "segments.jsonl").read_text().splitlines()]
-    assert [r["frame_index"] for r in records] == list(range(len(lines)))
+    assert "run" in records[0]
+    assert [r["image"]["frame_index"] for r in records[1:]] == list(range(len(lines) - 1))
     # Only the frames after the cut were predicted again.
-    assert first_run.calls > len(lines) - 40 >= model.calls > 0
-    a = json.loads(full.read_text())["annotations"]
-    b = json.loads(resumed.read_text())["annotations"]
-    assert len(a) == len(b)
+    assert first_run.calls > len(lines) - 41 >= model.calls > 0
+    a = json.loads(full.read_text())
+    b = json.loads(resumed.read_text())
+    assert len(a["annotations"]) == len(b["annotations"])
+    assert a["images"] == b["images"]
+    name = b["images"][0]["file_name"]  # a video frame reference, relative to results.json
+    assert name.endswith("cam0.avi#frame=0") and (out / name[: -len("#frame=0")]).samefile(video)
 
 
 def test_resuming_with_other_settings_is_refused(clip, tmp_path):

@@ -7,7 +7,8 @@ heavy libraries (torch, ...) inside the command functions so ``--help`` is fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -16,6 +17,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -76,6 +78,32 @@ def progress_bar(transient: bool = False) -> Progress:
         console=console,
         transient=transient,
     )
+
+
+@contextmanager
+def progress_tasks(
+    label: Callable[[str], str] = str, transient: bool = False
+) -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(task, done, total)`` callback for the stage functions: one bar per task.
+
+    The bars appear with the first call, so an error raised before any work is
+    printed alone. ``total`` <= 0 means unknown.
+    """
+    bar = progress_bar(transient)
+    tasks: dict[str, TaskID] = {}
+
+    def update(name: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if name not in tasks:
+            tasks[name] = bar.add_task(label(name), total=total if total > 0 else None)
+        bar.update(tasks[name], completed=done)
+
+    try:
+        yield update
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 import typer
 
 from aquapose.cli._app import app, console
+from aquapose.cli._config import config_option, print_config_option, resolve_config
 
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     out: Path = typer.Option(
         Path("demo_out"), "--out", help="Folder for every output and the report."
     ),
@@ -20,19 +22,23 @@ def demo(
     quick: bool = typer.Option(
         False, "--quick", help="Tiny data and one epoch: a 1-2 minute smoke run."
     ),
+    config: Path | None = config_option(),
+    print_config: bool = print_config_option("aquapose.demo:DemoConfig"),
 ) -> None:
     """Run the whole chain on built-in synthetic data and write an HTML report.
 
     synth -> detect -> pseudolabel -> Label Studio export -> train (light model)
     -> evaluate against ground truth -> segment a held-out clip -> report.
-    Each stage prints the `aquapose` command it runs, so you can repeat any step
-    on your own videos. About 5-10 minutes on a 2-core CPU (--quick: 1-2 minutes).
+    Each stage prints the `aquapose` command that does the same, so you can repeat
+    any step on your own videos. About 5-10 minutes on a 2-core CPU (--quick: 1-2
+    minutes).
     """
     from aquapose.demo import DemoConfig, run_demo
 
-    config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
+    base = DemoConfig.quick() if quick else DemoConfig()
+    cfg = resolve_config(DemoConfig, ctx, config, {"seed": "seed"}, base=base)
     summary = run_demo(
-        out, config, log=lambda line: console.print(line, highlight=False, markup=False)
+        out, cfg, log=lambda line: console.print(line, highlight=False, markup=False)
     )
     console.rule("AquaPose demo: key numbers")
     for m in summary["metrics"]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
 from aquapose.cli._app import app, console
+from aquapose.cli._config import config_option, print_config_option, resolve_config
+from aquapose.segmentation.io.labelstudio import ExportConfig, ImportConfig
 
 ls_app = typer.Typer(
     name="ls",
@@ -24,6 +27,12 @@ _IMAGE_ROOT_HELP = (
     "Folder the image URLs are relative to: Label Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT "
     "(or the folder --url-prefix serves)."
 )
+_EXPORT_FLAGS: dict[str, str | tuple[str, ...]] = {
+    name: name for name in ("image_root", "url_prefix", "polygons", "model_version")
+}
+_IMPORT_FLAGS: dict[str, str | tuple[str, ...]] = {
+    name: name for name in ("url_prefix", "alpha_threshold")
+}
 _URL_PREFIX_HELP = "Image URLs as PREFIX + path relative to the image root, not local-files URLs."
 
 
@@ -59,16 +68,22 @@ def _how_to(out: Path, root: Path, url_prefix: str | None) -> str:
 
 @ls_app.command("export")
 def export_cmd(
+    ctx: typer.Context,
     coco: Path = typer.Argument(..., help="COCO JSON with the masks to review (pseudo-labels)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder for tasks.json + config."),
     image_root: Path | None = typer.Option(
-        None, "--image-root", help=_IMAGE_ROOT_HELP + " Default: the COCO file's folder."
+        None,
+        "--image-root",
+        help=_IMAGE_ROOT_HELP
+        + " Default: the deepest folder holding the COCO file and every image.",
     ),
     url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
     polygons: bool = typer.Option(
         False, "--polygons", help="Predictions as polygons (editable points; lossy) not brush."
     ),
     model_version: str = typer.Option("aquapose", "--model-version", help="Predictions' tag."),
+    config: Path | None = config_option(),
+    print_config: bool = print_config_option(ExportConfig),
 ) -> None:
     """Write Label Studio tasks (the fish as predictions) and the labeling config.
 
@@ -77,26 +92,24 @@ def export_cmd(
     """
     from aquapose.segmentation.io.labelstudio import export_to_label_studio
 
-    export = export_to_label_studio(
-        coco,
-        out,
-        image_root=image_root,
-        url_prefix=url_prefix,
-        polygons=polygons,
-        model_version=model_version,
-    )
+    cfg = resolve_config(ExportConfig, ctx, config, _EXPORT_FLAGS)
+    export = export_to_label_studio(coco, out, **asdict(cfg))
     console.print(
         f"wrote {export.tasks_json} ({export.tasks} tasks, {export.regions} regions) and "
         f"{export.config_xml}",
         highlight=False,
     )
     console.print(
-        _how_to(out, export.image_root, url_prefix), highlight=False, markup=False, soft_wrap=True
+        _how_to(out, export.image_root, cfg.url_prefix),
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
 
 
 @ls_app.command("import")
 def import_cmd(
+    ctx: typer.Context,
     export_json: Path = typer.Argument(..., help="Label Studio JSON export of the project."),
     out: Path = typer.Option(..., "--out", "-o", help="COCO JSON to write."),
     image_root: Path = typer.Option(..., "--image-root", help=_IMAGE_ROOT_HELP),
@@ -104,6 +117,8 @@ def import_cmd(
     alpha_threshold: int = typer.Option(
         128, "--alpha-threshold", min=1, max=255, help="Brush pixels with alpha >= this are fish."
     ),
+    config: Path | None = config_option(),
+    print_config: bool = print_config_option(ImportConfig),
 ) -> None:
     """Import a reviewed Label Studio JSON export into COCO.
 
@@ -113,23 +128,24 @@ def import_cmd(
     """
     from aquapose.segmentation.io.labelstudio import import_from_label_studio
 
+    cfg = resolve_config(ImportConfig, ctx, config, _IMPORT_FLAGS)
     report = import_from_label_studio(
-        export_json,
-        image_root=image_root,
-        url_prefix=url_prefix,
-        out_coco=out,
-        alpha_threshold=alpha_threshold,
+        export_json, image_root=image_root, out_coco=out, **asdict(cfg)
     )
     console.print(f"wrote {out}: {report.summary()}", highlight=False)
 
 
 @ls_app.command("push")
 def push_cmd(
+    ctx: typer.Context,
     coco: Path = typer.Argument(..., help="COCO JSON with the masks to review."),
     url: str = typer.Option(..., "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL."),
     project: str = typer.Option(..., "--project", help="Project title (created if missing)."),
     image_root: Path | None = typer.Option(
-        None, "--image-root", help=_IMAGE_ROOT_HELP + " Default: the COCO file's folder."
+        None,
+        "--image-root",
+        help=_IMAGE_ROOT_HELP
+        + " Default: the deepest folder holding the COCO file and every image.",
     ),
     url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
     polygons: bool = typer.Option(False, "--polygons", help="Predictions as polygons."),
@@ -140,6 +156,8 @@ def push_cmd(
         help="Register the image root as the project's local-files storage (needed for "
         "Label Studio to serve the frames; the server must see the same path).",
     ),
+    config: Path | None = config_option(),
+    print_config: bool = print_config_option(ExportConfig),
 ) -> None:
     """Push frames with their masks as predictions to a Label Studio project.
 
@@ -148,16 +166,8 @@ def push_cmd(
     """
     from aquapose.segmentation.io.labelstudio_server import push_to_label_studio
 
-    report = push_to_label_studio(
-        coco,
-        url=url,
-        project=project,
-        image_root=image_root,
-        url_prefix=url_prefix,
-        polygons=polygons,
-        model_version=model_version,
-        storage=storage,
-    )
+    cfg = resolve_config(ExportConfig, ctx, config, _EXPORT_FLAGS)
+    report = push_to_label_studio(coco, url=url, project=project, storage=storage, **asdict(cfg))
     state = "created" if report.project_created else "reused"
     console.print(
         f"project {project!r} (id {report.project_id}, {state}): {report.imported} tasks "
@@ -168,6 +178,7 @@ def push_cmd(
 
 @ls_app.command("pull")
 def pull_cmd(
+    ctx: typer.Context,
     url: str = typer.Option(..., "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL."),
     project: str = typer.Option(..., "--project", help="Project title."),
     out: Path = typer.Option(..., "--out", "-o", help="COCO JSON to write."),
@@ -179,6 +190,8 @@ def pull_cmd(
     alpha_threshold: int = typer.Option(
         128, "--alpha-threshold", min=1, max=255, help="Brush pixels with alpha >= this are fish."
     ),
+    config: Path | None = config_option(),
+    print_config: bool = print_config_option(ImportConfig),
 ) -> None:
     """Pull a Label Studio project's reviewed annotations into COCO.
 
@@ -187,13 +200,13 @@ def pull_cmd(
     """
     from aquapose.segmentation.io.labelstudio_server import pull_from_label_studio
 
+    cfg = resolve_config(ImportConfig, ctx, config, _IMPORT_FLAGS)
     report = pull_from_label_studio(
         url=url,
         project=project,
         out_coco=out,
         image_root=image_root,
-        url_prefix=url_prefix,
         save_export=save_export,
-        alpha_threshold=alpha_threshold,
+        **asdict(cfg),
     )
     console.print(f"wrote {out}: {report.summary()}", highlight=False)

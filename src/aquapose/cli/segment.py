@@ -7,11 +7,16 @@ from pathlib import Path
 
 import typer
 
-from aquapose.cli._app import app, console, progress_bar
+from aquapose.cli._app import app, console, progress_tasks
+from aquapose.cli._config import config_option, print_config_option, resolve_config
+from aquapose.segmentation.segment import SegmentConfig
+
+_DEFAULT = SegmentConfig()
 
 
 @app.command()
 def segment(
+    ctx: typer.Context,
     videos: list[Path] = typer.Argument(
         ..., help="Video files, or a folder of camera videos (a rig); camera id = file stem."
     ),
@@ -19,27 +24,34 @@ def segment(
         ..., "--model", help="Checkpoint written by `aquapose train` (best.pt)."
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (results.json, segments.jsonl)."),
-    every: int = typer.Option(1, help="Process every N-th frame (the detector still sees all)."),
-    score_threshold: float = typer.Option(0.5, help="Keep fish predicted at or above this score."),
-    batch_size: int = typer.Option(8, help="Crops per model forward pass."),
+    every: int = typer.Option(
+        _DEFAULT.every, help="Process every N-th frame (the detector still sees all)."
+    ),
+    score_threshold: float = typer.Option(
+        _DEFAULT.score_threshold, help="Keep fish predicted at or above this score."
+    ),
+    batch_size: int = typer.Option(_DEFAULT.batch_size, help="Crops per model forward pass."),
     recheck_frames: int = typer.Option(
-        9000,
+        _DEFAULT.recheck_frames,
         help="Re-check where a lost (e.g. stationary) fish was last seen for N frames; 0 = off.",
     ),
     recheck_misses: int = typer.Option(
-        3, min=1, help="... until N re-checks in a row find no fish there (it swam away)."
+        _DEFAULT.recheck_misses,
+        min=1,
+        help="... until N re-checks in a row find no fish there (it swam away).",
     ),
     tile_every: int = typer.Option(
-        0, help="Also run the model over the whole frame, tiled, every N processed frames; 0 = off."
+        _DEFAULT.tile_every,
+        help="Also run the model over the whole frame, tiled, every N processed frames; 0 = off.",
     ),
     refine_pad: int = typer.Option(
-        12,
+        _DEFAULT.refine_pad,
         min=0,
         help="Snap each mask to the fish's edges with GrabCut seeded by the model's mask, "
         "in its box grown by N pixels (~13 ms per fish); 0 = the model's masks as they are.",
     ),
     blob_contrast: float = typer.Option(
-        25.0,
+        _DEFAULT.blob_contrast,
         min=0.0,
         help="Keep a detection no model mask touches when it differs from the floor around "
         "it by >= this many grey levels (a clearly visible fish the model missed), with "
@@ -48,53 +60,43 @@ def segment(
     overlay_video: bool = typer.Option(
         False, "--overlay-video", help="Also write OUT/<camera>_overlay.mp4 with the masks drawn."
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over instead of resuming an interrupted run in OUT."
+    ),
+    config: Path | None = config_option(),
+    print_config: bool = print_config_option(SegmentConfig),
 ) -> None:
     """Detect -> crop -> predict -> paste for every frame of every video.
 
     Writes OUT/results.json: COCO with one image per processed frame (camera_id,
-    frame_index, video) and frame-space RLE masks with scores. Progress streams
+    frame_index, video; file_name is VIDEO#frame=N, no image is written) and
+    frame-space RLE masks with scores, and OUT/segment_config.yaml. Progress streams
     to OUT/segments.jsonl, so an interrupted run, started again with the same
     arguments, continues after the last finished frame.
     """
-    from rich.progress import TaskID
-
+    from aquapose.segmentation.io.video import find_videos
     from aquapose.segmentation.model import MaskRCNNSegmentor
-    from aquapose.segmentation.segment import (
-        SegmentConfig,
-        find_videos,
-        segment_videos,
-        write_overlay_video,
-    )
+    from aquapose.segmentation.segment import segment_videos, write_overlay_video
 
-    config = SegmentConfig(
-        every=every,
-        score_threshold=score_threshold,
-        batch_size=batch_size,
-        recheck_frames=recheck_frames,
-        recheck_misses=recheck_misses,
-        tile_every=tile_every,
-        refine_pad=refine_pad,
-        blob_contrast=blob_contrast,
-    )
+    names = ["every", "score_threshold", "batch_size", "recheck_frames", "recheck_misses"]
+    names += ["tile_every", "refine_pad", "blob_contrast"]
+    cfg = resolve_config(SegmentConfig, ctx, config, {name: name for name in names})
     video_paths = find_videos(videos)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: --out exists and is not a folder")
     segmentor = MaskRCNNSegmentor.load(model)
     processed = 0
     start = time.perf_counter()
-    with progress_bar() as progress:
-        tasks: dict[str, TaskID] = {}
+    with progress_tasks(lambda camera_id: f"segment {camera_id}") as progress:
 
         def on_frame(camera_id: str, frame_index: int, total: int) -> None:
             nonlocal processed
             processed += 1
-            if camera_id not in tasks:
-                tasks[camera_id] = progress.add_task(f"segment {camera_id}", total=total or None)
-            progress.update(tasks[camera_id], completed=frame_index + 1)
+            progress(camera_id, frame_index + 1, total)
 
-        results = segment_videos(video_paths, segmentor, out, config, on_frame=on_frame)
-        for task in tasks.values():
-            progress.update(task, completed=progress.tasks[task].total or 0)
+        results = segment_videos(
+            video_paths, segmentor, out, cfg, overwrite=overwrite, on_frame=on_frame
+        )
     if overlay_video:
         for video in video_paths:
             path = out / f"{video.stem}_overlay.mp4"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import typer
 
 from aquapose.cli._app import app, console, progress_bar
+from aquapose.cli._config import config_option, print_config_option, resolve_config
+from aquapose.synth.config import SynthConfig, get_preset
 
 
 @app.command()
 def synth(
+    ctx: typer.Context,
     out_dir: Path = typer.Argument(..., help="Output folder (created)."),
     preset: str = typer.Option("tiny", "--preset", help="tiny (seconds), demo (~1 min) or rig."),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same ground truth (bytes)."),
@@ -30,20 +34,27 @@ def synth(
     preview: bool = typer.Option(
         False, "--preview", help="Also write preview.png: frames with the ground truth drawn."
     ),
+    config_file: Path | None = config_option(),
+    print_config: bool = print_config_option(SynthConfig),
 ) -> None:
     """Generate multi-camera fish videos with exact per-fish mask ground truth.
 
-    Writes OUT_DIR/manifest.json, <camera>.mp4 and <camera>_gt.json (COCO, one
+    --config sets any SynthConfig field on top of the preset (--print-config: the demo
+    preset's). Writes OUT_DIR/manifest.json, <camera>.mp4 and <camera>_gt.json (COCO, one
     annotation per visible fish with RLE mask, box, fish_id and the flags
     stationary / low_contrast / touching). Prints the manifest path on stdout.
     """
-    from aquapose.synth import generate, resolve_config
+    from aquapose.synth import generate
 
+    base = get_preset(preset)  # fails fast on a bad preset
+    flags = {"cameras": "num_cameras", "fish": "num_fish", "frames": "num_frames"}
+    flags |= {"width": "width", "height": "height", "fps": "fps"}
+    config = resolve_config(SynthConfig, ctx, config_file, flags, base=base)
     overrides = {
-        "cameras": cameras, "fish": fish, "frames": frames, "width": width, "height": height,
-        "fps": fps,
-    }  # fmt: skip
-    config = resolve_config(preset, **overrides)  # fails fast on a bad preset or size
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(SynthConfig)
+        if getattr(config, f.name) != getattr(base, f.name)
+    }
     start = time.perf_counter()
     with progress_bar(transient=True) as bar:
         tasks: dict[str, object] = {}

@@ -190,6 +190,24 @@ def _match_by_coverage(
     ]
 
 
+@dataclass(frozen=True)
+class DetectionEvalConfig:
+    """Settings of :func:`evaluate_detections` (``aquapose eval-detections --config``).
+
+    Attributes:
+        iou_threshold: minimum blob-mask IoU of a match.
+        skip_warmup: frames with ``frame_index < skip_warmup`` are not scored.
+        min_coverage: pair by the fraction of the fish inside the detection's mask
+            instead of by IoU (see :func:`evaluate_detections`); None = IoU.
+        flags: boolean annotation fields of the ground truth with their own recall.
+    """
+
+    iou_threshold: float = 0.3
+    skip_warmup: int = 0
+    min_coverage: float | None = None
+    flags: tuple[str, ...] = DEFAULT_FLAGS
+
+
 def evaluate_detections(
     detections: Sequence[AnnotatedFrame] | str | Path,
     ground_truth: Sequence[AnnotatedFrame] | str | Path | Sequence[str | Path],

@@ -79,6 +79,17 @@ class EvalReport:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Settings of :func:`evaluate` (``aquapose evaluate --config``); see its arguments."""
+
+    score_threshold: float = 0.5
+    match_iou_threshold: float = 0.5
+    ap_score_threshold: float = 0.05
+    batch_size: int = 8
+    seed: int = 0
+
+
 def evaluate(
     model: Any,
     coco_json: str | Path,

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aquapose.segmentation.io.files import read_image, write_image
+from aquapose.segmentation.io.files import read_image, relative_path, write_image
 from aquapose.segmentation.types import AnnotatedFrame, Detection, as_bool_mask, as_box_xyxy
 
 #: Reasons :func:`filter_mask` can give, in the order they are checked.
@@ -108,16 +107,6 @@ def background_contrast(frame_bgr: np.ndarray, background_bgr: np.ndarray) -> np
 
 
 # ----------------------------------------------------------------------------- paths
-
-
-def relative_path(target: str | Path, start: str | Path) -> str:
-    """``target`` relative to folder ``start`` (POSIX separators), or absolute when it
-    cannot be made relative (another drive)."""
-    target, start = Path(target).resolve(), Path(start).resolve()
-    try:
-        return Path(os.path.relpath(target, start)).as_posix()
-    except ValueError:
-        return target.as_posix()
 
 
 def _rebase(frame: AnnotatedFrame, image_root: Path, out_dir: Path) -> str:

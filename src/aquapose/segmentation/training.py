@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from aquapose.segmentation.dataset import CropDataset, collate_fn
+from aquapose.segmentation.io.config import write_config
 from aquapose.segmentation.io.files import atomic_write_bytes, atomic_write_json
 from aquapose.segmentation.model import DEFAULT_ARCH, HeadSettings, MaskRCNNSegmentor
 
@@ -371,6 +372,7 @@ def train(config: TrainConfig) -> Path:
         records = [r for r in state["records"] if r["epoch"] <= start_epoch]
         _set_rng_state(state["rng"])
     atomic_write_json(out / "config.json", config.to_dict(), indent=2)
+    write_config(config, out / "train_config.yaml")
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

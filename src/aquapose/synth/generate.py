@@ -22,6 +22,7 @@ import numpy as np
 
 from aquapose.segmentation.io.coco import write_coco
 from aquapose.segmentation.io.files import atomic_write_json, write_image
+from aquapose.segmentation.io.video import iter_frames
 from aquapose.segmentation.types import AnnotatedFrame, Instance
 from aquapose.synth.config import SynthConfig, resolve_config
 from aquapose.synth.fish import make_population
@@ -180,20 +181,11 @@ def _instance(fish: FishInView) -> Instance:
 
 def write_decoded_frames(video_path: str | Path, frames_dir: str | Path) -> int:
     """Decode ``video_path`` and write every frame as ``frames_dir/<index:06d>.png``; returns the count."""
-    capture = cv2.VideoCapture(str(video_path))
-    if not capture.isOpened():
-        raise ValueError(f"{video_path}: OpenCV cannot open this video")
     frames_dir = Path(frames_dir)
     count = 0
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            write_image(frames_dir / f"{count:06d}.png", frame)
-            count += 1
-    finally:
-        capture.release()
+    for index, frame in iter_frames(video_path):
+        write_image(frames_dir / f"{index:06d}.png", frame)
+        count += 1
     return count
 
 

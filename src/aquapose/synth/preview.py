@@ -14,6 +14,7 @@ import numpy as np
 
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.io.files import read_json, write_image
+from aquapose.segmentation.io.video import read_frames
 from aquapose.segmentation.masks import decode_rle
 from aquapose.segmentation.types import AnnotatedFrame
 
@@ -42,7 +43,7 @@ def write_preview(
     for camera in manifest["cameras"]:
         frames = read_coco(root / camera["ground_truth"])
         chosen = pick_frames(frames, frames_per_camera)
-        images = _read_frames(root / camera["video"], {f.frame_index for f in chosen})
+        images = read_frames(root / camera["video"], {f.frame_index for f in chosen})
         tiles = [
             _draw(images[f.frame_index], f, tile_width) for f in chosen if f.frame_index in images
         ]
@@ -68,25 +69,6 @@ def pick_frames(frames: list[AnnotatedFrame], count: int) -> list[AnnotatedFrame
         if frames[i] not in chosen:
             chosen.append(frames[i])
     return sorted(chosen, key=lambda f: f.frame_index)
-
-
-def _read_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise ValueError(f"{video}: OpenCV cannot open this video")
-    found: dict[int, np.ndarray] = {}
-    index = 0
-    try:
-        while len(found) < len(wanted):
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index in wanted:
-                found[index] = frame
-            index += 1
-    finally:
-        capture.release()
-    return found
 
 
 def _draw(image: np.ndarray, frame: AnnotatedFrame, tile_width: int) -> np.ndarray:

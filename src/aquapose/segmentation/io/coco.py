@@ -3,20 +3,30 @@
 Every image entry carries ``camera_id``, ``frame_index`` and ``video``; files are
 written atomically and load in ``pycocotools.coco.COCO``. One category, ``fish``
 (id 1).
+
+``file_name`` of an image is either an image file (relative to the COCO file's
+folder, or absolute) that exists, or a *video frame reference*
+``<video path>#frame=<index>`` (:func:`video_frame_name`) when no image file was
+written (``segment`` results): the frame is then read from the video
+(:func:`~aquapose.segmentation.io.video.read_frame_image`).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from aquapose.segmentation.io.files import atomic_write_json, read_json
+from aquapose.segmentation.io.files import json_default, read_json
 from aquapose.segmentation.masks import decode_rle, encode_rle, rle_area
 from aquapose.segmentation.types import AnnotatedFrame, Instance
 
@@ -26,10 +36,24 @@ _ANN_KEYS = {"id", "image_id", "category_id", "bbox", "segmentation", "area", "i
 _ANN_KEYS |= {"score", "fish_id"}
 # Boxes may overhang the image by this much (float rounding in other tools).
 _BOX_TOLERANCE_PX = 0.5
+_FRAME_REF = "#frame="
 
 
 class CocoFormatError(ValueError):
     """A COCO file that does not follow the format; the message names file, id and field."""
+
+
+def video_frame_name(video: str | Path, frame_index: int) -> str:
+    """The ``file_name`` of a frame that exists only in its video: ``<video>#frame=<index>``."""
+    return f"{Path(video).as_posix()}{_FRAME_REF}{int(frame_index)}"
+
+
+def parse_video_frame_name(file_name: str) -> tuple[str, int] | None:
+    """``(video, frame_index)`` of a video frame reference, None for an image file name."""
+    video, sep, index = file_name.rpartition(_FRAME_REF)
+    if not sep or not index.isdigit():
+        return None
+    return video, int(index)
 
 
 def read_coco(path: str | Path) -> list[AnnotatedFrame]:
@@ -41,16 +65,139 @@ def read_coco(path: str | Path) -> list[AnnotatedFrame]:
 def write_coco(
     frames: Iterable[AnnotatedFrame], path: str | Path, info: dict[str, Any] | None = None
 ) -> Path:
-    """Write frames as COCO JSON atomically (temp file + rename); returns ``path``."""
-    return atomic_write_json(path, frames_to_coco(frames, info=info))
+    """Write frames as COCO JSON atomically (temp file + rename); returns ``path``.
+
+    Streams: memory holds one frame at a time (see :class:`CocoWriter`).
+    """
+    with CocoWriter(path, info) as writer:
+        for frame in frames:
+            writer.add(frame)
+    return Path(path)
+
+
+class CocoWriter:
+    """Stream frames into a COCO file: ``with CocoWriter(path) as w: w.add(frame)``.
+
+    Images go to the file as they come, annotations to a spill file beside it; on a
+    clean exit both are joined and renamed into place (annotation ids 1, 2, ... in
+    frame order). On an error nothing is written. Memory stays bounded for any length.
+    """
+
+    def __init__(self, path: str | Path, info: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path}: is a folder, expected a file path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._info = _info(info)
+        self._seen: set[int] = set()
+        self.annotations = 0
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        self._tmp = Path(tmp)
+        self._images = os.fdopen(fd, "w", encoding="utf-8")
+        self._anns = tempfile.TemporaryFile("w+", encoding="utf-8", dir=self.path.parent)  # noqa: SIM115 - closed in __exit__
+        self._images.write(
+            f'{{"info": {json.dumps(self._info, default=json_default)}, "licenses": [], "images": ['
+        )
+
+    def add(self, frame: AnnotatedFrame) -> None:
+        """Append one frame and its instances."""
+        self.add_entries(*frame_to_coco(frame))
+
+    def add_entries(self, image: dict[str, Any], annotations: list[dict[str, Any]]) -> None:
+        """Append one COCO image entry and its annotations (their ids are renumbered)."""
+        image_id = image["id"]
+        if image_id in self._seen:
+            raise ValueError(f"duplicate image_id {image_id} in the frames to write")
+        self._images.write(
+            ("" if not self._seen else ", ") + json.dumps(image, default=json_default)
+        )
+        self._seen.add(image_id)
+        for ann in annotations:
+            ann = {**ann, "id": self.annotations + 1, "image_id": image_id}
+            self._anns.write(
+                ("" if not self.annotations else ", ") + json.dumps(ann, default=json_default)
+            )
+            self.annotations += 1
+
+    def __enter__(self) -> CocoWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._images.write('], "annotations": [')
+                self._anns.seek(0)
+                while chunk := self._anns.read(1 << 20):
+                    self._images.write(chunk)
+                self._images.write(f'], "categories": [{json.dumps(FISH_CATEGORY)}]}}')
+                self._images.flush()
+                os.fsync(self._images.fileno())
+            self._images.close()
+            self._anns.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _info(info: dict[str, Any] | None) -> dict[str, Any]:
+    from aquapose import __version__
+
+    return {
+        "description": "AquaPose",
+        "version": __version__,
+        "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(info or {}),
+    }
+
+
+def frame_to_coco(
+    frame: AnnotatedFrame, first_annotation_id: int = 1
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One frame -> its COCO image entry and annotations (ids from ``first_annotation_id``)."""
+    image = {
+        **frame.extra,
+        "id": int(frame.image_id),
+        "file_name": frame.image_path,
+        "width": int(frame.width),
+        "height": int(frame.height),
+        "camera_id": frame.camera_id,
+        "frame_index": int(frame.frame_index),
+        "video": frame.video,
+    }
+    annotations: list[dict[str, Any]] = []
+    for inst in frame.instances:
+        x0, y0, x1, y1 = (float(v) for v in inst.box_xyxy)
+        ann: dict[str, Any] = {
+            **inst.extra,
+            "id": first_annotation_id + len(annotations),
+            "image_id": int(frame.image_id),
+            "category_id": FISH_CATEGORY["id"],
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "area": float(rle_area(inst.rle)) if inst.rle else (x1 - x0) * (y1 - y0),
+            "iscrowd": 0,
+        }
+        if inst.rle is not None:
+            ann["segmentation"] = {"size": list(inst.rle["size"]), "counts": inst.rle["counts"]}
+        if inst.score is not None:
+            ann["score"] = float(inst.score)
+        if inst.fish_id is not None:
+            ann["fish_id"] = int(inst.fish_id)
+        annotations.append(ann)
+    return image, annotations
 
 
 def frames_to_coco(
     frames: Iterable[AnnotatedFrame], info: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Frames -> COCO dict. Annotation ids are assigned 1, 2, ... in frame order."""
-    from aquapose import __version__
-
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     seen_ids: set[int] = set()
@@ -58,47 +205,28 @@ def frames_to_coco(
         if frame.image_id in seen_ids:
             raise ValueError(f"duplicate image_id {frame.image_id} in the frames to write")
         seen_ids.add(frame.image_id)
-        image = {
-            **frame.extra,
-            "id": int(frame.image_id),
-            "file_name": frame.image_path,
-            "width": int(frame.width),
-            "height": int(frame.height),
-            "camera_id": frame.camera_id,
-            "frame_index": int(frame.frame_index),
-            "video": frame.video,
-        }
+        image, anns = frame_to_coco(frame, first_annotation_id=len(annotations) + 1)
         images.append(image)
-        for inst in frame.instances:
-            x0, y0, x1, y1 = (float(v) for v in inst.box_xyxy)
-            ann: dict[str, Any] = {
-                **inst.extra,
-                "id": len(annotations) + 1,
-                "image_id": int(frame.image_id),
-                "category_id": FISH_CATEGORY["id"],
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": float(rle_area(inst.rle)) if inst.rle else (x1 - x0) * (y1 - y0),
-                "iscrowd": 0,
-            }
-            if inst.rle is not None:
-                ann["segmentation"] = {"size": list(inst.rle["size"]), "counts": inst.rle["counts"]}
-            if inst.score is not None:
-                ann["score"] = float(inst.score)
-            if inst.fish_id is not None:
-                ann["fish_id"] = int(inst.fish_id)
-            annotations.append(ann)
+        annotations.extend(anns)
     return {
-        "info": {
-            "description": "AquaPose",
-            "version": __version__,
-            "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **(info or {}),
-        },
+        "info": _info(info),
         "licenses": [],
         "images": images,
         "annotations": annotations,
         "categories": [dict(FISH_CATEGORY)],
     }
+
+
+def frame_record(frame: AnnotatedFrame) -> dict[str, Any]:
+    """One frame as a JSON-ready record (a journal line): ``{"image": ..., "annotations": [...]}``."""
+    image, annotations = frame_to_coco(frame)
+    return {"image": image, "annotations": annotations}
+
+
+def frame_from_record(record: dict[str, Any], source: str = "<record>") -> AnnotatedFrame:
+    """The frame of a :func:`frame_record` (validated like a COCO file)."""
+    data = {"images": [record["image"]], "annotations": record["annotations"]}
+    return coco_to_frames({**data, "categories": [FISH_CATEGORY]}, source=source)[0]
 
 
 def coco_to_frames(data: Any, source: str = "<coco>") -> list[AnnotatedFrame]:

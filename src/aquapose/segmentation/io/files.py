@@ -36,7 +36,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = None) -> Path:
     """JSON-encode ``obj`` (numpy scalars/arrays allowed) and write it atomically."""
-    text = json.dumps(obj, indent=indent, default=_json_default)
+    text = json.dumps(obj, indent=indent, default=json_default)
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -70,7 +70,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -118,3 +118,13 @@ def read_image(path: str | Path, color: bool = True) -> np.ndarray:
     if image is None:
         raise ValueError(f"{path}: not a readable image (corrupt or unsupported format)")
     return image
+
+
+def relative_path(target: str | Path, start: str | Path) -> str:
+    """``target`` relative to folder ``start`` (POSIX separators), or absolute when it
+    cannot be made relative (another drive)."""
+    target, start = Path(target).resolve(), Path(start).resolve()
+    try:
+        return Path(os.path.relpath(target, start)).as_posix()
+    except ValueError:
+        return target.as_posix()

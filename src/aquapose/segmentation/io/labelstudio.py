@@ -155,6 +155,24 @@ def labeling_config(polygons: bool = False) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of ``aquapose ls export`` / ``push`` (see :func:`export_to_label_studio`)."""
+
+    image_root: Path | None = None
+    url_prefix: str | None = None
+    polygons: bool = False
+    model_version: str = "aquapose"
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """Settings of ``aquapose ls import`` / ``pull`` (see :func:`import_from_label_studio`)."""
+
+    url_prefix: str | None = None
+    alpha_threshold: int = DEFAULT_ALPHA_THRESHOLD
+
+
 def export_to_label_studio(
     coco: str | Path | Sequence[AnnotatedFrame],
     out_dir: str | Path,
@@ -173,7 +191,9 @@ def export_to_label_studio(
         coco_dir: folder the frames' relative ``image_path`` are relative to (default:
             the COCO file's folder; required for frames with relative paths).
         image_root: Label Studio's local-files document root (or the folder ``url_prefix``
-            serves); every image must lie inside it. Default: ``coco_dir``.
+            serves); every image must lie inside it. Default: the deepest folder that
+            holds ``coco_dir`` and every image (the COCO file's folder when the images
+            lie under it).
         url_prefix: serve images as ``url_prefix + relative path`` instead of local-files URLs.
         polygons: predictions as polygons (percent coordinates) instead of brush RLE.
         model_version: the predictions' ``model_version``.
@@ -212,10 +232,7 @@ def frames_to_tasks(
     else:
         frames = coco
     base = Path(os.path.abspath(coco_dir)) if coco_dir is not None else None
-    root = Path(os.path.abspath(image_root if image_root is not None else (base or ".")))
-    if image_root is None and base is None:
-        raise ValueError("pass image_root (or coco_dir) when exporting frames, not a COCO file")
-    tasks = []
+    paths = []
     for frame in frames:
         path = Path(frame.image_path)
         if not path.is_absolute():
@@ -228,6 +245,13 @@ def frames_to_tasks(
         path = Path(os.path.abspath(path))
         if not path.is_file():
             raise FileNotFoundError(f"image {frame.image_id}: {path}: image file not found")
+        paths.append(path)
+    folders = [p.parent for p in paths] + ([base] if base is not None else [])
+    root = Path(os.path.abspath(image_root)) if image_root is not None else _common_folder(folders)
+    if root is None:
+        raise ValueError("no images and no image_root: nothing to export")
+    tasks = []
+    for frame, path in zip(frames, paths, strict=True):
         if not path.is_relative_to(root):
             raise ValueError(
                 f"image {frame.image_id}: {path} is outside the image root {root}; Label Studio "
@@ -236,6 +260,18 @@ def frames_to_tasks(
         rel = path.relative_to(root).as_posix()
         tasks.append(_frame_task(frame, _image_url(rel, url_prefix), polygons, model_version))
     return tasks, root
+
+
+def _common_folder(folders: Sequence[Path]) -> Path | None:
+    """The deepest folder that holds every one of ``folders`` (None without any)."""
+    if not folders:
+        return None
+    try:
+        return Path(os.path.commonpath(folders))
+    except ValueError:  # paths on different drives
+        raise ValueError(
+            "the images lie on different drives: pass image_root (Label Studio serves one root)"
+        ) from None
 
 
 def _image_url(rel: str, url_prefix: str | None) -> str:
