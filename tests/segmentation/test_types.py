@@ -1,14 +1,13 @@
 import numpy as np
 import pytest
 
-from aquapose.segmentation.masks import encode_rle
+from aquapose.segmentation.masks import as_bool_mask, encode_rle
 from aquapose.segmentation.types import (
     AnnotatedFrame,
     CropRegion,
     Detection,
     Instance,
     SegmentationResult,
-    as_bool_mask,
     as_box_xyxy,
 )
 

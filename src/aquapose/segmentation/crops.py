@@ -8,7 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aquapose.segmentation.types import CropRegion, EdgeMode, as_bool_mask, as_box_xyxy
+from aquapose.segmentation.masks import as_bool_mask
+from aquapose.segmentation.types import CropRegion, EdgeMode, as_box_xyxy
 
 
 def compute_crop_region(

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from aquapose.segmentation.io.files import read_image, relative_path, write_image
-from aquapose.segmentation.types import AnnotatedFrame, Detection, as_bool_mask, as_box_xyxy
+from aquapose.segmentation.masks import as_bool_mask
+from aquapose.segmentation.types import AnnotatedFrame, Detection, as_box_xyxy
 
 #: Reasons :func:`filter_mask` can give, in the order they are checked.
 REJECT_REASONS = ("low_score", "small_area", "low_fill", "high_fill", "low_contrast")

@@ -12,7 +12,28 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from aquapose.segmentation.types import as_bool_mask
+
+def as_bool_mask(mask: Any, name: str = "mask") -> np.ndarray:
+    """Validate a 2-D mask and return it as bool.
+
+    Accepts bool arrays and integer arrays holding only {0, 1} or {0, 255}; refuses
+    anything else rather than guess a threshold (pass ``mask > t`` yourself).
+    """
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be bool or integer 0/1 or 0/255, got dtype {arr.dtype}")
+    values = np.unique(arr)
+    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+        shown = values[:6].tolist()
+        raise ValueError(
+            f"{name} must hold only 0/1 or 0/255, got values {shown}; pass mask.astype(bool) "
+            "or threshold it yourself"
+        )
+    return arr != 0
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Hand-off types between the stages. This module imports no stage.
+"""Hand-off types between the stages. This module imports no stage (only mask helpers).
 
 Conventions (see DESIGN.md):
 - boxes are ``xyxy`` float in *frame* pixels unless the name says ``crop_``;
@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from aquapose.segmentation.masks import as_bool_mask, decode_rle
+
 EdgeMode = Literal["inside", "shifted", "padded"]
 
 
@@ -29,29 +31,6 @@ def as_box_xyxy(box: Any, name: str = "box_xyxy") -> np.ndarray:
     if arr[2] <= arr[0] or arr[3] <= arr[1]:
         raise ValueError(f"{name} must have x1 > x0 and y1 > y0 (xyxy), got {arr.tolist()}")
     return arr
-
-
-def as_bool_mask(mask: Any, name: str = "mask") -> np.ndarray:
-    """Validate a 2-D mask and return it as bool.
-
-    Accepts bool arrays and integer arrays holding only {0, 1} or {0, 255}; refuses
-    anything else rather than guess a threshold (pass ``mask > t`` yourself).
-    """
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (H, W) array, got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name} must be bool or integer 0/1 or 0/255, got dtype {arr.dtype}")
-    values = np.unique(arr)
-    if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
-        shown = values[:6].tolist()
-        raise ValueError(
-            f"{name} must hold only 0/1 or 0/255, got values {shown}; pass mask.astype(bool) "
-            "or threshold it yourself"
-        )
-    return arr != 0
 
 
 def _check_frame_ref(camera_id: str, frame_index: int) -> None:
@@ -220,8 +199,6 @@ class Instance:
         """Frame-space bool (H, W) mask, decoded from ``rle``."""
         if self.rle is None:
             raise ValueError("this instance has no mask (box-only label)")
-        from aquapose.segmentation.masks import decode_rle
-
         return decode_rle(self.rle)
 
 

@@ -108,3 +108,55 @@ def test_write_refuses_duplicate_image_ids(tmp_path):
     with pytest.raises(ValueError, match="duplicate image_id 1"):
         write_coco([frames[0], frames[0]], tmp_path / "dup.json")
     assert not (tmp_path / "dup.json").exists()
+
+
+def test_streaming_writer_matches_frames_to_coco_and_writes_nothing_on_error(tmp_path):
+    import json
+
+    import numpy as np
+    import pytest
+
+    from aquapose.segmentation.io.coco import CocoWriter, frames_to_coco, write_coco
+    from aquapose.segmentation.masks import encode_rle
+    from aquapose.segmentation.types import AnnotatedFrame, Instance
+
+    mask = np.zeros((6, 8), bool)
+    mask[1:3, 2:5] = True
+    frames = [
+        AnnotatedFrame(
+            i + 1,
+            f"f{i}.png",
+            8,
+            6,
+            "cam",
+            i,
+            "v.mp4",
+            tuple(Instance([2, 1, 5, 3], encode_rle(mask), score=0.5) for _ in range(i)),
+            extra={"k": np.int64(i)},
+        )
+        for i in range(3)
+    ]
+    path = write_coco(frames, tmp_path / "out.json")
+    written, expected = json.loads(path.read_text()), frames_to_coco(frames)
+    for key in ("images", "annotations", "categories", "licenses"):
+        assert written[key] == json.loads(json.dumps(expected[key], default=int))
+    assert [a["id"] for a in written["annotations"]] == [1, 2, 3]
+    with pytest.raises(RuntimeError), CocoWriter(tmp_path / "half.json") as writer:
+        writer.add(frames[0])
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == [path]  # no half-written file, no temp files
+    with (
+        pytest.raises(ValueError, match="duplicate image_id 1"),
+        CocoWriter(tmp_path / "d.json") as w,
+    ):
+        w.add(frames[0])
+        w.add(frames[0])
+
+
+def test_video_frame_names_round_trip():
+    from aquapose.segmentation.io.coco import parse_video_frame_name, video_frame_name
+
+    name = video_frame_name("../rig/cam#1.mp4", 12)
+    assert name == "../rig/cam#1.mp4#frame=12"
+    assert parse_video_frame_name(name) == ("../rig/cam#1.mp4", 12)
+    assert parse_video_frame_name("frames/cam0/000012.png") is None

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from aquapose.segmentation.types import as_bool_mask
+from aquapose.segmentation.masks import as_bool_mask
 
 _HEADER = (32, 5, 4, 4, 4, 4)
 _SDK_RLE_SIZES = (3, 4, 8, 16)

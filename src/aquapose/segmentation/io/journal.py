@@ -58,6 +58,7 @@ class Journal:
 
     def rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the journal's records (e.g. drop work that cannot be resumed)."""
+        self.close()  # later appends go to the new file
         lines = [{"run": self.settings}, *records]
         data = "".join(json.dumps(r) + "\n" for r in lines).encode("utf-8")
         atomic_write_bytes(self.path, data)
