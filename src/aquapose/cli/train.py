@@ -41,6 +41,16 @@ def train(
         "--image-root",
         help="Folder image paths are relative to (default: each JSON's folder).",
     ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Processes (one per GPU; gloo on CPU) started through torchrun. --batch-size "
+        "is per process and --lr is for the total batch: scale it by N.",
+    ),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn", help="With several GPUs: batch norm over the total batch."
+    ),
 ) -> None:
     """Train a Mask R-CNN fish segmenter on crops around the labelled fish.
 
@@ -50,9 +60,11 @@ def train(
     CPU recipe (the demo's: ~700 steps, ~7 minutes from scratch on 2 cores for ~340
     crops; keep epochs ~ 5600 / crops): --arch maskrcnn_mobilenet_v3_fpn --crop-size 128
     --batch-size 8 --lr 0.04 --epochs 14.
+
+    Several GPUs: --nproc N, or `torchrun --nproc-per-node N -m aquapose train ...`.
     """
+    from aquapose.segmentation.distributed import is_main_process, launch_training
     from aquapose.segmentation.training import TrainConfig
-    from aquapose.segmentation.training import train as run_training
 
     config = TrainConfig(
         train_json=train_json,
@@ -71,10 +83,12 @@ def train(
         resume=resume,
         train_image_root=image_root,
         val_image_root=image_root,
+        sync_bn=sync_bn,
     )
-    best = run_training(config)
-    console.print(f"best checkpoint: {best}", highlight=False)
-    typer.echo(str(best))
+    best = launch_training(config, nproc)
+    if is_main_process():  # under torchrun, rank 0 alone reports
+        console.print(f"best checkpoint: {best}", highlight=False)
+        typer.echo(str(best))
 
 
 @app.command()
