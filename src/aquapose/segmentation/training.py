@@ -18,10 +18,10 @@ Several processes (GPUs), started by ``torchrun`` or ``aquapose train --nproc N`
 (see :mod:`aquapose.segmentation.distributed`): the model is wrapped in
 ``DistributedDataParallel`` (gradients averaged over the processes at every step).
 
-- **Data:** every epoch's shuffled order (the one-process order) is cut into
-  ``WORLD_SIZE`` shards of equal length (:class:`DistributedEpochSampler`; the last
-  few samples repeat when the crops do not divide evenly), one per process, so an
-  epoch takes ``ceil(crops / WORLD_SIZE / batch_size)`` steps.
+- **Data:** every epoch's shuffled order (the one-process order) is dealt into
+  ``WORLD_SIZE`` shards of equal length (:class:`DistributedEpochSampler`; the first
+  few crops of the order repeat when the crops do not divide evenly), one per process,
+  so an epoch takes ``ceil(ceil(crops / WORLD_SIZE) / batch_size)`` steps.
 - **Learning rate:** ``batch_size`` is per process, so a step sees
   ``batch_size x WORLD_SIZE`` crops, and ``lr`` is the learning rate of that total
   batch, used as given (not rescaled). Linear scaling rule (Goyal et al. 2017, as in
@@ -33,7 +33,9 @@ Several processes (GPUs), started by ``torchrun`` or ``aquapose train --nproc N`
   ``curves.png``, prints, and validates on the whole validation set; the other
   processes wait at a barrier meanwhile (``PROCESS_GROUP_TIMEOUT``, 1 hour). The losses
   logged are the means over the processes. Checkpoints hold the plain model's
-  ``state_dict`` (no ``module.`` prefix): ``MaskRCNNSegmentor.load`` reads them.
+  ``state_dict`` (no ``module.`` prefix): ``MaskRCNNSegmentor.load`` reads them. Their
+  batch-norm running statistics are rank 0's (DDP sends rank 0's to all processes at
+  every forward pass).
 - **Resume:** every process loads ``last.pt`` (on the CPU, then into its own device),
   so ``out_dir`` must be on a file system all processes see. ``last.pt`` holds every
   process's RNG state: resumed with the same number of processes, a run ends with the
