@@ -6,6 +6,7 @@ import _thread
 import contextlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -181,6 +182,8 @@ def _ddp_worker(rank: int, world_size: int, port: int, folder: str) -> None:
             train(_config(data, tmp / "cut"))
         dist.barrier()
         assert torch.load(tmp / "cut" / "last.pt", weights_only=True)["epoch"] == 1
+        if rank == 0:  # kept for a resumption in one process
+            shutil.copytree(tmp / "cut", tmp / "cut_copy")
         # ...and resumed in both: epoch 2 only, ending with the uninterrupted run's weights
         training.train_one_epoch = spy
         del seen[:]
@@ -223,15 +226,38 @@ def test_ddp_on_two_gloo_processes_trains_in_step_and_resumes_exactly(tmp_path):
         for process in context.processes:
             if process.is_alive():
                 process.kill()
+    # the 2-process run cut after its first epoch also resumes in one process (not bit
+    # for bit: the data is sharded differently)
+    data = (tmp_path / "train" / "train.json", tmp_path / "val" / "v.json")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each worker: 2 threads on 2 busy cores crawl
+    try:
+        train(_config(data, tmp_path / "cut_copy", resume=True))
+    finally:
+        torch.set_num_threads(threads)
+    last = torch.load(tmp_path / "cut_copy" / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and last["world_size"] == 1
+    lines = (tmp_path / "cut_copy" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
 @contextlib.contextmanager
 def _deadline(seconds: float):
-    """Interrupt the main thread (KeyboardInterrupt) after ``seconds``."""
-    timer = threading.Timer(seconds, _thread.interrupt_main)
+    """Fail the test if its block runs longer than ``seconds`` (interrupts the main thread)."""
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        _thread.interrupt_main()
+
+    timer = threading.Timer(seconds, interrupt)
     timer.start()
     try:
         yield
+    except KeyboardInterrupt:
+        if fired.is_set():
+            pytest.fail(f"did not finish within {seconds} s")
+        raise
     finally:
         timer.cancel()
 

@@ -73,8 +73,9 @@ from aquapose.segmentation.distributed import (
 from aquapose.segmentation.io.files import atomic_write_bytes, atomic_write_json
 from aquapose.segmentation.model import DEFAULT_ARCH, HeadSettings, MaskRCNNSegmentor
 
-#: Config keys that may differ between a run and its resumption.
-_RESUME_FREE_KEYS = {"resume", "progress", "num_workers", "device"}
+#: Config keys that may differ between a run and its resumption (a run folder may move,
+#: e.g. to a cluster node's scratch disk).
+_RESUME_FREE_KEYS = {"resume", "progress", "num_workers", "device", "out_dir"}
 
 
 @dataclass(frozen=True)
