@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -122,6 +123,8 @@ def _flat_params(model: torch.nn.Module) -> torch.Tensor:
 def _ddp_worker(rank: int, world_size: int, port: int, folder: str) -> None:
     """One of 2 processes: a full run, an interrupted run, and its resumption."""
     torch.set_num_threads(1)
+    if sys.platform == "win32":  # torch's Windows wheels lack libuv for the TCP store
+        os.environ.setdefault("USE_LIBUV", "0")
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),

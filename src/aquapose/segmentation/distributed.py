@@ -5,14 +5,17 @@ Two ways to start the same run on N processes of one machine:
 - ``torchrun --nproc-per-node N -m aquapose train ...`` (torchrun's flags for several
   machines, ``--nnodes``/``--rdzv-endpoint``, work too);
 - ``aquapose train --nproc N ...``, i.e. :func:`launch_training`, which starts
-  ``python -m torch.distributed.run --standalone --nproc-per-node N`` on this module.
+  ``python -m torch.distributed.run --standalone --nproc-per-node N`` on a worker
+  module that calls ``train``.
 
 :func:`~aquapose.segmentation.training.train` reads the process's place from the
 variables torchrun sets (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
 ``MASTER_PORT``) and joins the process group: ``nccl`` on CUDA (process ``LOCAL_RANK``
 uses ``cuda:LOCAL_RANK``; choose the GPUs with ``CUDA_VISIBLE_DEVICES``), ``gloo`` on
-the CPU (``--device cpu``). Without those variables (or with ``WORLD_SIZE=1``) it trains
-in one process, as before. A process group the caller already started is used as is.
+the CPU (``--device cpu``) and where NCCL is missing (Windows, which also needs
+``USE_LIBUV=0``: set here and by :func:`launch_training`). Without those variables (or
+with ``WORLD_SIZE=1``) it trains in one process, as before. A process group the caller
+already started is used as is.
 
 What each process does is written in the module docstring of
 :mod:`aquapose.segmentation.training` (data shards, learning rate, validation,
@@ -122,8 +125,12 @@ def init_distributed(device: str | None = None) -> DistContext:
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed")
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
+    if sys.platform == "win32":  # torch's Windows wheels lack libuv for the TCP store
+        os.environ.setdefault("USE_LIBUV", "0")
+    # NCCL on CUDA (gloo where NCCL is missing, e.g. on Windows), gloo on the CPU
+    nccl = chosen.type == "cuda" and dist.is_nccl_available()
     dist.init_process_group(
-        "nccl" if chosen.type == "cuda" else "gloo",
+        "nccl" if nccl else "gloo",
         rank=rank,
         world_size=world_size,
         timeout=PROCESS_GROUP_TIMEOUT,
@@ -146,7 +153,7 @@ def barrier(ctx: DistContext) -> None:
     """Wait for every process (no-op in one process)."""
     if not ctx.distributed:
         return
-    if ctx.device.type == "cuda":
+    if dist.get_backend() == "nccl":
         dist.barrier(device_ids=[ctx.device.index])
     else:
         dist.barrier()
@@ -208,7 +215,10 @@ def launch_training(config: TrainConfig, nproc: int) -> Path:
             "aquapose.segmentation._train_worker",
             str(config_path),
         ]
-        process = subprocess.Popen(command)  # noqa: S603 (fixed argv, no shell)
+        env = dict(os.environ)
+        if sys.platform == "win32":  # torch's Windows wheels lack libuv for the TCP store
+            env.setdefault("USE_LIBUV", "0")
+        process = subprocess.Popen(command, env=env)  # noqa: S603 (fixed argv, no shell)
         try:
             while True:  # poll, so Ctrl-C reaches us on every platform
                 try:
