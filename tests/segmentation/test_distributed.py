@@ -277,3 +277,17 @@ def test_launch_training_runs_torchrun_with_two_processes(tmp_path):
     assert MaskRCNNSegmentor.load(best, device="cpu").crop_size == 64
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (NCCL, one per process)")
+def test_launch_training_on_two_gpus_with_nccl_and_sync_bn(tmp_path):
+    data = _data(tmp_path)
+    cfg = _config(data, tmp_path / "run", epochs=1, val_every=1, device=None, sync_bn=True)
+    with _deadline(TIMEOUT_S):
+        best = launch_training(cfg, 2)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["world_size"] == 2 and last["epoch"] == 1
+    assert not any(k.startswith("module.") for k in last["model"])
+    assert MaskRCNNSegmentor.load(best, device="cuda").device.type == "cuda"
