@@ -29,6 +29,7 @@ _TRAIN_FLAGS: dict[str, str | tuple[str, ...]] = {
     "device": "device",
     "resume": "resume",
     "image_root": ("train_image_root", "val_image_root"),
+    "sync_bn": "sync_bn",
 }
 
 
@@ -71,6 +72,16 @@ def train(
         "--image-root",
         help="Folder image paths are relative to (default: each JSON's folder).",
     ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Processes (one per GPU; gloo on CPU) started through torchrun. --batch-size "
+        "is per process and --lr is for the total batch: scale it by N.",
+    ),
+    sync_bn: bool = typer.Option(
+        False, "--sync-bn", help="With several GPUs: batch norm over the total batch."
+    ),
     config: Path | None = config_option(),
     print_config: bool = print_config_option("aquapose.segmentation.training:TrainConfig"),
 ) -> None:
@@ -83,14 +94,17 @@ def train(
     CPU recipe (the demo's: ~700 steps, ~7 minutes from scratch on 2 cores for ~340
     crops; keep epochs ~ 5600 / crops): --arch maskrcnn_mobilenet_v3_fpn --crop-size 128
     --batch-size 8 --lr 0.04 --epochs 14.
+
+    Several GPUs: --nproc N, or `torchrun --nproc-per-node N -m aquapose train ...`.
     """
-    from aquapose.segmentation.training import TrainConfig
-    from aquapose.segmentation.training import train as run_training
+    from aquapose.segmentation.distributed import is_main_process
+    from aquapose.segmentation.training import TrainConfig, launch_training
 
     cfg = resolve_config(TrainConfig, ctx, config, _TRAIN_FLAGS)
-    best = run_training(cfg)
-    console.print(f"best checkpoint: {best}", highlight=False)
-    typer.echo(str(best))
+    best = launch_training(cfg, nproc)
+    if is_main_process():  # under torchrun, rank 0 alone reports
+        console.print(f"best checkpoint: {best}", highlight=False)
+        typer.echo(str(best))
 
 
 @app.command()

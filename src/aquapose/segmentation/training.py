@@ -13,6 +13,36 @@ needed to resume: model, optimizer, schedulers, AMP scaler, epoch, RNG states),
 ``resume=True`` continues an interrupted run exactly: the augmentation and the
 shuffling are seeded per epoch and the RNG state is restored, so the weights equal
 those of an uninterrupted run.
+
+Several processes (GPUs), started by ``torchrun`` or ``aquapose train --nproc N``
+(see :mod:`aquapose.segmentation.distributed`): the model is wrapped in
+``DistributedDataParallel`` (gradients averaged over the processes at every step).
+
+- **Data:** every epoch's shuffled order (the one-process order) is dealt into
+  ``WORLD_SIZE`` shards of equal length (:class:`DistributedEpochSampler`; the first
+  few crops of the order repeat when the crops do not divide evenly), one per process,
+  so an epoch takes ``ceil(ceil(crops / WORLD_SIZE) / batch_size)`` steps.
+- **Learning rate:** ``batch_size`` is per process, so a step sees
+  ``batch_size x WORLD_SIZE`` crops, and ``lr`` is the learning rate of that total
+  batch, used as given (not rescaled). Linear scaling rule (Goyal et al. 2017, as in
+  torchvision's detection references): keep ``batch_size`` per process and multiply
+  ``lr`` by the number of processes, e.g. ``--lr 0.01`` on 1 GPU with 4 crops becomes
+  ``--lr 0.04`` on 4 GPUs with 4 crops each; the warm-up (``warmup_iters``) keeps the
+  larger rate stable at the start.
+- **Rank 0 alone** writes ``config.json``, the checkpoints, ``metrics.jsonl`` and
+  ``curves.png``, prints, and validates on the whole validation set; the other
+  processes wait at a barrier meanwhile (``PROCESS_GROUP_TIMEOUT``, 1 hour). The losses
+  logged are the means over the processes. Checkpoints hold the plain model's
+  ``state_dict`` (no ``module.`` prefix): ``MaskRCNNSegmentor.load`` reads them. Their
+  batch-norm running statistics are rank 0's (DDP sends rank 0's to all processes at
+  every forward pass).
+- **Resume:** every process loads ``last.pt`` (on the CPU, then into its own device),
+  so ``out_dir`` must be on a file system all processes see. ``last.pt`` holds every
+  process's RNG state: resumed with the same number of processes, a run ends with the
+  weights of an uninterrupted one; with another number it continues, re-sharded, but
+  not bit for bit.
+- **SyncBatchNorm** (``sync_bn=True``, CUDA only): batch-norm statistics over the
+  total batch instead of each process's few crops.
 """
 
 from __future__ import annotations
@@ -20,7 +50,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -31,12 +65,24 @@ import numpy as np
 import torch
 
 from aquapose.segmentation.dataset import CropDataset, collate_fn
+from aquapose.segmentation.distributed import (
+    SYNC_BN_NEEDS_CUDA,
+    DistContext,
+    barrier,
+    close_distributed,
+    env_int,
+    gather_objects,
+    init_distributed,
+    mean_across_ranks,
+    pick_device,
+)
 from aquapose.segmentation.io.config import write_config
 from aquapose.segmentation.io.files import atomic_write_bytes, atomic_write_json
 from aquapose.segmentation.model import DEFAULT_ARCH, HeadSettings, MaskRCNNSegmentor
 
-#: Config keys that may differ between a run and its resumption.
-_RESUME_FREE_KEYS = {"resume", "progress", "num_workers", "device"}
+#: Config keys that may differ between a run and its resumption (a run folder may move,
+#: e.g. to a cluster node's scratch disk).
+_RESUME_FREE_KEYS = {"resume", "progress", "num_workers", "device", "out_dir"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +97,9 @@ class TrainConfig:
         weights: None (from scratch), ``"DEFAULT"`` (pretrained, torch cache only) or
             a checkpoint path to start from.
         crop_size: side of the square training crops (the model's input size).
-        epochs, batch_size, lr, momentum, weight_decay: SGD schedule.
+        epochs, batch_size, lr, momentum, weight_decay: SGD schedule; ``batch_size``
+            is per process and ``lr`` is for the total batch (``batch_size`` x number of
+            processes, see the module docstring).
         warmup_iters: linear warm-up iterations (capped at one epoch).
         lr_step_fraction, lr_gamma: the LR is multiplied by ``lr_gamma`` once, after
             ``round(lr_step_fraction * epochs)`` epochs.
@@ -64,6 +112,8 @@ class TrainConfig:
         train_image_root, val_image_root: image folders (default: each JSON's folder).
         head_settings: RPN/RoI overrides (``HeadSettings`` field -> value); None = the
             crop-sized defaults.
+        sync_bn: with several CUDA processes, batch norm over the total batch
+            (``torch.nn.SyncBatchNorm``); ignored in one process.
         resume: continue the run in ``out_dir`` from ``last.pt``.
         progress: show a progress bar on stderr.
     """
@@ -91,6 +141,7 @@ class TrainConfig:
     train_image_root: Path | None = None
     val_image_root: Path | None = None
     head_settings: dict[str, int] | None = None
+    sync_bn: bool = False
     resume: bool = False
     progress: bool = True
 
@@ -150,9 +201,40 @@ class EpochSampler(torch.utils.data.Sampler):
         return self.num_samples
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in self._order()])
+
+    def _order(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.num_samples, generator=generator).tolist()
-        return iter([(self.epoch, i) for i in order])
+        return torch.randperm(self.num_samples, generator=generator).tolist()
+
+
+class DistributedEpochSampler(EpochSampler):
+    """The ``(epoch, index)`` keys of :class:`EpochSampler`, one shard per process.
+
+    The epoch's order (the same in every process, seeded by ``(seed, epoch)``) is padded
+    by repeating its start to a multiple of ``num_replicas`` and dealt round-robin:
+    process ``rank`` gets positions ``rank, rank + num_replicas, ...``. Every process gets
+    ``ceil(num_samples / num_replicas)`` keys (DDP needs the same number of steps
+    everywhere); together they cover the epoch. Call ``set_epoch`` before each epoch.
+    """
+
+    def __init__(self, num_samples: int, seed: int, *, rank: int, num_replicas: int) -> None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"need 0 <= rank < num_replicas, got rank={rank}, {num_replicas=}")
+        super().__init__(num_samples, seed)
+        self.rank = rank
+        self.num_replicas = num_replicas
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.num_replicas)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._order()
+        total = len(self) * self.num_replicas
+        padded = (order * math.ceil(total / len(order)))[:total]
+        return iter([(self.epoch, i) for i in padded[self.rank : total : self.num_replicas]])
 
 
 def train_one_epoch(
@@ -292,21 +374,27 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> Path:
 
 def _check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
     now = config.to_dict()
-    diff = sorted(k for k in now if k not in _RESUME_FREE_KEYS and saved.get(k) != now[k])
+    # a key added since the run started holds its default value there
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    old = {k: saved.get(k, defaults.get(k)) for k in now}
+    diff = sorted(k for k in now if k not in _RESUME_FREE_KEYS and old[k] != now[k])
     if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
+        shown = ", ".join(f"{k}: {old[k]!r} -> {now[k]!r}" for k in diff)
         raise ValueError(
             f"cannot resume {config.out_dir}: the config differs from the interrupted run "
             f"({shown}); use the same settings, or start a new run in another --out"
         )
 
 
-def train(config: TrainConfig) -> Path:
-    """Train, validate and checkpoint as ``config`` says; returns the path of ``best.pt``."""
-    from aquapose.segmentation.evaluation import evaluate
+def _rank_seed(*values: int) -> int:
+    return int(np.random.SeedSequence([*values]).generate_state(1)[0])
 
-    out = config.out_dir
-    last_path, best_path = out / "last.pt", out / "best.pt"
+
+def check_can_start(config: TrainConfig, *, check_resume_config: bool = False) -> None:
+    """Raise the error ``train(config)`` would raise before training: a missing file, a
+    run already in ``out_dir`` without ``resume`` (or none with it), and, if asked, a
+    config that differs from the one of the run to resume."""
+    last_path = config.out_dir / "last.pt"
     for name in ("train_json", "val_json"):
         if not getattr(config, name).is_file():
             raise FileNotFoundError(f"{name}: {getattr(config, name)} not found")
@@ -314,24 +402,62 @@ def train(config: TrainConfig) -> Path:
         raise FileNotFoundError(f"nothing to resume: {last_path} not found")
     if not config.resume and last_path.exists():
         raise FileExistsError(
-            f"{out} already holds a training run ({last_path.name}); resume it (resume=True, "
-            "--resume) or choose another output folder"
+            f"{config.out_dir} already holds a training run ({last_path.name}); resume it "
+            "(resume=True, --resume) or choose another output folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    if config.resume and check_resume_config:
+        saved = torch.load(last_path, map_location="cpu", weights_only=True, mmap=True)
+        _check_resumable(config, saved["config"])
 
-    torch.manual_seed(config.seed)
+
+def train(config: TrainConfig) -> Path:
+    """Train, validate and checkpoint as ``config`` says; returns the path of ``best.pt``.
+
+    Under ``torchrun`` (or in a process group the caller started) every process calls
+    it; see the module docstring for who does what.
+    """
+    check_can_start(config)
+    ctx = init_distributed(config.device)
+    try:
+        if config.sync_bn and ctx.distributed and ctx.device.type != "cuda":
+            raise ValueError(SYNC_BN_NEEDS_CUDA)
+        return _train(config, ctx)
+    finally:
+        close_distributed(ctx)
+
+
+def _train(config: TrainConfig, ctx: DistContext) -> Path:
+    from aquapose.segmentation.evaluation import evaluate
+
+    out = config.out_dir
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(config.seed)  # the same initial weights in every process
     seg = MaskRCNNSegmentor(
         config.arch,
         weights=config.weights,
         crop_size=config.crop_size,
-        device=config.device,
+        device=ctx.device,
         settings=HeadSettings.from_dict(config.head_settings or {}),
     )
+    if ctx.distributed:
+        # the RPN/RoI samplers draw from the global RNG: a stream per process
+        torch.manual_seed(_rank_seed(config.seed, ctx.rank))
+        if config.sync_bn:
+            seg.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(seg.model)
     model, device = seg.model, seg.device
     dataset = CropDataset(
         config.train_json, config.train_image_root, config.crop_size, augment=True, seed=config.seed
     )
-    sampler = EpochSampler(len(dataset), config.seed)
+    sampler: EpochSampler = (
+        DistributedEpochSampler(
+            len(dataset), config.seed, rank=ctx.rank, num_replicas=ctx.world_size
+        )
+        if ctx.distributed
+        else EpochSampler(len(dataset), config.seed)
+    )
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=config.batch_size,
@@ -359,7 +485,10 @@ def train(config: TrainConfig) -> Path:
 
     start_epoch, best_iou, best_epoch = 0, -1.0, 0
     records: list[dict[str, Any]] = []
+    note = ""
     if config.resume:
+        # every process reads last.pt; CPU first (RNG states must be CPU tensors), then
+        # load_state_dict copies the weights and optimizer state onto this process's device
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         _check_resumable(config, state["config"])
         model.load_state_dict(state["model"])
@@ -370,14 +499,29 @@ def train(config: TrainConfig) -> Path:
             scaler.load_state_dict(state["scaler"])
         start_epoch, best_iou, best_epoch = state["epoch"], state["best_iou"], state["best_epoch"]
         records = [r for r in state["records"] if r["epoch"] <= start_epoch]
-        _set_rng_state(state["rng"])
-    atomic_write_json(out / "config.json", config.to_dict(), indent=2)
-    write_config(config, out / "train_config.yaml")
+        rng_states = state.get("rng_all", [state["rng"]])
+        if len(rng_states) == ctx.world_size:
+            _set_rng_state(rng_states[ctx.rank])
+        else:
+            torch.manual_seed(_rank_seed(config.seed, ctx.rank, start_epoch))
+            note = (
+                f"; resuming a {len(rng_states)}-process run on {ctx.world_size}: it continues "
+                "but will not equal an uninterrupted run bit for bit"
+            )
+    if ctx.is_main:
+        atomic_write_json(out / "config.json", config.to_dict(), indent=2)
+        write_config(config, out / "train_config.yaml")
+    train_model: torch.nn.Module = model
+    if ctx.distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True, quiet=not config.progress)
+    show = config.progress and ctx.is_main
+    console = Console(stderr=True, quiet=not show)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -385,15 +529,21 @@ def train(config: TrainConfig) -> Path:
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
         console=console,
-        disable=not config.progress,
+        disable=not show,
         transient=True,
     )
     skipped = (
         f", {dataset.num_skipped} skipped near rejected detections" if dataset.num_skipped else ""
     )
+    where = f"{seg.arch} on {device}"
+    if ctx.distributed:
+        where = (
+            f"{seg.arch} on {ctx.world_size} processes ({device.type}, "
+            f"{config.batch_size * ctx.world_size} crops per step){note}"
+        )
     console.print(
         f"training on {len(dataset)} crops ({dataset.num_negatives} negative{skipped}), "
-        f"{len(loader)} steps per epoch, {seg.arch} on {device}",
+        f"{len(loader)} steps per epoch, {where}",
         highlight=False,
     )
     with progress:
@@ -408,7 +558,7 @@ def train(config: TrainConfig) -> Path:
             sampler.set_epoch(epoch)
             started = time.perf_counter()
             losses = train_one_epoch(
-                model,
+                train_model,
                 optimizer,
                 loader,
                 device,
@@ -418,45 +568,151 @@ def train(config: TrainConfig) -> Path:
                 grad_clip_norm=config.grad_clip_norm,
                 on_step=on_step,
             )
+            losses = mean_across_ranks(losses, ctx)
             lr = optimizer.param_groups[0]["lr"]
             step_lr.step()
             progress.remove_task(task)
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                **losses,
-                "train_time_s": round(time.perf_counter() - started, 3),
-            }
-            message = f"epoch {epoch + 1}/{config.epochs}  loss {losses.get('loss', math.nan):.4f}"
-            if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
-                started = time.perf_counter()
-                report = evaluate(seg, config.val_json, config.val_image_root, seed=config.seed)
-                record.update({f"val_{k}": v for k, v in report.to_dict().items()})
-                record["val_time_s"] = round(time.perf_counter() - started, 3)
-                message += f"  val mean mask IoU {report.mean_mask_iou:.4f}"
-                if report.mean_mask_iou > best_iou:
-                    best_iou, best_epoch = report.mean_mask_iou, epoch + 1
-                    seg.save(best_path, config=config.to_dict(), metrics=record, epoch=epoch + 1)
-                    message += " (best)"
-            records.append(record)
-            _write_metrics(records, out)
-            _save(
-                {
-                    **seg.checkpoint(),
-                    "config": config.to_dict(),
-                    "epoch": epoch + 1,
-                    "optimizer": optimizer.state_dict(),
-                    "warmup": warmup.state_dict(),
-                    "step_lr": step_lr.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "best_iou": best_iou,
-                    "best_epoch": best_epoch,
-                    "records": records,
-                    "rng": _rng_state(),
-                },
-                last_path,
-            )
-            console.print(message, highlight=False)
-    if not best_path.is_file():  # resumed a run that had already finished
+            if ctx.is_main:
+                best_iou, best_epoch = _validate_and_log(
+                    config,
+                    seg,
+                    evaluate,
+                    console,
+                    epoch=epoch,
+                    lr=lr,
+                    losses=losses,
+                    train_time_s=time.perf_counter() - started,
+                    best=(best_iou, best_epoch),
+                    records=records,
+                    world_size=ctx.world_size,
+                )
+            # every process's RNG state (after validation), for an exact resume
+            rng_all = gather_objects(_rng_state(), ctx)
+            if ctx.is_main:
+                _save(
+                    {
+                        **seg.checkpoint(),
+                        "config": config.to_dict(),
+                        "epoch": epoch + 1,
+                        "optimizer": optimizer.state_dict(),
+                        "warmup": warmup.state_dict(),
+                        "step_lr": step_lr.state_dict(),
+                        "scaler": scaler.state_dict() if scaler is not None else {},
+                        "best_iou": best_iou,
+                        "best_epoch": best_epoch,
+                        "records": records,
+                        "rng": rng_all[0],
+                        "rng_all": rng_all,
+                        "world_size": ctx.world_size,
+                    },
+                    last_path,
+                )
+            barrier(ctx)  # the others wait while rank 0 validates and writes
+    if ctx.is_main and not best_path.is_file():  # resumed a run that had already finished
         raise FileNotFoundError(f"{best_path} missing although the run in {out} is complete")
     return best_path
+
+
+def _validate_and_log(
+    config: TrainConfig,
+    seg: MaskRCNNSegmentor,
+    evaluate: Any,
+    console: Any,
+    *,
+    epoch: int,
+    lr: float,
+    losses: dict[str, float],
+    train_time_s: float,
+    best: tuple[float, int],
+    records: list[dict[str, Any]],
+    world_size: int,
+) -> tuple[float, int]:
+    """Rank 0's end of an epoch: validate, keep ``best.pt``, append to and write the metrics."""
+    best_iou, best_epoch = best
+    record: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr,
+        **losses,
+        "train_time_s": round(train_time_s, 3),
+    }
+    message = f"epoch {epoch + 1}/{config.epochs}  loss {losses.get('loss', math.nan):.4f}"
+    if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+        started = time.perf_counter()
+        report = evaluate(seg, config.val_json, config.val_image_root, seed=config.seed)
+        record.update({f"val_{k}": v for k, v in report.to_dict().items()})
+        record["val_time_s"] = round(time.perf_counter() - started, 3)
+        message += f"  val mean mask IoU {report.mean_mask_iou:.4f}"
+        if report.mean_mask_iou > best_iou:
+            best_iou, best_epoch = report.mean_mask_iou, epoch + 1
+            seg.save(
+                config.out_dir / "best.pt",
+                config=config.to_dict(),
+                metrics=record,
+                epoch=epoch + 1,
+                world_size=world_size,
+            )
+            message += " (best)"
+    records.append(record)
+    _write_metrics(records, config.out_dir)
+    console.print(message, highlight=False)
+    return best_iou, best_epoch
+
+
+def launch_training(config: TrainConfig, nproc: int) -> Path:
+    """Train ``config`` on ``nproc`` processes of this machine; returns ``best.pt``'s path.
+
+    Runs ``python -m torch.distributed.run --standalone --nproc-per-node NPROC -m
+    aquapose.segmentation._train_worker CONFIG.json`` (no shell) and waits for it;
+    ``nproc == 1`` trains in this process. Ctrl-C (or any error while waiting) stops
+    torchrun, which stops its workers.
+    """
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an int >= 1, got {nproc!r}")
+    if nproc == 1:
+        return train(config)
+    if "TORCHELASTIC_RUN_ID" in os.environ or env_int("WORLD_SIZE", 1) > 1:
+        raise RuntimeError(
+            "already running under torchrun: drop --nproc (torchrun's --nproc-per-node "
+            "sets the number of processes)"
+        )
+    # the errors every process would raise, raised once here
+    check_can_start(config, check_resume_config=True)
+    device = pick_device(config.device, nproc - 1, nproc)  # one GPU per process
+    if config.sync_bn and device.type != "cuda":
+        raise ValueError(SYNC_BN_NEEDS_CUDA)
+    with tempfile.TemporaryDirectory(prefix="aquapose-train-") as tmp:
+        config_path = atomic_write_json(Path(tmp) / "train_config.json", config.to_dict())
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "aquapose.segmentation._train_worker",
+            str(config_path),
+        ]
+        env = dict(os.environ)
+        if sys.platform == "win32":  # torch's Windows wheels lack libuv for the TCP store
+            env.setdefault("USE_LIBUV", "0")
+        process = subprocess.Popen(command, env=env)  # noqa: S603 (fixed argv, no shell)
+        try:
+            while True:  # poll, so Ctrl-C reaches us on every platform
+                try:
+                    returncode = process.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if returncode != 0:
+        raise RuntimeError(
+            f"training on {nproc} processes failed (torchrun exit status {returncode}); "
+            "the failing process's traceback is printed above"
+        )
+    return config.out_dir / "best.pt"
