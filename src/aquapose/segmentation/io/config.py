@@ -207,7 +207,7 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
 def config_yaml(config: Any) -> str:
     """YAML text of a config dataclass (or of plain data), fields in declaration order."""
     data = config if isinstance(config, dict) else config_to_dict(config)
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
 def write_config(config: Any, path: str | Path) -> Path:
