@@ -233,26 +233,11 @@ def evaluate_detections(
         ValueError: bad arguments, duplicate frames, mismatched image sizes, or no
             frame in common.
     """
-    if not 0.0 < iou_threshold <= 1.0:
-        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    if min_coverage is not None and not 0.0 < min_coverage <= 1.0:
-        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
-    if isinstance(skip_warmup, bool) or not isinstance(skip_warmup, int) or skip_warmup < 0:
-        raise ValueError(f"skip_warmup must be an int >= 0, got {skip_warmup!r}")
+    _check_arguments(iou_threshold, min_coverage, skip_warmup)
     det_index = _index(_load(detections, "detections"), "detections")
     gt_index = _index(_load(ground_truth, "ground truth"), "ground truth")
 
-    counts: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {
-            "frames": 0,
-            "gt": 0,
-            "det": 0,
-            "tp": 0,
-            "iou": 0.0,
-            "fgt": defaultdict(int),
-            "ftp": defaultdict(int),
-        }
-    )
+    counts: dict[str, dict[str, Any]] = defaultdict(_new_counts)
     missing = 0
     for key in sorted(det_index):
         camera_id, frame_index = key
@@ -262,32 +247,8 @@ def evaluate_detections(
         if gt_frame is None:
             missing += 1
             continue
-        det_frame = det_index[key]
-        if (det_frame.width, det_frame.height) != (gt_frame.width, gt_frame.height):
-            raise ValueError(
-                f"camera {camera_id!r} frame {frame_index}: detections are "
-                f"{det_frame.width}x{det_frame.height} but ground truth is "
-                f"{gt_frame.width}x{gt_frame.height}"
-            )
-        h, w = gt_frame.height, gt_frame.width
-        gt_rles = [_instance_rle(i, h, w) for i in gt_frame.instances]
-        det_rles = [_instance_rle(i, h, w) for i in det_frame.instances]
-        if min_coverage is None:
-            matches = match_masks(gt_rles, det_rles, threshold=iou_threshold)
-        else:
-            matches = _match_by_coverage(gt_rles, det_rles, min_coverage)
-        matched_gt = {m.gt_index for m in matches}
-        c = counts[camera_id]
-        c["frames"] += 1
-        c["gt"] += len(gt_rles)
-        c["det"] += len(det_rles)
-        c["tp"] += len(matches)
-        c["iou"] += sum(m.iou for m in matches)
-        for gi, inst in enumerate(gt_frame.instances):
-            for flag in flags:
-                if inst.extra.get(flag) is True:
-                    c["fgt"][flag] += 1
-                    c["ftp"][flag] += gi in matched_gt
+        _check_same_size(det_index[key], gt_frame)
+        _count_frame(counts, det_index[key], gt_frame, iou_threshold, min_coverage, flags)
     if not counts:
         det_cams = sorted({k[0] for k in det_index})
         gt_cams = sorted({k[0] for k in gt_index})
@@ -297,20 +258,100 @@ def evaluate_detections(
             f"ground truth has {gt_cams}"
         )
 
-    def stats(camera_id: str, c: dict[str, Any]) -> CameraDetectionStats:
-        return CameraDetectionStats(
-            camera_id=camera_id,
-            frames=c["frames"],
-            gt=c["gt"],
-            detections=c["det"],
-            true_positives=c["tp"],
-            iou_sum=float(c["iou"]),
-            flag_gt={f: int(c["fgt"].get(f, 0)) for f in flags},
-            flag_tp={f: int(c["ftp"].get(f, 0)) for f in flags},
+    cameras = tuple(_camera_stats(cam, counts[cam], flags) for cam in sorted(counts))
+    return DetectionReport(
+        cameras=cameras,
+        total=_total_stats(cameras, flags),
+        iou_threshold=float(iou_threshold),
+        skip_warmup=skip_warmup,
+        frames_without_ground_truth=missing,
+        flags=tuple(flags),
+        min_coverage=min_coverage,
+    )
+
+
+def _check_arguments(iou_threshold: float, min_coverage: float | None, skip_warmup: int) -> None:
+    """Raise ValueError for an out-of-range threshold, coverage or warm-up."""
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    if min_coverage is not None and not 0.0 < min_coverage <= 1.0:
+        raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
+    if isinstance(skip_warmup, bool) or not isinstance(skip_warmup, int) or skip_warmup < 0:
+        raise ValueError(f"skip_warmup must be an int >= 0, got {skip_warmup!r}")
+
+
+def _new_counts() -> dict[str, Any]:
+    """One camera's running counts (frames, fish, detections, matches, flagged fish)."""
+    return {
+        "frames": 0,
+        "gt": 0,
+        "det": 0,
+        "tp": 0,
+        "iou": 0.0,
+        "fgt": defaultdict(int),
+        "ftp": defaultdict(int),
+    }
+
+
+def _check_same_size(det_frame: AnnotatedFrame, gt_frame: AnnotatedFrame) -> None:
+    """Raise ValueError when a frame's detections and ground truth differ in size."""
+    if (det_frame.width, det_frame.height) != (gt_frame.width, gt_frame.height):
+        raise ValueError(
+            f"camera {gt_frame.camera_id!r} frame {gt_frame.frame_index}: detections are "
+            f"{det_frame.width}x{det_frame.height} but ground truth is "
+            f"{gt_frame.width}x{gt_frame.height}"
         )
 
-    cameras = tuple(stats(cam, counts[cam]) for cam in sorted(counts))
-    total = CameraDetectionStats(
+
+def _count_frame(
+    counts: dict[str, dict[str, Any]],
+    det_frame: AnnotatedFrame,
+    gt_frame: AnnotatedFrame,
+    iou_threshold: float,
+    min_coverage: float | None,
+    flags: Sequence[str],
+) -> None:
+    """Pair one frame's detections with its fish and add to its camera's counts."""
+    h, w = gt_frame.height, gt_frame.width
+    gt_rles = [_instance_rle(i, h, w) for i in gt_frame.instances]
+    det_rles = [_instance_rle(i, h, w) for i in det_frame.instances]
+    if min_coverage is None:
+        matches = match_masks(gt_rles, det_rles, threshold=iou_threshold)
+    else:
+        matches = _match_by_coverage(gt_rles, det_rles, min_coverage)
+    matched_gt = {m.gt_index for m in matches}
+    c = counts[gt_frame.camera_id]
+    c["frames"] += 1
+    c["gt"] += len(gt_rles)
+    c["det"] += len(det_rles)
+    c["tp"] += len(matches)
+    c["iou"] += sum(m.iou for m in matches)
+    for gi, inst in enumerate(gt_frame.instances):
+        for flag in flags:
+            if inst.extra.get(flag) is True:
+                c["fgt"][flag] += 1
+                c["ftp"][flag] += gi in matched_gt
+
+
+def _camera_stats(camera_id: str, c: dict[str, Any], flags: Sequence[str]) -> CameraDetectionStats:
+    """One camera's counts as a :class:`CameraDetectionStats`."""
+    return CameraDetectionStats(
+        camera_id=camera_id,
+        frames=c["frames"],
+        gt=c["gt"],
+        detections=c["det"],
+        true_positives=c["tp"],
+        iou_sum=float(c["iou"]),
+        flag_gt={f: int(c["fgt"].get(f, 0)) for f in flags},
+        flag_tp={f: int(c["ftp"].get(f, 0)) for f in flags},
+    )
+
+
+def _total_stats(
+    cameras: tuple[CameraDetectionStats, ...], flags: Sequence[str]
+) -> CameraDetectionStats:
+    """The sum over the cameras (``camera_id="all"``)."""
+    return CameraDetectionStats(
         camera_id="all",
         frames=sum(c.frames for c in cameras),
         gt=sum(c.gt for c in cameras),
@@ -319,13 +360,4 @@ def evaluate_detections(
         iou_sum=float(np.sum([c.iou_sum for c in cameras])),
         flag_gt={f: sum(c.flag_gt[f] for c in cameras) for f in flags},
         flag_tp={f: sum(c.flag_tp[f] for c in cameras) for f in flags},
-    )
-    return DetectionReport(
-        cameras=cameras,
-        total=total,
-        iou_threshold=float(iou_threshold),
-        skip_warmup=skip_warmup,
-        frames_without_ground_truth=missing,
-        flags=tuple(flags),
-        min_coverage=min_coverage,
     )
