@@ -162,6 +162,33 @@ def to_coco_dataset(
     out_dir, image_root = Path(out_dir), Path(image_root)
     rng = np.random.default_rng(seed)
 
+    positives, empty, fish_frames = _sort_frames(frames, image_root, out_dir)
+    budget = _negative_budget(negative_fraction, len(positives), len(empty))
+    order = rng.permutation(len(empty))[:budget]
+    negatives = [empty[i] for i in sorted(order)]
+
+    next_id = 1 + max((f.image_id for f in frames), default=0)
+    counts: dict[tuple[str, int], int] = {}
+    candidates = [f for f in fish_frames if min(f.width, f.height, crop_size) >= 32]
+    tries = 0
+    while len(negatives) < budget and candidates and tries < max_tries * budget:
+        tries += 1
+        frame = candidates[int(rng.integers(len(candidates)))]
+        side = min(crop_size, frame.width, frame.height)
+        window = _free_window(frame, side, clearance, rng, max_tries)
+        if window is None:
+            continue
+        negatives.append(
+            _negative_crop(frame, window, side, image_root, out_dir, counts, image_id=next_id)
+        )
+        next_id += 1
+    return positives + negatives
+
+
+def _sort_frames(
+    frames: Sequence[AnnotatedFrame], image_root: Path, out_dir: Path
+) -> tuple[list[AnnotatedFrame], list[AnnotatedFrame], list[AnnotatedFrame]]:
+    """Positives (accepted instances only), empty frames (negatives), frames with fish."""
     positives: list[AnnotatedFrame] = []
     empty: list[AnnotatedFrame] = []
     fish_frames: list[AnnotatedFrame] = []
@@ -179,56 +206,56 @@ def to_coco_dataset(
         if rejected:
             extra["rejected_boxes_xyxy"] = rejected
         positives.append(replace(frame, image_path=path, instances=kept, extra=extra))
+    return positives, empty, fish_frames
 
-    budget = round(negative_fraction * len(positives) / (1.0 - negative_fraction))
-    if negative_fraction > 0 and positives and budget == 0:
+
+def _negative_budget(negative_fraction: float, num_positives: int, num_empty: int) -> int:
+    """How many negatives make ``negative_fraction`` of the output (all empties if no fish)."""
+    budget = round(negative_fraction * num_positives / (1.0 - negative_fraction))
+    if negative_fraction > 0 and num_positives and budget == 0:
         budget = 1
-    if not positives:  # nothing to balance against: keep the empty frames as they are
-        budget = len(empty)
-    order = rng.permutation(len(empty))[:budget]
-    negatives = [empty[i] for i in sorted(order)]
+    if not num_positives:  # nothing to balance against: keep the empty frames as they are
+        budget = num_empty
+    return budget
 
-    next_id = 1 + max((f.image_id for f in frames), default=0)
-    counts: dict[tuple[str, int], int] = {}
-    candidates = [f for f in fish_frames if min(f.width, f.height, crop_size) >= 32]
-    tries = 0
-    while len(negatives) < budget and candidates and tries < max_tries * budget:
-        tries += 1
-        frame = candidates[int(rng.integers(len(candidates)))]
-        side = min(crop_size, frame.width, frame.height)
-        window = _free_window(frame, side, clearance, rng, max_tries)
-        if window is None:
-            continue
-        x0, y0 = window
-        image = read_image(frame.resolve_image(image_root))
-        if image.shape[:2] != (frame.height, frame.width):
-            raise ValueError(
-                f"{frame.resolve_image(image_root)}: image is {image.shape[1]}x{image.shape[0]}, "
-                f"the COCO entry says {frame.width}x{frame.height}"
-            )
-        key = (frame.camera_id, frame.frame_index)
-        k = counts.get(key, 0)
-        counts[key] = k + 1
-        crop_path = out_dir / "negatives" / frame.camera_id / f"{frame.frame_index:06d}_{k}.png"
-        write_image(crop_path, image[y0 : y0 + side, x0 : x0 + side])
-        negatives.append(
-            AnnotatedFrame(
-                image_id=next_id,
-                image_path=relative_path(crop_path, out_dir),
-                width=side,
-                height=side,
-                camera_id=frame.camera_id,
-                frame_index=frame.frame_index,
-                video=frame.video,
-                extra={
-                    "negative": True,
-                    "source_file_name": _rebase(frame, image_root, out_dir),
-                    "crop_box_xyxy": [x0, y0, x0 + side, y0 + side],
-                },
-            )
+
+def _negative_crop(
+    frame: AnnotatedFrame,
+    window: tuple[int, int],
+    side: int,
+    image_root: Path,
+    out_dir: Path,
+    counts: dict[tuple[str, int], int],
+    *,
+    image_id: int,
+) -> AnnotatedFrame:
+    """Write the ``side`` x ``side`` crop of ``frame`` at ``window``; its negative frame."""
+    x0, y0 = window
+    image = read_image(frame.resolve_image(image_root))
+    if image.shape[:2] != (frame.height, frame.width):
+        raise ValueError(
+            f"{frame.resolve_image(image_root)}: image is {image.shape[1]}x{image.shape[0]}, "
+            f"the COCO entry says {frame.width}x{frame.height}"
         )
-        next_id += 1
-    return positives + negatives
+    key = (frame.camera_id, frame.frame_index)
+    k = counts.get(key, 0)
+    counts[key] = k + 1
+    crop_path = out_dir / "negatives" / frame.camera_id / f"{frame.frame_index:06d}_{k}.png"
+    write_image(crop_path, image[y0 : y0 + side, x0 : x0 + side])
+    return AnnotatedFrame(
+        image_id=image_id,
+        image_path=relative_path(crop_path, out_dir),
+        width=side,
+        height=side,
+        camera_id=frame.camera_id,
+        frame_index=frame.frame_index,
+        video=frame.video,
+        extra={
+            "negative": True,
+            "source_file_name": _rebase(frame, image_root, out_dir),
+            "crop_box_xyxy": [x0, y0, x0 + side, y0 + side],
+        },
+    )
 
 
 def _free_window(
