@@ -17,7 +17,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +41,10 @@ _FRAME_REF = "#frame="
 
 class CocoFormatError(ValueError):
     """A COCO file that does not follow the format; the message names file, id and field."""
+
+
+#: ``fail(where, message)``: the error to raise for an entry of the file being read.
+_Fail = Callable[[str, str], CocoFormatError]
 
 
 def video_frame_name(video: str | Path, frame_index: int) -> str:
@@ -255,80 +259,14 @@ def coco_to_frames(data: Any, source: str = "<coco>") -> list[AnnotatedFrame]:
 
     images: dict[int, dict[str, Any]] = {}
     for img in data["images"]:
-        if not isinstance(img, dict):
-            raise fail("images", f"each image must be an object, got {type(img).__name__}")
-        where = f"image id={img.get('id')!r}"
-        for key in ("id", "file_name", "width", "height", "camera_id", "frame_index"):
-            if key not in img:
-                raise fail(where, f"missing field '{key}'")
-        if not _is_int(img["id"]):
-            raise fail(where, f"field 'id' must be an int, got {img['id']!r}")
-        if img["id"] in images:
-            raise fail(where, "duplicate image id")
-        for key in ("width", "height"):
-            if not _is_int(img[key]) or img[key] <= 0:
-                raise fail(where, f"field '{key}' must be a positive int, got {img[key]!r}")
-        if not _is_int(img["frame_index"]) or img["frame_index"] < 0:
-            raise fail(
-                where, f"field 'frame_index' must be an int >= 0, got {img['frame_index']!r}"
-            )
-        if not isinstance(img["camera_id"], str) or not img["camera_id"]:
-            raise fail(
-                where, f"field 'camera_id' must be a non-empty string, got {img['camera_id']!r}"
-            )
-        if not isinstance(img["file_name"], str) or not img["file_name"]:
-            raise fail(
-                where, f"field 'file_name' must be a non-empty string, got {img['file_name']!r}"
-            )
+        _check_image(img, images, fail)
         images[int(img["id"])] = img
 
     instances: dict[int, list[Instance]] = {image_id: [] for image_id in images}
     seen_ann: set[int] = set()
     for ann in data["annotations"]:
-        if not isinstance(ann, dict):
-            raise fail(
-                "annotations", f"each annotation must be an object, got {type(ann).__name__}"
-            )
-        where = f"annotation id={ann.get('id')!r}"
-        for key in ("id", "image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise fail(where, f"missing field '{key}'")
-        if not _is_int(ann["id"]):
-            raise fail(where, f"field 'id' must be an int, got {ann['id']!r}")
-        if ann["id"] in seen_ann:
-            raise fail(where, "duplicate annotation id")
-        seen_ann.add(ann["id"])
-        if ann["image_id"] not in images:
-            raise fail(where, f"field 'image_id' refers to unknown image {ann['image_id']!r}")
-        if ann["category_id"] not in categories:
-            raise fail(
-                where, f"field 'category_id' refers to unknown category {ann['category_id']!r}"
-            )
-        img = images[ann["image_id"]]
-        width, height = int(img["width"]), int(img["height"])
-        box_xyxy = _read_bbox(ann["bbox"], width, height, lambda m, w=where: fail(w, m))
-        rle = None
-        if ann.get("segmentation") not in (None, [], {}):
-            rle = _read_segmentation(
-                ann["segmentation"], width, height, lambda m, w=where: fail(w, m)
-            )
-        score = ann.get("score")
-        if score is not None and not (_is_number(score) and 0.0 <= score <= 1.0):
-            raise fail(where, f"field 'score' must be a number in [0, 1], got {score!r}")
-        fish_id = ann.get("fish_id")
-        if fish_id is not None and not _is_int(fish_id):
-            raise fail(where, f"field 'fish_id' must be an int, got {fish_id!r}")
-        extra = {k: v for k, v in ann.items() if k not in _ANN_KEYS}
-        instances[int(ann["image_id"])].append(
-            Instance(
-                box_xyxy=box_xyxy,
-                rle=rle,
-                score=score,
-                fish_id=fish_id,
-                category=categories[int(ann["category_id"])],
-                extra=extra,
-            )
-        )
+        instance = _read_annotation(ann, images, categories, seen_ann, fail)
+        instances[int(ann["image_id"])].append(instance)
 
     return [
         AnnotatedFrame(
@@ -344,6 +282,75 @@ def coco_to_frames(data: Any, source: str = "<coco>") -> list[AnnotatedFrame]:
         )
         for image_id, img in images.items()
     ]
+
+
+def _check_image(img: Any, images: dict[int, dict[str, Any]], fail: _Fail) -> None:
+    """Raise ``fail(...)`` unless ``img`` is a valid image entry with a new id."""
+    if not isinstance(img, dict):
+        raise fail("images", f"each image must be an object, got {type(img).__name__}")
+    where = f"image id={img.get('id')!r}"
+    for key in ("id", "file_name", "width", "height", "camera_id", "frame_index"):
+        if key not in img:
+            raise fail(where, f"missing field '{key}'")
+    if not _is_int(img["id"]):
+        raise fail(where, f"field 'id' must be an int, got {img['id']!r}")
+    if img["id"] in images:
+        raise fail(where, "duplicate image id")
+    for key in ("width", "height"):
+        if not _is_int(img[key]) or img[key] <= 0:
+            raise fail(where, f"field '{key}' must be a positive int, got {img[key]!r}")
+    if not _is_int(img["frame_index"]) or img["frame_index"] < 0:
+        raise fail(where, f"field 'frame_index' must be an int >= 0, got {img['frame_index']!r}")
+    if not isinstance(img["camera_id"], str) or not img["camera_id"]:
+        raise fail(where, f"field 'camera_id' must be a non-empty string, got {img['camera_id']!r}")
+    if not isinstance(img["file_name"], str) or not img["file_name"]:
+        raise fail(where, f"field 'file_name' must be a non-empty string, got {img['file_name']!r}")
+
+
+def _read_annotation(
+    ann: Any,
+    images: dict[int, dict[str, Any]],
+    categories: dict[int, str],
+    seen_ann: set[int],
+    fail: _Fail,
+) -> Instance:
+    """Validate one annotation entry (adding its id to ``seen_ann``); its instance."""
+    if not isinstance(ann, dict):
+        raise fail("annotations", f"each annotation must be an object, got {type(ann).__name__}")
+    where = f"annotation id={ann.get('id')!r}"
+    for key in ("id", "image_id", "category_id", "bbox"):
+        if key not in ann:
+            raise fail(where, f"missing field '{key}'")
+    if not _is_int(ann["id"]):
+        raise fail(where, f"field 'id' must be an int, got {ann['id']!r}")
+    if ann["id"] in seen_ann:
+        raise fail(where, "duplicate annotation id")
+    seen_ann.add(ann["id"])
+    if ann["image_id"] not in images:
+        raise fail(where, f"field 'image_id' refers to unknown image {ann['image_id']!r}")
+    if ann["category_id"] not in categories:
+        raise fail(where, f"field 'category_id' refers to unknown category {ann['category_id']!r}")
+    img = images[ann["image_id"]]
+    width, height = int(img["width"]), int(img["height"])
+    box_xyxy = _read_bbox(ann["bbox"], width, height, lambda m, w=where: fail(w, m))
+    rle = None
+    if ann.get("segmentation") not in (None, [], {}):
+        rle = _read_segmentation(ann["segmentation"], width, height, lambda m, w=where: fail(w, m))
+    score = ann.get("score")
+    if score is not None and not (_is_number(score) and 0.0 <= score <= 1.0):
+        raise fail(where, f"field 'score' must be a number in [0, 1], got {score!r}")
+    fish_id = ann.get("fish_id")
+    if fish_id is not None and not _is_int(fish_id):
+        raise fail(where, f"field 'fish_id' must be an int, got {fish_id!r}")
+    extra = {k: v for k, v in ann.items() if k not in _ANN_KEYS}
+    return Instance(
+        box_xyxy=box_xyxy,
+        rle=rle,
+        score=score,
+        fish_id=fish_id,
+        category=categories[int(ann["category_id"])],
+        extra=extra,
+    )
 
 
 def _is_int(value: Any) -> bool:
