@@ -10,6 +10,7 @@ real-data workflow:
 
 from __future__ import annotations
 
+import importlib
 import json
 import shlex
 import time
@@ -162,11 +163,7 @@ def run_demo(
     out_dir: str | Path, config: DemoConfig | None = None, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run the whole chain into ``out_dir``; returns the key numbers (also in summary.json)."""
-    from aquapose.segmentation.detection_eval import evaluate_detections
-    from aquapose.segmentation.evaluation import evaluate
-    from aquapose.segmentation.model import MaskRCNNSegmentor
-    from aquapose.segmentation.training import TrainConfig, train
-
+    _import_stages()
     cfg = config or DemoConfig()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -186,74 +183,19 @@ def run_demo(
 
         return done
 
-    # 1. synthetic clip with exact ground truth
     done = stage(1, "synthesise a multi-camera clip")
-    data = out / "data"
-    manifest = json.loads(Path(generate(data, preset=cfg.preset, seed=cfg.seed)).read_text())
-    videos = [data / cam["video"] for cam in manifest["cameras"]]
-    gt_paths = [data / cam["ground_truth"] for cam in manifest["cameras"]]
-    log(f"  {len(videos)} cameras x {manifest['cameras'][0]['num_frames']} frames in {data}")
+    videos, gt_paths = _synth_stage(out / "data", cfg, log)
     done()
 
-    # 2. detection + its evaluation against ground truth
     done = stage(2, "detect fish (MOG2)")
-    det = out / "detect"
-    _say(["detect", *videos, "--out", det, "--every", cfg.detect_every], log)
-    detect_videos(videos, det, DetectConfig(every=cfg.detect_every))
-    det_report = evaluate_detections(det / "detections.json", gt_paths)
-    total = det_report.total
-    metrics += [
-        Metric("detect", "recall", total.recall, 0.95),
-        Metric("detect", "precision", total.precision, 0.95),
-        Metric("detect", "recall, stationary fish", total.flag_recall("stationary"), 0.95),
-        Metric("detect", "recall, low-contrast fish", total.flag_recall("low_contrast"), 0.95),
-    ]
-    tables.append(
-        Table(
-            "Detection per camera",
-            [
-                "camera",
-                "frames",
-                "fish",
-                "recall",
-                "precision",
-                "stationary recall",
-                "low-contrast recall",
-            ],
-            [
-                [
-                    c.camera_id,
-                    c.frames,
-                    c.gt,
-                    c.recall,
-                    c.precision,
-                    c.flag_recall("stationary"),
-                    c.flag_recall("low_contrast"),
-                ]
-                for c in (*det_report.cameras, total)
-            ],
-        )
-    )
+    det_metrics, det_table = _detect_stage(videos, gt_paths, out / "detect", cfg, log)
+    metrics += det_metrics
+    tables.append(det_table)
     done()
 
-    # 3. pseudo-labels (weight-free classical backend) + their quality
     done = stage(3, "pseudo-label masks (classical backend)")
     labels = out / "labels"
-    _say(["pseudolabel", det / "detections.json", "--out", labels], log)
-    pseudolabel_detections(det / "detections.json", labels)
-    accepted = [
-        replace(f, instances=tuple(i for i in f.instances if i.extra.get("accepted")))
-        for f in read_coco(labels / "pseudolabels.json")
-    ]
-    label_report = evaluate_detections(accepted, gt_paths, iou_threshold=0.3)
-    metrics.append(
-        Metric(
-            "pseudo-label",
-            "mean mask IoU of accepted masks vs truth",
-            label_report.total.mean_iou,
-            0.85,
-        )
-    )
+    metrics.append(_label_stage(out / "detect", labels, gt_paths, log))
     done()
 
     # 4. Label Studio review package (files only)
@@ -262,9 +204,142 @@ def run_demo(
     export_to_label_studio(labels / "train.json", out / "labelstudio")
     done()
 
-    # 5. train the light model
     done = stage(5, f"train {cfg.arch} ({cfg.epochs} epochs, {cfg.crop_size}px crops)")
     run = out / "run"
+    _train_stage(labels, run, cfg, log)
+    done()
+
+    done = stage(6, "evaluate the model against ground truth")
+    metrics += _evaluate_stage(labels, gt_paths, run / "best.pt", out / "eval")
+    done()
+
+    done = stage(7, "segment a held-out clip (another seed)")
+    figures_dir = out / "report"
+    seg_metrics, typical, failures, frame_ious = _segment_stage(
+        out, run / "best.pt", figures_dir, cfg, log
+    )
+    metrics += seg_metrics
+    done()
+
+    done = stage(8, "write the report")
+    report = _report(
+        cfg, len(videos), run, figures_dir, metrics, tables, typical, failures, timings
+    )
+    done()
+    report_path = write_report(report, figures_dir / "index.html")
+    return _write_summary(out, report_path, cfg, metrics, timings, frame_ious)
+
+
+def _import_stages() -> None:
+    """Import the torch-backed stages now, so that no stage's timing includes the import."""
+    for module in (
+        "aquapose.segmentation.detection_eval",
+        "aquapose.segmentation.evaluation",
+        "aquapose.segmentation.model",
+        "aquapose.segmentation.training",
+    ):
+        importlib.import_module(module)
+
+
+def _write_summary(
+    out: Path,
+    report_path: Path,
+    cfg: DemoConfig,
+    metrics: list[Metric],
+    timings: dict[str, float],
+    frame_ious: list[float],
+) -> dict[str, Any]:
+    """Write and return ``out/summary.json``: report path, config, metrics, timings, IoUs."""
+    summary = {
+        "report": str(report_path),
+        "config": asdict(cfg),
+        "metrics": [asdict(m) for m in metrics],
+        "timings_s": timings,
+        "heldout_frame_ious": frame_ious,
+    }
+    atomic_write_json(out / "summary.json", summary, indent=2)
+    return summary
+
+
+def _synth_stage(
+    data: Path, cfg: DemoConfig, log: Callable[[str], None]
+) -> tuple[list[Path], list[Path]]:
+    """Stage 1: a synthetic clip with exact ground truth; its videos and truth files."""
+    manifest = json.loads(Path(generate(data, preset=cfg.preset, seed=cfg.seed)).read_text())
+    videos = [data / cam["video"] for cam in manifest["cameras"]]
+    gt_paths = [data / cam["ground_truth"] for cam in manifest["cameras"]]
+    log(f"  {len(videos)} cameras x {manifest['cameras'][0]['num_frames']} frames in {data}")
+    return videos, gt_paths
+
+
+def _detect_stage(
+    videos: list[Path], gt_paths: list[Path], det: Path, cfg: DemoConfig, log: Callable[[str], None]
+) -> tuple[list[Metric], Table]:
+    """Stage 2: detection and its scores against the ground truth."""
+    from aquapose.segmentation.detection_eval import evaluate_detections
+
+    _say(["detect", *videos, "--out", det, "--every", cfg.detect_every], log)
+    detect_videos(videos, det, DetectConfig(every=cfg.detect_every))
+    det_report = evaluate_detections(det / "detections.json", gt_paths)
+    total = det_report.total
+    metrics = [
+        Metric("detect", "recall", total.recall, 0.95),
+        Metric("detect", "precision", total.precision, 0.95),
+        Metric("detect", "recall, stationary fish", total.flag_recall("stationary"), 0.95),
+        Metric("detect", "recall, low-contrast fish", total.flag_recall("low_contrast"), 0.95),
+    ]
+    table = Table(
+        "Detection per camera",
+        [
+            "camera",
+            "frames",
+            "fish",
+            "recall",
+            "precision",
+            "stationary recall",
+            "low-contrast recall",
+        ],
+        [
+            [
+                c.camera_id,
+                c.frames,
+                c.gt,
+                c.recall,
+                c.precision,
+                c.flag_recall("stationary"),
+                c.flag_recall("low_contrast"),
+            ]
+            for c in (*det_report.cameras, total)
+        ],
+    )
+    return metrics, table
+
+
+def _label_stage(
+    det: Path, labels: Path, gt_paths: list[Path], log: Callable[[str], None]
+) -> Metric:
+    """Stage 3: pseudo-labels (weight-free classical backend) and their quality."""
+    from aquapose.segmentation.detection_eval import evaluate_detections
+
+    _say(["pseudolabel", det / "detections.json", "--out", labels], log)
+    pseudolabel_detections(det / "detections.json", labels)
+    accepted = [
+        replace(f, instances=tuple(i for i in f.instances if i.extra.get("accepted")))
+        for f in read_coco(labels / "pseudolabels.json")
+    ]
+    label_report = evaluate_detections(accepted, gt_paths, iou_threshold=0.3)
+    return Metric(
+        "pseudo-label",
+        "mean mask IoU of accepted masks vs truth",
+        label_report.total.mean_iou,
+        0.85,
+    )
+
+
+def _train_stage(labels: Path, run: Path, cfg: DemoConfig, log: Callable[[str], None]) -> None:
+    """Stage 5: train the light model on the pseudo-labels into ``run``."""
+    from aquapose.segmentation.training import TrainConfig, train
+
     train_config = TrainConfig(
         train_json=labels / "train.json",
         val_json=labels / "val.json",
@@ -283,22 +358,32 @@ def run_demo(
         log,
     )
     train(train_config)
-    done()
 
-    # 6. evaluate the model against the ground truth of the validation frames
-    done = stage(6, "evaluate the model against ground truth")
-    val_gt = _gt_for_frames(labels / "val.json", gt_paths, out / "eval" / "val_truth.json")
-    model = MaskRCNNSegmentor.load(run / "best.pt")
+
+def _evaluate_stage(
+    labels: Path, gt_paths: list[Path], model_path: Path, eval_dir: Path
+) -> list[Metric]:
+    """Stage 6: the model against the ground truth of the validation frames."""
+    from aquapose.segmentation.evaluation import evaluate
+    from aquapose.segmentation.model import MaskRCNNSegmentor
+
+    val_gt = _gt_for_frames(labels / "val.json", gt_paths, eval_dir / "val_truth.json")
+    model = MaskRCNNSegmentor.load(model_path)
     model_report = evaluate(model, val_gt)
-    metrics += [
+    return [
         Metric("model", "val mean mask IoU vs truth", model_report.mean_mask_iou, 0.90),
         Metric("model", "COCO segm AP", model_report.segm_ap),
         Metric("model", "COCO segm AP50", model_report.segm_ap50),
     ]
-    done()
 
-    # 7. segment a held-out clip (other seed) and score it
-    done = stage(7, "segment a held-out clip (another seed)")
+
+def _segment_stage(
+    out: Path, model_path: Path, figures_dir: Path, cfg: DemoConfig, log: Callable[[str], None]
+) -> tuple[list[Metric], list[Figure], list[Figure], list[float]]:
+    """Stage 7: segment a held-out clip (another seed); its scores, overlays and IoUs."""
+    from aquapose.segmentation.detection_eval import evaluate_detections
+    from aquapose.segmentation.model import MaskRCNNSegmentor
+
     heldout = out / "heldout"
     held_manifest = json.loads(
         Path(
@@ -314,7 +399,6 @@ def run_demo(
     held_videos = [heldout / cam["video"] for cam in held_manifest["cameras"]]
     held_gt = [heldout / cam["ground_truth"] for cam in held_manifest["cameras"]]
     seg_dir = out / "segment"
-    model_path = run / "best.pt"
     _say(
         [
             "segment",
@@ -336,30 +420,40 @@ def run_demo(
     )
     seg_report = evaluate_detections(seg_dir / "results.json", held_gt, iou_threshold=0.5)
     seg_total = seg_report.total
-    metrics += [
+    metrics = [
         Metric("segment", "recall (mask IoU >= 0.5)", seg_total.recall, 0.95),
         Metric("segment", "recall, stationary fish", seg_total.flag_recall("stationary"), 0.90),
         Metric("segment", "precision", seg_total.precision),
         Metric("segment", "mean mask IoU of matched fish", seg_total.mean_iou, 0.85),
     ]
-    figures_dir = out / "report"
     typical, failures, frame_ious = _heldout_figures(
         seg_dir / "results.json", held_gt[0], held_videos[0], figures_dir
     )
-    done()
+    return metrics, typical, failures, frame_ious
 
-    # 8. report
-    done = stage(8, "write the report")
+
+def _report(
+    cfg: DemoConfig,
+    num_cameras: int,
+    run: Path,
+    figures_dir: Path,
+    metrics: list[Metric],
+    tables: list[Table],
+    typical: list[Figure],
+    failures: list[Figure],
+    timings: dict[str, float],
+) -> Report:
+    """Stage 8: the report (copies the training curves next to it)."""
     curves = []
     if (run / "curves.png").exists():
         write_image(figures_dir / "curves.png", read_image(run / "curves.png"))
         curves.append(
             Figure("training", "curves.png", "loss and validation mean mask IoU per epoch")
         )
-    report = Report(
+    return Report(
         title="AquaPose demo report",
         summary=(
-            f"synthetic '{cfg.preset}' clip, seed {cfg.seed}: {len(videos)} cameras; held-out clip seed "
+            f"synthetic '{cfg.preset}' clip, seed {cfg.seed}: {num_cameras} cameras; held-out clip seed "
             f"{cfg.seed + 1}; model {cfg.arch}, {cfg.epochs} epochs on {cfg.crop_size}px crops"
         ),
         metrics=metrics,
@@ -369,14 +463,3 @@ def run_demo(
         failures=failures,
         timings_s=timings,
     )
-    done()
-    report_path = write_report(report, figures_dir / "index.html")
-    summary = {
-        "report": str(report_path),
-        "config": asdict(cfg),
-        "metrics": [asdict(m) for m in metrics],
-        "timings_s": timings,
-        "heldout_frame_ious": frame_ious,
-    }
-    atomic_write_json(out / "summary.json", summary, indent=2)
-    return summary
