@@ -215,6 +215,12 @@ class DetectorConfig:
     scale: float = 1.0
 
     def __post_init__(self) -> None:
+        """Reject out-of-range values with a one-line ``ValueError`` naming the field.
+
+        Longer than 80 lines on purpose: one check per field, in field order: splitting
+        would scatter them.
+        """
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ValueError(f"DetectorConfig: {message}")
