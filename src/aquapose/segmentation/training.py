@@ -426,14 +426,22 @@ def train(config: TrainConfig) -> Path:
         close_distributed(ctx)
 
 
-def _train(config: TrainConfig, ctx: DistContext) -> Path:
-    from aquapose.segmentation.evaluation import evaluate
+@dataclass
+class _Run:
+    """The objects one training run steps through (built by :func:`_build_run`)."""
 
-    out = config.out_dir
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    seg: MaskRCNNSegmentor
+    dataset: CropDataset
+    sampler: EpochSampler
+    loader: torch.utils.data.DataLoader
+    optimizer: torch.optim.SGD
+    warmup: torch.optim.lr_scheduler.LinearLR
+    step_lr: torch.optim.lr_scheduler.StepLR
+    scaler: torch.amp.GradScaler | None
 
+
+def _build_run(config: TrainConfig, ctx: DistContext) -> _Run:
+    """Model (seeded alike in every process), data loader, optimizer, schedulers, scaler."""
     torch.manual_seed(config.seed)  # the same initial weights in every process
     seg = MaskRCNNSegmentor(
         config.arch,
@@ -482,41 +490,40 @@ def _train(config: TrainConfig, ctx: DistContext) -> Path:
     )
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    return _Run(seg, dataset, sampler, loader, optimizer, warmup, step_lr, scaler)
 
-    start_epoch, best_iou, best_epoch = 0, -1.0, 0
-    records: list[dict[str, Any]] = []
+
+def _resume(
+    config: TrainConfig, ctx: DistContext, run: _Run
+) -> tuple[int, float, int, list[dict[str, Any]], str]:
+    """Load ``last.pt`` into ``run``; returns start epoch, best IoU/epoch, records, note."""
+    # every process reads last.pt; CPU first (RNG states must be CPU tensors), then
+    # load_state_dict copies the weights and optimizer state onto this process's device
+    state = torch.load(config.out_dir / "last.pt", map_location="cpu", weights_only=True)
+    _check_resumable(config, state["config"])
+    run.seg.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.warmup.load_state_dict(state["warmup"])
+    run.step_lr.load_state_dict(state["step_lr"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    start_epoch, best_iou, best_epoch = state["epoch"], state["best_iou"], state["best_epoch"]
+    records = [r for r in state["records"] if r["epoch"] <= start_epoch]
+    rng_states = state.get("rng_all", [state["rng"]])
     note = ""
-    if config.resume:
-        # every process reads last.pt; CPU first (RNG states must be CPU tensors), then
-        # load_state_dict copies the weights and optimizer state onto this process's device
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        _check_resumable(config, state["config"])
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        warmup.load_state_dict(state["warmup"])
-        step_lr.load_state_dict(state["step_lr"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, best_iou, best_epoch = state["epoch"], state["best_iou"], state["best_epoch"]
-        records = [r for r in state["records"] if r["epoch"] <= start_epoch]
-        rng_states = state.get("rng_all", [state["rng"]])
-        if len(rng_states) == ctx.world_size:
-            _set_rng_state(rng_states[ctx.rank])
-        else:
-            torch.manual_seed(_rank_seed(config.seed, ctx.rank, start_epoch))
-            note = (
-                f"; resuming a {len(rng_states)}-process run on {ctx.world_size}: it continues "
-                "but will not equal an uninterrupted run bit for bit"
-            )
-    if ctx.is_main:
-        atomic_write_json(out / "config.json", config.to_dict(), indent=2)
-        write_config(config, out / "train_config.yaml")
-    train_model: torch.nn.Module = model
-    if ctx.distributed:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+    if len(rng_states) == ctx.world_size:
+        _set_rng_state(rng_states[ctx.rank])
+    else:
+        torch.manual_seed(_rank_seed(config.seed, ctx.rank, start_epoch))
+        note = (
+            f"; resuming a {len(rng_states)}-process run on {ctx.world_size}: it continues "
+            "but will not equal an uninterrupted run bit for bit"
         )
+    return start_epoch, best_iou, best_epoch, records, note
 
+
+def _start_console(config: TrainConfig, ctx: DistContext, run: _Run, note: str) -> tuple[Any, Any]:
+    """Rank 0's console and progress bar (quiet elsewhere); prints the opening line."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -532,50 +539,114 @@ def _train(config: TrainConfig, ctx: DistContext) -> Path:
         disable=not show,
         transient=True,
     )
+    dataset, device = run.dataset, run.seg.device
     skipped = (
         f", {dataset.num_skipped} skipped near rejected detections" if dataset.num_skipped else ""
     )
-    where = f"{seg.arch} on {device}"
+    where = f"{run.seg.arch} on {device}"
     if ctx.distributed:
         where = (
-            f"{seg.arch} on {ctx.world_size} processes ({device.type}, "
+            f"{run.seg.arch} on {ctx.world_size} processes ({device.type}, "
             f"{config.batch_size * ctx.world_size} crops per step){note}"
         )
     console.print(
         f"training on {len(dataset)} crops ({dataset.num_negatives} negative{skipped}), "
-        f"{len(loader)} steps per epoch, {where}",
+        f"{len(run.loader)} steps per epoch, {where}",
         highlight=False,
     )
+    return console, progress
+
+
+def _save_last(
+    config: TrainConfig,
+    ctx: DistContext,
+    run: _Run,
+    *,
+    epoch: int,
+    best: tuple[float, int],
+    records: list[dict[str, Any]],
+) -> None:
+    """Gather every process's RNG state; rank 0 writes ``last.pt`` (all to resume)."""
+    best_iou, best_epoch = best
+    # every process's RNG state (after validation), for an exact resume
+    rng_all = gather_objects(_rng_state(), ctx)
+    if ctx.is_main:
+        _save(
+            {
+                **run.seg.checkpoint(),
+                "config": config.to_dict(),
+                "epoch": epoch + 1,
+                "optimizer": run.optimizer.state_dict(),
+                "warmup": run.warmup.state_dict(),
+                "step_lr": run.step_lr.state_dict(),
+                "scaler": run.scaler.state_dict() if run.scaler is not None else {},
+                "best_iou": best_iou,
+                "best_epoch": best_epoch,
+                "records": records,
+                "rng": rng_all[0],
+                "rng_all": rng_all,
+                "world_size": ctx.world_size,
+            },
+            config.out_dir / "last.pt",
+        )
+
+
+def _train(config: TrainConfig, ctx: DistContext) -> Path:
+    """Every process's training run (``train`` without the process-group handling)."""
+    from aquapose.segmentation.evaluation import evaluate
+
+    out = config.out_dir
+    best_path = out / "best.pt"
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    run = _build_run(config, ctx)
+    model, device = run.seg.model, run.seg.device
+    start_epoch, best_iou, best_epoch = 0, -1.0, 0
+    records: list[dict[str, Any]] = []
+    note = ""
+    if config.resume:
+        start_epoch, best_iou, best_epoch, records, note = _resume(config, ctx, run)
+    if ctx.is_main:
+        atomic_write_json(out / "config.json", config.to_dict(), indent=2)
+        write_config(config, out / "train_config.yaml")
+    train_model: torch.nn.Module = model
+    if ctx.distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    console, progress = _start_console(config, ctx, run, note)
     with progress:
         for epoch in range(start_epoch, config.epochs):
             task = progress.add_task(
-                f"epoch {epoch + 1}/{config.epochs}", total=len(loader), info=""
+                f"epoch {epoch + 1}/{config.epochs}", total=len(run.loader), info=""
             )
 
             def on_step(values: dict[str, float], task: Any = task) -> None:
                 progress.update(task, advance=1, info=f"loss {values['loss']:.3f}")
 
-            sampler.set_epoch(epoch)
+            run.sampler.set_epoch(epoch)
             started = time.perf_counter()
             losses = train_one_epoch(
                 train_model,
-                optimizer,
-                loader,
+                run.optimizer,
+                run.loader,
                 device,
                 epoch=epoch,
-                warmup=warmup if epoch == 0 else None,
-                scaler=scaler,
+                warmup=run.warmup if epoch == 0 else None,
+                scaler=run.scaler,
                 grad_clip_norm=config.grad_clip_norm,
                 on_step=on_step,
             )
             losses = mean_across_ranks(losses, ctx)
-            lr = optimizer.param_groups[0]["lr"]
-            step_lr.step()
+            lr = run.optimizer.param_groups[0]["lr"]
+            run.step_lr.step()
             progress.remove_task(task)
             if ctx.is_main:
                 best_iou, best_epoch = _validate_and_log(
                     config,
-                    seg,
+                    run.seg,
                     evaluate,
                     console,
                     epoch=epoch,
@@ -586,27 +657,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> Path:
                     records=records,
                     world_size=ctx.world_size,
                 )
-            # every process's RNG state (after validation), for an exact resume
-            rng_all = gather_objects(_rng_state(), ctx)
-            if ctx.is_main:
-                _save(
-                    {
-                        **seg.checkpoint(),
-                        "config": config.to_dict(),
-                        "epoch": epoch + 1,
-                        "optimizer": optimizer.state_dict(),
-                        "warmup": warmup.state_dict(),
-                        "step_lr": step_lr.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else {},
-                        "best_iou": best_iou,
-                        "best_epoch": best_epoch,
-                        "records": records,
-                        "rng": rng_all[0],
-                        "rng_all": rng_all,
-                        "world_size": ctx.world_size,
-                    },
-                    last_path,
-                )
+            _save_last(config, ctx, run, epoch=epoch, best=(best_iou, best_epoch), records=records)
             barrier(ctx)  # the others wait while rank 0 validates and writes
     if ctx.is_main and not best_path.is_file():  # resumed a run that had already finished
         raise FileNotFoundError(f"{best_path} missing although the run in {out} is complete")
