@@ -36,8 +36,10 @@ def readme_commands(section: str) -> list[list[str]]:
     block = re.search(r"```bash\n(.*?)```", text[start:], re.S)
     assert block is not None, f"no bash block after {section!r} in README.md"
     script = block.group(1).replace("\\\n", " ")
-    commands = [shlex.split(line) for line in script.splitlines() if line.strip()]
-    commands = [c for c in commands if not c[0].startswith("#")]
+    lines = [
+        line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    commands = [shlex.split(line) for line in lines]
     assert all(c[0] == "aquapose" for c in commands), commands
     return [c[1:] for c in commands]
 
@@ -59,7 +61,7 @@ def simulate_review(tasks_json: Path, export_json: Path) -> None:
 @pytest.mark.slow
 def test_readme_workflow_runs_as_written(tmp_path, monkeypatch, capsys):
     rig = tmp_path / "rig"
-    generate(tmp_path / "synth", preset="tiny", seed=5)
+    generate(tmp_path / "synth", preset="tiny", seed=5, frames=150, fish=5)
     rig.mkdir()
     for n, source in enumerate(sorted((tmp_path / "synth").glob("cam*.mp4")), start=1):
         source.rename(rig / f"cam{n:02d}.mp4")
@@ -78,5 +80,5 @@ def test_readme_workflow_runs_as_written(tmp_path, monkeypatch, capsys):
     assert len(reviewed) == len(train)
     results = read_coco("work/masks/results.json")
     assert {f.camera_id for f in results} == {"cam01", "cam02"}
-    assert len(results) == 2 * 60  # every frame of both cameras
+    assert len(results) == 2 * 150  # every frame of both cameras
     assert Path("work/masks/cam01_overlay.mp4").is_file()

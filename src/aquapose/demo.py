@@ -10,7 +10,6 @@ real-data workflow:
 
 from __future__ import annotations
 
-import importlib
 import json
 import shlex
 import time
@@ -163,7 +162,6 @@ def run_demo(
     out_dir: str | Path, config: DemoConfig | None = None, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run the whole chain into ``out_dir``; returns the key numbers (also in summary.json)."""
-    _import_stages()
     cfg = config or DemoConfig()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -228,17 +226,6 @@ def run_demo(
     done()
     report_path = write_report(report, figures_dir / "index.html")
     return _write_summary(out, report_path, cfg, metrics, timings, frame_ious)
-
-
-def _import_stages() -> None:
-    """Import the torch-backed stages now, so that no stage's timing includes the import."""
-    for module in (
-        "aquapose.segmentation.detection_eval",
-        "aquapose.segmentation.evaluation",
-        "aquapose.segmentation.model",
-        "aquapose.segmentation.training",
-    ):
-        importlib.import_module(module)
 
 
 def _write_summary(
