@@ -14,9 +14,14 @@
   can explain become sure fish, and GrabCut models frame/background ratios instead
   of colours: fish shadows on the floor are left out of the mask.
 - ``sam``: Segment Anything (``segment-anything``; ``vit_b``/``vit_l``/``vit_h``) from
-  a local checkpoint.
-- ``sam2``: SAM 2 (``sam2`` package) from a packaged model config and a local
-  checkpoint.
+  a checkpoint path or a released checkpoint's name (``vit_b``, ``sam_vit_b_01ec64.pth``).
+- ``sam2``: SAM 2 (``sam2`` package) from a packaged model config and a checkpoint path
+  or name (``sam2.1_hiera_tiny``).
+
+A named checkpoint is read from torch hub's cache (``torch.hub.get_dir()/checkpoints``)
+and downloaded there from Meta's release URL when missing (see
+:mod:`aquapose.segmentation.weights`); offline, the error names the file, the URL and
+the folder to put it in.
 
 The SAM backends load their model on first use, compute one image embedding per
 frame (``set_image``) for all of its boxes, prompt with the box only, keep the best
@@ -44,6 +49,13 @@ from aquapose.segmentation.labels import (
 )
 from aquapose.segmentation.masks import largest_component
 from aquapose.segmentation.types import Detection
+from aquapose.segmentation.weights import (
+    SAM2_CHECKPOINTS,
+    SAM_CHECKPOINTS,
+    fetch_checkpoint,
+    sam2_checkpoint_url,
+    sam_checkpoint_url,
+)
 
 __all__ = [
     "BACKENDS",
@@ -59,12 +71,6 @@ __all__ = [
 
 MaskChoice = Literal["score", "area"]
 
-#: Checkpoint file names of the public SAM releases, for error messages.
-_SAM_CHECKPOINTS = {
-    "vit_b": "sam_vit_b_01ec64.pth",
-    "vit_l": "sam_vit_l_0b3195.pth",
-    "vit_h": "sam_vit_h_4b8939.pth",
-}
 #: SAM 2 checkpoint file name -> packaged hydra config (``sam2/configs/...``).
 _SAM2_CONFIGS = {
     "sam2.1_hiera_tiny.pt": "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -340,7 +346,7 @@ class _SamBackend:
     def __init__(
         self,
         checkpoint: str | Path | None,
-        model_type: str,
+        model_type: str | None,
         device: str,
         mask_choice: MaskChoice,
         model: Any = None,
@@ -356,6 +362,42 @@ class _SamBackend:
         self.embed_calls = 0
         self.decode_calls = 0
 
+    def _checkpoint_path(self) -> tuple[Path, str]:
+        """The checkpoint file (fetched into torch hub's cache when named) and model type."""
+        model_type = self.model_type or "vit_b"
+        if model_type not in SAM_CHECKPOINTS:
+            raise ValueError(
+                f"model_type must be one of {sorted(SAM_CHECKPOINTS)} for backend 'sam', "
+                f"got {model_type!r}"
+            )
+        if self.checkpoint is None:
+            raise ValueError(
+                f"backend 'sam' needs a checkpoint: pass --checkpoint with a released name "
+                f"({', '.join(SAM_CHECKPOINTS)}: fetched into torch hub's cache) or the PATH of "
+                f"a SAM {model_type} checkpoint ({SAM_CHECKPOINTS[model_type]})"
+            )
+        path = Path(self.checkpoint)
+        named = (
+            None
+            if path.is_file() or path.name != str(self.checkpoint)
+            else (sam_checkpoint_url(path.name))
+        )
+        if named is None:
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"SAM checkpoint not found: {path} (expected a {model_type} checkpoint "
+                    f"such as {SAM_CHECKPOINTS[model_type]}, or a released name: "
+                    f"{', '.join(SAM_CHECKPOINTS)})"
+                )
+            return path, model_type
+        named_type, url = named
+        if self.model_type is not None and self.model_type != named_type:
+            raise ValueError(
+                f"checkpoint {self.checkpoint!r} is a {named_type} model but model_type is "
+                f"{self.model_type!r}: drop model_type or make it {named_type!r}"
+            )
+        return fetch_checkpoint(url), named_type
+
     def _load(self) -> Any:
         try:
             import torch
@@ -367,31 +409,14 @@ class _SamBackend:
             ) from None
         model = self._model
         if model is None:
-            if self.model_type not in _SAM_CHECKPOINTS:
-                raise ValueError(
-                    f"model_type must be one of {sorted(_SAM_CHECKPOINTS)} for backend 'sam', "
-                    f"got {self.model_type!r}"
-                )
-            wanted = _SAM_CHECKPOINTS[self.model_type]
-            if self.checkpoint is None:
-                raise ValueError(
-                    f"backend 'sam' needs a checkpoint: pass --checkpoint PATH to a SAM "
-                    f"{self.model_type} checkpoint ({wanted}, from the segment-anything "
-                    "release); weights cannot be downloaded at run time"
-                )
-            path = Path(self.checkpoint)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"SAM checkpoint not found: {path} (expected a {self.model_type} checkpoint "
-                    f"such as {wanted} from the segment-anything release)"
-                )
-            model = sam_model_registry[self.model_type](checkpoint=None)
+            path, model_type = self._checkpoint_path()
+            model = sam_model_registry[model_type](checkpoint=None)
             state = torch.load(path, map_location="cpu", weights_only=True)
             try:
                 model.load_state_dict(state)
             except RuntimeError as err:
                 raise ValueError(
-                    f"{path}: does not fit SAM model_type {self.model_type!r} "
+                    f"{path}: does not fit SAM model_type {model_type!r} "
                     f"(pass the matching --model-type): {str(err).splitlines()[0]}"
                 ) from None
         model.to(self.device).eval()
@@ -463,17 +488,26 @@ class _Sam2Backend:
             ) from None
         model = self._model
         if model is None:
+            released = sorted(name.removesuffix(".pt") for name in SAM2_CHECKPOINTS)
             if self.checkpoint is None:
                 raise ValueError(
-                    "backend 'sam2' needs a checkpoint: pass --checkpoint PATH to a SAM 2 "
-                    "checkpoint (e.g. sam2.1_hiera_tiny.pt) and, unless its file name is one "
-                    f"of the released ones, --model-cfg (one of {sorted(set(_SAM2_CONFIGS.values()))})"
+                    "backend 'sam2' needs a checkpoint: pass --checkpoint with a released name "
+                    f"({', '.join(released)}: fetched into torch hub's cache) or the PATH of a "
+                    "SAM 2 checkpoint and, unless its file name is one of the released ones, "
+                    f"--model-cfg (one of {sorted(set(_SAM2_CONFIGS.values()))})"
                 )
             path = Path(self.checkpoint)
-            if not path.is_file():
+            named = (
+                None
+                if path.is_file() or path.name != str(self.checkpoint)
+                else (sam2_checkpoint_url(path.name))
+            )
+            if named is not None:
+                path = fetch_checkpoint(named[1])
+            elif not path.is_file():
                 raise FileNotFoundError(
                     f"SAM 2 checkpoint not found: {path} (expected e.g. sam2.1_hiera_tiny.pt "
-                    "from the SAM 2 release)"
+                    f"from the SAM 2 release, or a released name: {', '.join(released)})"
                 )
             cfg = self.model_cfg or _SAM2_CONFIGS.get(path.name)
             if cfg is None:
@@ -523,8 +557,8 @@ class _Sam2Backend:
 #: Backend names -> short description (the registry behind ``SAMPseudoLabeler(backend=...)``).
 BACKENDS = {
     "classical": "GrabCut seeded by the box and the detector's blob; needs no weights",
-    "sam": "Segment Anything (segment-anything) from a local checkpoint",
-    "sam2": "SAM 2 (sam2 package) from a packaged config and a local checkpoint",
+    "sam": "Segment Anything (segment-anything) from a checkpoint path or name (vit_b)",
+    "sam2": "SAM 2 (sam2 package) from a checkpoint path or name (sam2.1_hiera_tiny)",
 }
 
 
@@ -533,8 +567,11 @@ class SAMPseudoLabeler:
 
     Args:
         backend: ``"classical"`` (default, no weights), ``"sam"`` or ``"sam2"``.
-        checkpoint: local checkpoint file of the SAM / SAM 2 model.
-        model_type: SAM variant, ``vit_b``/``vit_l``/``vit_h`` (backend ``sam``).
+        checkpoint: checkpoint file of the SAM / SAM 2 model, or a released checkpoint's
+            name (``vit_b``, ``sam_vit_h_4b8939.pth``, ``sam2.1_hiera_tiny``), read from
+            torch hub's cache and downloaded there when missing.
+        model_type: SAM variant, ``vit_b``/``vit_l``/``vit_h`` (backend ``sam``); default:
+            the named checkpoint's, else ``vit_b``.
         model_cfg: SAM 2 packaged config, e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``;
             guessed from the checkpoint's released file name when omitted.
         device: torch device of the SAM models.
@@ -548,7 +585,7 @@ class SAMPseudoLabeler:
         self,
         backend: str = "classical",
         checkpoint: str | Path | None = None,
-        model_type: str = "vit_b",
+        model_type: str | None = None,
         model_cfg: str | None = None,
         device: str = "cpu",
         *,

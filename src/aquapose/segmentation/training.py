@@ -47,7 +47,7 @@ class TrainConfig:
             become negative crops).
         out_dir: run folder (checkpoints, metrics, curves).
         arch: architecture name (``aquapose.segmentation.model.ARCHITECTURES``).
-        weights: None (from scratch), ``"DEFAULT"`` (pretrained, torch cache only) or
+        weights: None (from scratch), ``"DEFAULT"`` (pretrained, from the torch cache, downloaded when missing) or
             a checkpoint path to start from.
         crop_size: side of the square training crops (the model's input size).
         epochs, batch_size, lr, momentum, weight_decay: SGD schedule.
