@@ -14,7 +14,9 @@ All are sized for crops, not COCO photos: the internal resize is the crop size (
 proposals and at most 20 detections, plenty for crops holding a few fish and several
 times faster than torchvision's defaults (``TORCHVISION_DEFAULTS``). ``predict`` pastes
 the masks with :func:`paste_masks_exact`, the exact inverse of the mask targets, instead
-of torchvision's integer-box pasting (worth ~0.1 mask IoU on thin fish).
+of torchvision's integer-box pasting (worth ~0.1 mask IoU on thin fish). Every model is
+partially supervised (:mod:`aquapose.segmentation.partial_loss`): a training target may
+carry ``masks_trusted`` (box-only fish) and ``ignore_boxes`` (regions without loss).
 
 Weights: ``None`` (random), ``"DEFAULT"`` (torchvision's pretrained weights: COCO for the
 R50 default, ImageNet backbones for the light presets; loaded through torchvision's own
@@ -56,6 +58,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from aquapose.segmentation.io.files import atomic_write_bytes
 from aquapose.segmentation.masks import encode_rle
+from aquapose.segmentation.partial_loss import partial_supervision
 from aquapose.segmentation.types import CropRegion, SegmentationResult
 from aquapose.segmentation.weights import load_torchvision_weights
 
@@ -250,7 +253,9 @@ def build_model(
         raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
     settings = settings or HeadSettings()
     pretrained = isinstance(weights, str) and weights == "DEFAULT"
-    model = ARCHITECTURES[arch](num_classes, pretrained, crop_size, settings)
+    # partial supervision: targets may carry masks_trusted / ignore_boxes (partial_loss.py);
+    # without them the model trains exactly as torchvision's
+    model = partial_supervision(ARCHITECTURES[arch](num_classes, pretrained, crop_size, settings))
     if weights is not None and not pretrained:
         checkpoint = read_checkpoint(weights)
         state = checkpoint.get("model", checkpoint)
