@@ -18,12 +18,14 @@ horizontal/vertical flips, 90-degree rotations and brightness/contrast jitter;
 degenerate boxes are dropped after every geometric transform. It is seeded per
 sample from ``(seed, epoch, index)``: the same epoch gives the same crops in any
 process (DataLoader workers included) and the global torch RNG is left untouched.
+Optional copy-paste (:class:`CopyPaste`, ``copy_paste_prob > 0``; off by default) pastes
+other frames' fish, with their exact masks and pixels, into the crop first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,176 @@ def build_augmentation(brightness: float = 0.25, contrast: float = 0.25) -> v2.C
     )
 
 
+#: A source of fish to paste: ``() -> (rgb, mask)`` with float32 ``[3, h, w]`` RGB in 0..1 and
+#: bool ``[h, w]`` (the fish's tight box), drawn with torch's global RNG.
+FishSource = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _tight_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """float32 ``[N, 4]`` tight xyxy boxes (x1/y1 exclusive) of non-empty ``[N, H, W]`` masks."""
+    boxes = torch.zeros((len(masks), 4), dtype=torch.float32)
+    for n, mask in enumerate(masks):
+        ys = torch.nonzero(mask.any(dim=1)).flatten()
+        xs = torch.nonzero(mask.any(dim=0)).flatten()
+        boxes[n] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).float()
+    return boxes
+
+
+class CopyPaste(v2.Transform):
+    """Simple copy-paste (Ghiasi et al., CVPR 2021) of whole fish into a crop.
+
+    With probability ``prob`` a sample gets 1 to ``max_fish`` fish from ``source`` (exact
+    masks with their pixels, e.g. other frames' fish), each randomly flipped and rotated by
+    a multiple of 90 degrees. With probability ``touch_prob`` a fish is placed against a fish
+    already in the crop (touching or overlapping it, the case background subtraction cannot
+    split), else anywhere. A pasted fish hides what lies under it: the masks below are cut,
+    fish left with fewer than ``min_area`` visible pixels are dropped and every box is
+    recomputed as its mask's tight box. With probability ``fade_prob`` a pasted fish is a
+    *faded* copy instead: alpha-blended (alpha in ``fade_alpha``) over the crop's floor,
+    clear of the other fish, to teach faint, low-contrast fish.
+
+    Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask, "labels":
+    Tensor, ...})`` like :func:`build_augmentation`. Pasted fish get label 1 and, when the
+    target has ``masks_trusted``, a trusted mask; they are never put over an untrusted
+    (box-only) fish or an ``ignore_boxes`` region, whose masks cannot be cut. Random numbers
+    come from torch's global RNG (seeded per sample by :class:`CropDataset`); with
+    ``prob == 0`` none is drawn and the inputs come back untouched.
+    """
+
+    def __init__(
+        self,
+        source: FishSource,
+        prob: float = 0.5,
+        max_fish: int = 2,
+        fade_prob: float = 0.0,
+        fade_alpha: tuple[float, float] = (0.25, 0.6),
+        touch_prob: float = 0.5,
+        min_area: int = 20,
+        tries: int = 10,
+    ) -> None:
+        super().__init__()
+        for name, value in (("prob", prob), ("fade_prob", fade_prob), ("touch_prob", touch_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"CopyPaste {name} must be in [0, 1], got {value}")
+        if isinstance(max_fish, bool) or not isinstance(max_fish, int) or max_fish < 1:
+            raise ValueError(f"CopyPaste max_fish must be an int >= 1, got {max_fish!r}")
+        if not 0.0 < fade_alpha[0] <= fade_alpha[1] <= 1.0:
+            raise ValueError(f"CopyPaste fade_alpha must be 0 < low <= high <= 1, got {fade_alpha}")
+        self.source = source
+        self.prob = float(prob)
+        self.max_fish = max_fish
+        self.fade_prob = float(fade_prob)
+        self.fade_alpha = (float(fade_alpha[0]), float(fade_alpha[1]))
+        self.touch_prob = float(touch_prob)
+        self.min_area = int(min_area)
+        self.tries = int(tries)
+
+    def forward(self, *inputs: Any) -> Any:
+        image, target = inputs if len(inputs) == 2 else inputs[0]
+        if self.prob == 0.0 or float(torch.rand(())) >= self.prob:
+            return image, target
+        masks = target["masks"].as_subclass(torch.Tensor).bool()
+        original_areas = masks.flatten(1).sum(dim=1)
+        labels = target["labels"]
+        height, width = image.shape[-2:]
+        trusted = target.get("masks_trusted")
+        # where nothing may be pasted: fish without a trusted mask, ignore regions
+        blocked = torch.zeros((height, width), dtype=torch.bool)
+        boxes = target["boxes"].as_subclass(torch.Tensor)
+        keep_out = [boxes[~trusted]] if trusted is not None else []
+        if "ignore_boxes" in target:
+            keep_out.append(target["ignore_boxes"].as_subclass(torch.Tensor))
+        for box in torch.cat(keep_out) if keep_out else []:
+            x0, y0 = (int(v) for v in box[:2].floor().clamp(min=0))
+            x1, y1 = (int(v) for v in box[2:].ceil())
+            blocked[y0:y1, x0:x1] = True
+        out = image.as_subclass(torch.Tensor).clone()
+        new_masks: list[torch.Tensor] = []
+        areas: list[int] = []  # of the pasted fish, whole
+        for _ in range(int(torch.randint(1, self.max_fish + 1, ()))):
+            rgb, fish = self._random_fish()
+            fade = self.fade_prob > 0.0 and float(torch.rand(())) < self.fade_prob
+            occupied = masks.any(dim=0) | blocked
+            if new_masks:
+                occupied |= torch.stack(new_masks).any(dim=0)
+            spot = self._place(fish, masks, occupied if fade else blocked, touch=not fade)
+            if spot is None:
+                continue
+            y, x = spot
+            h, w = fish.shape
+            full = torch.zeros((height, width), dtype=torch.bool)
+            full[y : y + h, x : x + w] = fish
+            region = out[:, y : y + h, x : x + w]
+            if fade:
+                low, high = self.fade_alpha
+                alpha = low + (high - low) * float(torch.rand(()))
+                blended = alpha * rgb + (1.0 - alpha) * region
+                region[:, fish] = blended[:, fish]
+            else:
+                region[:, fish] = rgb[:, fish]
+            masks = masks & ~full  # the pasted fish hides what is under it
+            new_masks = [m & ~full for m in new_masks] + [full]
+            areas.append(int(fish.sum()))
+        if not new_masks:
+            return image, target
+        areas_before = torch.cat([original_areas, torch.tensor(areas)])
+        masks = torch.cat([masks, torch.stack(new_masks)])
+        labels = torch.cat([labels, torch.ones(len(new_masks), dtype=labels.dtype)])
+        # a fish that lost pixels under a pasted one is dropped when fewer than min_area are
+        # left (hidden, or nearly); an empty mask always is
+        area = masks.flatten(1).sum(dim=1)
+        keep = (area >= self.min_area) | ((area == areas_before) & (area > 0))
+        out_target = {**target}
+        out_target["masks"] = tv_tensors.Mask(masks[keep].to(torch.uint8))
+        out_target["labels"] = labels[keep]
+        out_target["boxes"] = tv_tensors.BoundingBoxes(
+            _tight_boxes(masks[keep]), format="XYXY", canvas_size=(height, width)
+        )
+        if trusted is not None:
+            out_target["masks_trusted"] = torch.cat(
+                [trusted, torch.ones(len(new_masks), dtype=torch.bool)]
+            )[keep]
+        if isinstance(image, tv_tensors.TVTensor):
+            out = tv_tensors.wrap(out, like=image)
+        return out, out_target
+
+    def _random_fish(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, fish = self.source()
+        k = int(torch.randint(0, 4, ()))
+        flip = bool(torch.randint(0, 2, ()))
+        rgb, fish = torch.rot90(rgb, k, dims=(1, 2)), torch.rot90(fish, k, dims=(0, 1))
+        if flip:
+            rgb, fish = rgb.flip(2), fish.flip(1)
+        return rgb, fish
+
+    def _place(
+        self, fish: torch.Tensor, masks: torch.Tensor, forbidden: torch.Tensor, touch: bool
+    ) -> tuple[int, int] | None:
+        """Top-left ``(y, x)`` of the fish's box, inside the crop, its mask clear of
+        ``forbidden``; None when no try fits."""
+        h, w = fish.shape
+        height, width = forbidden.shape
+        if h > height or w > width:
+            return None
+        present = [m for m in masks if m.any()]
+        for _ in range(self.tries):
+            if touch and present and float(torch.rand(())) < self.touch_prob:
+                # against a random fish: its box's centre moved by up to the fish's half sizes
+                other = present[int(torch.randint(len(present), ()))]
+                ys, xs = torch.nonzero(other, as_tuple=True)
+                cy, cx = float(ys.float().mean()), float(xs.float().mean())
+                dy, dx = (torch.rand(2) * 2.0 - 1.0).tolist()
+                y = round(cy + dy * h * 0.75 - h / 2.0)
+                x = round(cx + dx * w * 0.75 - w / 2.0)
+                y, x = min(max(y, 0), height - h), min(max(x, 0), width - w)
+            else:
+                y = int(torch.randint(0, height - h + 1, ()))
+                x = int(torch.randint(0, width - w + 1, ()))
+            if not (forbidden[y : y + h, x : x + w] & fish).any():
+                return y, x
+        return None
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Crops around every annotated fish of a COCO file, plus negative crops.
 
@@ -120,6 +292,13 @@ class CropDataset(torch.utils.data.Dataset):
         min_border: see ``ignore_boxes_key``.
         cache_mb: decoded frames kept in memory (least recently used dropped first); a
             frame holds several fish, and decoding it is most of a sample's cost.
+        copy_paste_prob: when augmenting, the probability that a crop gets fish pasted in
+            from the data set's frames (:class:`CopyPaste`: exact masks with their pixels,
+            touching or over the crop's fish); 0 (default) = off, the samples are then
+            exactly those without it.
+        copy_paste_max: at most this many fish pasted into one crop.
+        copy_paste_fade_prob: the probability that a pasted fish is a faded copy
+            (alpha-blended over the floor, a faint fish).
     """
 
     def __init__(
@@ -138,6 +317,9 @@ class CropDataset(torch.utils.data.Dataset):
         ignore_boxes_key: str | None = "rejected_boxes_xyxy",
         min_border: int = 4,
         cache_mb: float = 512.0,
+        copy_paste_prob: float = 0.0,
+        copy_paste_max: int = 2,
+        copy_paste_fade_prob: float = 0.0,
     ) -> None:
         if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
             raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
@@ -190,6 +372,34 @@ class CropDataset(torch.utils.data.Dataset):
                     self._clear_shift.append(shift)
         if not self.samples:
             raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
+        #: (frame index, instance index) of every fish with a trusted mask, to paste
+        self._paste_sources = [
+            (f_idx, i_idx)
+            for f_idx, frame in enumerate(self.frames)
+            for i_idx, inst in enumerate(frame.instances)
+            if inst.rle is not None and inst.extra.get("mask_trusted", True) is not False
+        ]
+        self._copy_paste = (
+            CopyPaste(
+                self._random_fish,
+                prob=copy_paste_prob,
+                max_fish=copy_paste_max,
+                fade_prob=copy_paste_fade_prob,
+                min_area=self.min_visible_area,
+            )
+            if augment and copy_paste_prob > 0.0 and self._paste_sources
+            else None
+        )
+
+    def _random_fish(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random fish of the data set: float32 RGB ``[3, h, w]`` and bool mask ``[h, w]``
+        over its tight box (drawn with torch's RNG; a :data:`FishSource`)."""
+        f_idx, i_idx = self._paste_sources[int(torch.randint(len(self._paste_sources), ()))]
+        mask = decode_rle(self.frames[f_idx].instances[i_idx].rle)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (int(v) for v in mask_to_box_xyxy(mask))
+        patch = cv2.cvtColor(self._image(f_idx)[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
+        rgb = torch.from_numpy(patch).permute(2, 0, 1).float().div_(255.0)
+        return rgb, torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
 
     def _ignore_boxes(self, frame: AnnotatedFrame, key: str | None) -> np.ndarray:
         boxes = np.asarray(frame.extra.get(key) or [] if key else [], dtype=np.float64)
@@ -349,6 +559,8 @@ class CropDataset(torch.utils.data.Dataset):
             seed = int(rng.integers(0, 2**63 - 1))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
+                if self._copy_paste is not None:
+                    image, target = self._copy_paste(image, target)
                 image, target = self._transform(image, target)
         return _plain(image, target, index)
 

@@ -63,6 +63,10 @@ class TrainConfig:
         train_image_root, val_image_root: image folders (default: each JSON's folder).
         head_settings: RPN/RoI overrides (``HeadSettings`` field -> value); None = the
             crop-sized defaults.
+        copy_paste_prob, copy_paste_max, copy_paste_fade_prob: copy-paste augmentation of
+            the training crops (``CropDataset``/``CopyPaste``): the share of crops that get
+            up to ``copy_paste_max`` fish pasted from other frames, and the share of those
+            pasted as faded copies. ``copy_paste_prob=0`` (default): off.
         resume: continue the run in ``out_dir`` from ``last.pt``.
         progress: show a progress bar on stderr.
     """
@@ -90,6 +94,9 @@ class TrainConfig:
     train_image_root: Path | None = None
     val_image_root: Path | None = None
     head_settings: dict[str, int] | None = None
+    copy_paste_prob: float = 0.0
+    copy_paste_max: int = 2
+    copy_paste_fade_prob: float = 0.0
     resume: bool = False
     progress: bool = True
 
@@ -115,6 +122,19 @@ class TrainConfig:
             raise ValueError(f"grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
         if self.head_settings is not None:
             HeadSettings.from_dict(self.head_settings)  # rejects unknown keys and bad values
+        if not (0 <= self.copy_paste_prob <= 1 and 0 <= self.copy_paste_fade_prob <= 1):
+            raise ValueError(
+                "TrainConfig.copy_paste_prob and copy_paste_fade_prob must be in [0, 1], got "
+                f"{self.copy_paste_prob} and {self.copy_paste_fade_prob}"
+            )
+        if (
+            isinstance(self.copy_paste_max, bool)
+            or not isinstance(self.copy_paste_max, int)
+            or (self.copy_paste_max < 1)
+        ):
+            raise ValueError(
+                f"TrainConfig.copy_paste_max must be an int >= 1, got {self.copy_paste_max!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""
@@ -291,9 +311,13 @@ def plot_curves(records: list[dict[str, Any]], path: Path) -> Path:
 
 def _check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
     now = config.to_dict()
-    diff = sorted(k for k in now if k not in _RESUME_FREE_KEYS and saved.get(k) != now[k])
+    # a key the interrupted run's config lacks (saved by an older version) had its default
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    diff = sorted(
+        k for k in now if k not in _RESUME_FREE_KEYS and saved.get(k, defaults.get(k)) != now[k]
+    )
     if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
+        shown = ", ".join(f"{k}: {saved.get(k, defaults.get(k))!r} -> {now[k]!r}" for k in diff)
         raise ValueError(
             f"cannot resume {config.out_dir}: the config differs from the interrupted run "
             f"({shown}); use the same settings, or start a new run in another --out"
@@ -328,7 +352,14 @@ def train(config: TrainConfig) -> Path:
     )
     model, device = seg.model, seg.device
     dataset = CropDataset(
-        config.train_json, config.train_image_root, config.crop_size, augment=True, seed=config.seed
+        config.train_json,
+        config.train_image_root,
+        config.crop_size,
+        augment=True,
+        seed=config.seed,
+        copy_paste_prob=config.copy_paste_prob,
+        copy_paste_max=config.copy_paste_max,
+        copy_paste_fade_prob=config.copy_paste_fade_prob,
     )
     sampler = EpochSampler(len(dataset), config.seed)
     loader = torch.utils.data.DataLoader(
