@@ -12,6 +12,14 @@ crop. A sample is ``(image, target)``:
   ``image_id`` int (the sample index). Negatives have ``N = 0`` and are kept: the
   model must learn to say "no fish".
 
+Partial labels: a fish without a mask (box-only annotation) or whose annotation says
+``"mask_trusted": false`` is a target for the box and class heads only, and an image field
+``ignore_regions_xyxy`` (frame-space boxes, e.g. a blob holding several fish) marks regions
+without loss. When the data set has either, every target also carries ``masks_trusted``
+(bool ``[N]``; a box-only fish's ``masks`` row is its filled box) and ``ignore_boxes``
+(float ``[K, 4]``, crop space), which :mod:`aquapose.segmentation.partial_loss` reads;
+otherwise the targets are exactly torchvision's.
+
 Augmentation (``augment=True``) uses ``torchvision.transforms.v2`` on ``tv_tensors``
 so image, masks and boxes move together: a small random shift of the window,
 horizontal/vertical flips, 90-degree rotations and brightness/contrast jitter;
@@ -26,7 +34,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +49,7 @@ from aquapose.segmentation.crops import compute_crop_region, extract_crop
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.io.files import read_image
 from aquapose.segmentation.masks import decode_rle, mask_to_box_xyxy
-from aquapose.segmentation.types import AnnotatedFrame, CropRegion
+from aquapose.segmentation.types import AnnotatedFrame, CropRegion, Instance
 
 Target = dict[str, Any]
 
@@ -57,6 +65,9 @@ class CropSample:
         frame: the annotated frame the crop comes from.
         instance_index: index in ``frame.instances`` of the fish the crop is centred on,
             or -1 for a negative crop.
+        crop_boxes_only: float ``(M, 4)`` crop-space ``xyxy`` of the fish without a trusted
+            mask (box-only), rounded out to whole pixels and clipped to the crop.
+        crop_ignore_xyxy: float ``(K, 4)`` crop-space ignore regions (same rounding).
     """
 
     image_bgr: np.ndarray
@@ -64,6 +75,8 @@ class CropSample:
     region: CropRegion
     frame: AnnotatedFrame
     instance_index: int
+    crop_boxes_only: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    crop_ignore_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 class RandomRot90(v2.Transform):
@@ -78,21 +91,28 @@ class RandomRot90(v2.Transform):
         return F.rotate(inpt, angle=params["angle"], expand=True)
 
 
+def _row_tensors(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """The per-box tensors ``SanitizeBoundingBoxes`` filters with the boxes: ``labels``,
+    and ``kinds`` when the target has it."""
+    target = inputs[1] if len(inputs) == 2 else inputs[0][1]
+    return tuple(target[k] for k in ("labels", "kinds") if k in target)
+
+
 def build_augmentation(brightness: float = 0.25, contrast: float = 0.25) -> v2.Compose:
     """The training augmentation: flips, 90-degree rotations, brightness/contrast jitter.
 
     Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask,
     "labels": Tensor, ...})``; ``SanitizeBoundingBoxes`` after every geometric step
-    drops degenerate boxes with their masks and labels.
+    drops degenerate boxes with their masks, labels and (if present) ``kinds``.
     """
     return v2.Compose(
         [
             v2.RandomHorizontalFlip(p=0.5),
-            v2.SanitizeBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_row_tensors),
             v2.RandomVerticalFlip(p=0.5),
-            v2.SanitizeBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_row_tensors),
             RandomRot90(),
-            v2.SanitizeBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_row_tensors),
             v2.ColorJitter(brightness=brightness, contrast=contrast),
         ]
     )
@@ -290,6 +310,9 @@ class CropDataset(torch.utils.data.Dataset):
             ``min_border`` pixels from its edge); a fish with no such window is skipped,
             and so is an image without fish that has one.
         min_border: see ``ignore_boxes_key``.
+        ignore_regions_key: image field listing frame-space ``xyxy`` regions where the
+            model takes no loss (e.g. a blob holding several fish): they reach the model
+            as the target's crop-space ``ignore_boxes`` (see ``partial_loss``).
         cache_mb: decoded frames kept in memory (least recently used dropped first); a
             frame holds several fish, and decoding it is most of a sample's cost.
         copy_paste_prob: when augmenting, the probability that a crop gets fish pasted in
@@ -316,6 +339,7 @@ class CropDataset(torch.utils.data.Dataset):
         contrast: float = 0.25,
         ignore_boxes_key: str | None = "rejected_boxes_xyxy",
         min_border: int = 4,
+        ignore_regions_key: str | None = "ignore_regions_xyxy",
         cache_mb: float = 512.0,
         copy_paste_prob: float = 0.0,
         copy_paste_max: int = 2,
@@ -359,11 +383,6 @@ class CropDataset(torch.utils.data.Dataset):
                     self._clear_shift.append(np.zeros(2))
                 continue
             for i_idx, inst in enumerate(frame.instances):
-                if inst.rle is None:
-                    raise ValueError(
-                        f"{self.coco_json}: image {frame.image_id} has a fish without a mask "
-                        "(box-only annotation); CropDataset needs a segmentation for every fish"
-                    )
                 shift = self._find_clear_shift(frame, inst.box_xyxy, ignore)
                 if shift is None:
                     self.num_skipped += 1
@@ -372,12 +391,19 @@ class CropDataset(torch.utils.data.Dataset):
                     self._clear_shift.append(shift)
         if not self.samples:
             raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
+        #: per frame, the regions without loss (frame-space xyxy)
+        self._regions = [self._ignore_boxes(f, ignore_regions_key) for f in self.frames]
+        #: targets carry ``masks_trusted`` and ``ignore_boxes`` (the data set has box-only
+        #: fish or ignore regions); otherwise they are torchvision's plain targets
+        self.partial = any(len(r) for r in self._regions) or any(
+            not _mask_trusted(inst) for frame in self.frames for inst in frame.instances
+        )
         #: (frame index, instance index) of every fish with a trusted mask, to paste
         self._paste_sources = [
             (f_idx, i_idx)
             for f_idx, frame in enumerate(self.frames)
             for i_idx, inst in enumerate(frame.instances)
-            if inst.rle is not None and inst.extra.get("mask_trusted", True) is not False
+            if _mask_trusted(inst)
         ]
         self._copy_paste = (
             CopyPaste(
@@ -496,6 +522,7 @@ class CropDataset(torch.utils.data.Dataset):
         crop_bgr = extract_crop(image, region)
         window = region.box_xyxy
         masks: list[np.ndarray] = []
+        boxes_only: list[np.ndarray] = []
         for inst in frame.instances:
             box = inst.box_xyxy
             if (
@@ -505,12 +532,36 @@ class CropDataset(torch.utils.data.Dataset):
                 or box[3] <= window[1]
             ):
                 continue
+            if not _mask_trusted(inst):
+                crop_box = self._crop_box(region, box)
+                if crop_box is not None:
+                    boxes_only.append(crop_box)
+                continue
             crop_mask = extract_crop(decode_rle(inst.rle), region)  # type: ignore[arg-type]
             if np.count_nonzero(crop_mask) >= self.min_visible_area:
                 masks.append(crop_mask)
         shape = (len(masks), self.crop_size, self.crop_size)
         stacked = np.stack(masks) if masks else np.zeros(shape, dtype=bool)
-        return CropSample(crop_bgr, stacked, region, frame, i_idx)
+        regions = [self._crop_box(region, r) for r in self._regions[f_idx]]
+        return CropSample(
+            crop_bgr,
+            stacked,
+            region,
+            frame,
+            i_idx,
+            np.array(boxes_only).reshape(-1, 4),
+            np.array([r for r in regions if r is not None]).reshape(-1, 4),
+        )
+
+    def _crop_box(self, region: CropRegion, box_xyxy: np.ndarray) -> np.ndarray | None:
+        """Crop-space box rounded out to whole pixels and clipped to the crop; None when
+        fewer than ``min_visible_area`` pixels of it are in the crop."""
+        crop = region.frame_to_crop_xyxy(box_xyxy)
+        x0, y0 = np.floor(np.clip(crop[:2], 0, self.crop_size))
+        x1, y1 = np.ceil(np.clip(crop[2:], 0, self.crop_size))
+        if (x1 - x0) * (y1 - y0) < self.min_visible_area:
+            return None
+        return np.array([x0, y0, x1, y1])
 
     def _image(self, f_idx: int) -> np.ndarray:
         """Frame ``f_idx`` as uint8 BGR, through the LRU cache."""
@@ -544,9 +595,12 @@ class CropDataset(torch.utils.data.Dataset):
         sample = self._load(index, rng, shift=self.augment)
         rgb = cv2.cvtColor(sample.image_bgr, cv2.COLOR_BGR2RGB)
         image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
-        masks = tv_tensors.Mask(torch.from_numpy(sample.crop_masks.astype(np.uint8)))
+        crop_masks = sample.crop_masks
+        if self.partial:  # box-only fish: their box, filled, stands in for the mask
+            crop_masks = np.concatenate([crop_masks, self._box_masks(sample.crop_boxes_only)])
+        masks = tv_tensors.Mask(torch.from_numpy(crop_masks.astype(np.uint8)))
         boxes = torch.zeros((len(masks), 4), dtype=torch.float32)
-        for n, m in enumerate(sample.crop_masks):
+        for n, m in enumerate(crop_masks):
             boxes[n] = torch.from_numpy(mask_to_box_xyxy(m))
         target: Target = {
             "boxes": tv_tensors.BoundingBoxes(
@@ -555,14 +609,52 @@ class CropDataset(torch.utils.data.Dataset):
             "labels": torch.ones(len(masks), dtype=torch.int64),
             "masks": masks,
         }
+        if self.partial:
+            trusted = torch.arange(len(masks)) < len(sample.crop_masks)
+            target["masks_trusted"] = trusted
+            target["ignore_boxes"] = torch.from_numpy(sample.crop_ignore_xyxy).float()
         if self._transform is not None:
             seed = int(rng.integers(0, 2**63 - 1))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 if self._copy_paste is not None:
                     image, target = self._copy_paste(image, target)
+                if self.partial:
+                    target = self._as_rows(target)
                 image, target = self._transform(image, target)
+        elif self.partial:
+            target = self._as_rows(target)
         return _plain(image, target, index)
+
+    def _box_masks(self, boxes: np.ndarray) -> np.ndarray:
+        """bool ``(N, crop_size, crop_size)``: each whole-pixel box filled."""
+        out = np.zeros((len(boxes), self.crop_size, self.crop_size), dtype=bool)
+        for n, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+            out[n, y0:y1, x0:x1] = True
+        return out
+
+    def _as_rows(self, target: Target) -> Target:
+        """The partial target as rows that move through the geometric augmentation: the
+        ignore regions appended to boxes/masks (filled boxes), ``kinds`` per row
+        (0 = fish with a trusted mask, 1 = box-only fish, 2 = ignore region)."""
+        trusted = target.pop("masks_trusted")
+        ignore = target.pop("ignore_boxes").numpy()
+        size = (self.crop_size, self.crop_size)
+        masks = torch.cat(
+            [target["masks"].as_subclass(torch.Tensor), torch.from_numpy(self._box_masks(ignore))]
+        ).to(torch.uint8)
+        boxes = torch.cat(
+            [target["boxes"].as_subclass(torch.Tensor), torch.from_numpy(ignore).float()]
+        )
+        return {
+            **target,
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=size),
+            "masks": tv_tensors.Mask(masks),
+            "labels": torch.cat([target["labels"], torch.ones(len(ignore), dtype=torch.int64)]),
+            "kinds": torch.cat(
+                [(~trusted).long(), torch.full((len(ignore),), 2, dtype=torch.int64)]
+            ),
+        }
 
 
 def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tensor, Target]:
@@ -572,12 +664,30 @@ def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tenso
     # rotations compute boxes with trigonometry: snap the 1e-15 noise back to the pixel edges
     boxes = (torch.round(boxes * 1e4) / 1e4).to(torch.float32)
     keep = masks.flatten(1).amax(dim=1) > 0 if len(masks) else torch.zeros(0, dtype=torch.bool)
-    return image.as_subclass(torch.Tensor).clamp_(0.0, 1.0).contiguous(), {
-        "boxes": boxes[keep],
-        "labels": target["labels"][keep],
-        "masks": masks[keep].contiguous(),
+    image = image.as_subclass(torch.Tensor).clamp_(0.0, 1.0).contiguous()
+    if "kinds" not in target:
+        return image, {
+            "boxes": boxes[keep],
+            "labels": target["labels"][keep],
+            "masks": masks[keep].contiguous(),
+            "image_id": index,
+        }
+    kinds = target["kinds"]
+    fish = keep & (kinds < 2)
+    return image, {
+        "boxes": boxes[fish],
+        "labels": target["labels"][fish],
+        "masks": masks[fish].contiguous(),
+        "masks_trusted": kinds[fish] == 0,
+        "ignore_boxes": boxes[keep & (kinds == 2)],
         "image_id": index,
     }
+
+
+def _mask_trusted(inst: Instance) -> bool:
+    """Whether a fish's mask may be learned: it has one and it is not marked
+    ``"mask_trusted": false`` (box-only fish)."""
+    return inst.rle is not None and inst.extra.get("mask_trusted", True) is not False
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[tuple[Any, ...], ...]:
