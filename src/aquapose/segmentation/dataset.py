@@ -210,7 +210,8 @@ class CopyPaste(v2.Transform):
             occupied = masks.any(dim=0) | blocked
             if new_masks:
                 occupied |= torch.stack(new_masks).any(dim=0)
-            spot = self._place(fish, masks, occupied if fade else blocked, touch=not fade)
+            touchable = masks if trusted is None else masks[trusted]
+            spot = self._place(fish, touchable, occupied if fade else blocked, touch=not fade)
             if spot is None:
                 continue
             y, x = spot
@@ -264,7 +265,8 @@ class CopyPaste(v2.Transform):
         self, fish: torch.Tensor, masks: torch.Tensor, forbidden: torch.Tensor, touch: bool
     ) -> tuple[int, int] | None:
         """Top-left ``(y, x)`` of the fish's box, inside the crop, its mask clear of
-        ``forbidden``; None when no try fits."""
+        ``forbidden`` (with ``touch``, sometimes against one of ``masks``); None when no try
+        fits."""
         h, w = fish.shape
         height, width = forbidden.shape
         if h > height or w > width:
