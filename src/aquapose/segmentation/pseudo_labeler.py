@@ -32,7 +32,7 @@ of the multimask outputs (``mask_choice="score"``: highest predicted IoU, or
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -340,6 +340,16 @@ def choose_masks(masks: np.ndarray, scores: np.ndarray, mode: MaskChoice = "scor
     return masks[np.arange(masks.shape[0]), best].astype(bool)
 
 
+def _released(
+    checkpoint: str | Path, lookup: Callable[[str], tuple[str, str] | None]
+) -> tuple[str, str] | None:
+    """``lookup(name)`` when ``checkpoint`` is a bare name (no folder) of no file here."""
+    path = Path(checkpoint)
+    if path.is_file() or path.name != str(checkpoint):
+        return None
+    return lookup(path.name)
+
+
 class _SamBackend:
     """segment-anything ``SamPredictor``: one ``set_image`` per frame, boxes batched."""
 
@@ -377,11 +387,7 @@ class _SamBackend:
                 f"a SAM {model_type} checkpoint ({SAM_CHECKPOINTS[model_type]})"
             )
         path = Path(self.checkpoint)
-        named = (
-            None
-            if path.is_file() or path.name != str(self.checkpoint)
-            else (sam_checkpoint_url(path.name))
-        )
+        named = _released(self.checkpoint, sam_checkpoint_url)
         if named is None:
             if not path.is_file():
                 raise FileNotFoundError(
@@ -497,11 +503,7 @@ class _Sam2Backend:
                     f"--model-cfg (one of {sorted(set(_SAM2_CONFIGS.values()))})"
                 )
             path = Path(self.checkpoint)
-            named = (
-                None
-                if path.is_file() or path.name != str(self.checkpoint)
-                else (sam2_checkpoint_url(path.name))
-            )
+            named = _released(self.checkpoint, sam2_checkpoint_url)
             if named is not None:
                 path = fetch_checkpoint(named[1])
             elif not path.is_file():
