@@ -280,6 +280,14 @@ def test_crops_slide_off_rejected_detections(tmp_path):
         _, target = dataset[(epoch, 0)]
         assert len(target["masks"]) == 1
     assert len(CropDataset(coco, crop_size=48, augment=True, ignore_boxes_key=None)) == 2
+    # rejected_as="ignore": no crop moves or is skipped, B's box is a region without loss
+    ignoring = CropDataset(coco, crop_size=48, augment=True, rejected_as="ignore")
+    assert len(ignoring) == 2 and ignoring.num_skipped == 0 and ignoring.partial
+    assert ignoring.crop(0).region == centred
+    _, target = ignoring[(0, 0)]
+    assert len(target["ignore_boxes"]) == 1 and target["masks_trusted"].all()
+    with pytest.raises(ValueError, match="rejected_as must be 'avoid' or 'ignore'"):
+        CropDataset(coco, crop_size=48, rejected_as="skip")
 
 
 def test_frame_cache_is_bounded_and_changes_nothing(tmp_path):

@@ -312,6 +312,9 @@ class CropDataset(torch.utils.data.Dataset):
             ``min_border`` pixels from its edge); a fish with no such window is skipped,
             and so is an image without fish that has one.
         min_border: see ``ignore_boxes_key``.
+        rejected_as: what the ``ignore_boxes_key`` boxes do: ``"avoid"`` (default, above)
+            or ``"ignore"``: they become ignore regions (no loss inside, see
+            ``ignore_regions_key``) and no crop is moved or skipped for them.
         ignore_regions_key: image field listing frame-space ``xyxy`` regions where the
             model takes no loss (e.g. a blob holding several fish): they reach the model
             as the target's crop-space ``ignore_boxes`` (see ``partial_loss``).
@@ -341,6 +344,7 @@ class CropDataset(torch.utils.data.Dataset):
         contrast: float = 0.25,
         ignore_boxes_key: str | None = "rejected_boxes_xyxy",
         min_border: int = 4,
+        rejected_as: str = "avoid",
         ignore_regions_key: str | None = "ignore_regions_xyxy",
         cache_mb: float = 512.0,
         copy_paste_prob: float = 0.0,
@@ -372,8 +376,18 @@ class CropDataset(torch.utils.data.Dataset):
         self.samples: list[tuple[int, int]] = []
         #: per sample, the frame-pixel (dx, dy) moving its window off the ignore boxes
         self._clear_shift: list[np.ndarray] = []
+        if rejected_as not in ("avoid", "ignore"):
+            raise ValueError(f"rejected_as must be 'avoid' or 'ignore', got {rejected_as!r}")
+        rejected = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
+        #: per frame, the regions without loss (frame-space xyxy)
+        self._regions = [self._ignore_boxes(f, ignore_regions_key) for f in self.frames]
+        if rejected_as == "ignore":
+            self._regions = [
+                np.concatenate([r, b]) for r, b in zip(self._regions, rejected, strict=True)
+            ]
+            rejected = [np.zeros((0, 4)) for _ in self.frames]
         #: per frame, the boxes no crop may overlap (frame-space xyxy)
-        self._ignore = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
+        self._ignore = rejected
         self.num_skipped = 0
         for f_idx, frame in enumerate(self.frames):
             ignore = self._ignore[f_idx]
@@ -393,8 +407,6 @@ class CropDataset(torch.utils.data.Dataset):
                     self._clear_shift.append(shift)
         if not self.samples:
             raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
-        #: per frame, the regions without loss (frame-space xyxy)
-        self._regions = [self._ignore_boxes(f, ignore_regions_key) for f in self.frames]
         #: targets carry ``masks_trusted`` and ``ignore_boxes`` (the data set has box-only
         #: fish or ignore regions); otherwise they are torchvision's plain targets
         self.partial = any(len(r) for r in self._regions) or any(

@@ -67,6 +67,9 @@ class TrainConfig:
             the training crops (``CropDataset``/``CopyPaste``): the share of crops that get
             up to ``copy_paste_max`` fish pasted from other frames, and the share of those
             pasted as faded copies. ``copy_paste_prob=0`` (default): off.
+        rejected_as: ``"avoid"`` (default): training crops slide off the detections the
+            labeler rejected, and are skipped when they cannot; ``"ignore"``: those
+            detections become regions without loss and no crop is skipped.
         resume: continue the run in ``out_dir`` from ``last.pt``.
         progress: show a progress bar on stderr.
     """
@@ -97,6 +100,7 @@ class TrainConfig:
     copy_paste_prob: float = 0.0
     copy_paste_max: int = 2
     copy_paste_fade_prob: float = 0.0
+    rejected_as: str = "avoid"
     resume: bool = False
     progress: bool = True
 
@@ -127,10 +131,14 @@ class TrainConfig:
                 "TrainConfig.copy_paste_prob and copy_paste_fade_prob must be in [0, 1], got "
                 f"{self.copy_paste_prob} and {self.copy_paste_fade_prob}"
             )
+        if self.rejected_as not in ("avoid", "ignore"):
+            raise ValueError(
+                f"TrainConfig.rejected_as must be 'avoid' or 'ignore', got {self.rejected_as!r}"
+            )
         if (
             isinstance(self.copy_paste_max, bool)
             or not isinstance(self.copy_paste_max, int)
-            or (self.copy_paste_max < 1)
+            or self.copy_paste_max < 1
         ):
             raise ValueError(
                 f"TrainConfig.copy_paste_max must be an int >= 1, got {self.copy_paste_max!r}"
@@ -360,6 +368,7 @@ def train(config: TrainConfig) -> Path:
         copy_paste_prob=config.copy_paste_prob,
         copy_paste_max=config.copy_paste_max,
         copy_paste_fade_prob=config.copy_paste_fade_prob,
+        rejected_as=config.rejected_as,
     )
     sampler = EpochSampler(len(dataset), config.seed)
     loader = torch.utils.data.DataLoader(
