@@ -205,10 +205,10 @@ def test_bad_inputs_raise(tmp_path):
         CropDataset(coco, max_shift=0.7)
     with pytest.raises(IndexError, match="out of range"):
         CropDataset(coco, crop_size=64)[99]
-    box_only = AnnotatedFrame(1, "x.png", 50, 50, "cam0", 0, instances=(Instance([1, 1, 9, 9]),))
-    write_coco([box_only], tmp_path / "box.json")
-    with pytest.raises(ValueError, match="without a mask"):
-        CropDataset(tmp_path / "box.json")
+    bad = AnnotatedFrame(1, "x.png", 50, 50, "cam0", 0, extra={"ignore_regions_xyxy": [1, 2]})
+    write_coco([bad], tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="'ignore_regions_xyxy' must be a list of \\[x0, y0"):
+        CropDataset(tmp_path / "bad.json")
 
 
 def test_image_size_mismatch_is_reported(tmp_path):
@@ -280,6 +280,14 @@ def test_crops_slide_off_rejected_detections(tmp_path):
         _, target = dataset[(epoch, 0)]
         assert len(target["masks"]) == 1
     assert len(CropDataset(coco, crop_size=48, augment=True, ignore_boxes_key=None)) == 2
+    # rejected_as="ignore": no crop moves or is skipped, B's box is a region without loss
+    ignoring = CropDataset(coco, crop_size=48, augment=True, rejected_as="ignore")
+    assert len(ignoring) == 2 and ignoring.num_skipped == 0 and ignoring.partial
+    assert ignoring.crop(0).region == centred
+    _, target = ignoring[(0, 0)]
+    assert len(target["ignore_boxes"]) == 1 and target["masks_trusted"].all()
+    with pytest.raises(ValueError, match="rejected_as must be 'avoid' or 'ignore'"):
+        CropDataset(coco, crop_size=48, rejected_as="skip")
 
 
 def test_frame_cache_is_bounded_and_changes_nothing(tmp_path):
@@ -293,3 +301,81 @@ def test_frame_cache_is_bounded_and_changes_nothing(tmp_path):
         assert torch.equal(image_a, image_b) and torch.equal(target_a["masks"], target_b["masks"])
         assert small._cached_bytes <= 1.5 * frame_bytes
     assert len(cached._cache) == len(cached.frames) > 1 and len(small._cache) == 1
+
+
+def _partial_frame(tmp_path):
+    """A 100x60 frame: fish A (trusted mask), fish B (box only, no mask), fish C (a mask
+    marked untrusted) and an ignore region (a blob of several fish)."""
+    image = np.full((60, 100, 3), 40, np.uint8)
+    a = ellipse_mask((60, 100), (30, 30), (12, 5), 0)
+    c = ellipse_mask((60, 100), (75, 15), (10, 4), 0)
+    image[a | c] = (0, 0, 255)
+    write_image(tmp_path / "f.png", image)
+    frame = AnnotatedFrame(
+        1,
+        "f.png",
+        100,
+        60,
+        "cam0",
+        0,
+        instances=(
+            Instance(mask_to_box_xyxy(a), encode_rle(a)),
+            Instance(np.array([40.5, 38.2, 58.7, 47.9])),  # box-only
+            Instance(mask_to_box_xyxy(c), encode_rle(c), extra={"mask_trusted": False}),
+        ),
+        extra={"ignore_regions_xyxy": [[5.0, 40.0, 25.0, 58.0]]},
+    )
+    write_coco([frame], tmp_path / "p.json")
+    return tmp_path / "p.json", a
+
+
+def test_box_only_fish_and_ignore_regions_reach_the_targets(tmp_path):
+    coco, a = _partial_frame(tmp_path)
+    dataset = CropDataset(coco, crop_size=64, margin=2.0)
+    assert dataset.partial and len(dataset) == 3  # box-only fish are crop centres too
+    sample = dataset.crop(0)
+    assert len(sample.crop_masks) == 1  # only trusted masks are ground truth (evaluation)
+    region = sample.region  # a 125 px window holding all of them, scaled to 64
+    _, target = dataset[0]
+    assert target["masks_trusted"].tolist() == [True, False, False]
+
+    def rounded_out(frame_box: list[float]) -> np.ndarray:
+        box = region.frame_to_crop_xyxy(frame_box)
+        return np.concatenate([np.floor(box[:2]), np.ceil(box[2:])]).clip(0, 64)
+
+    assert target["boxes"][1].tolist() == rounded_out([40.5, 38.2, 58.7, 47.9]).tolist()
+    ignore = rounded_out([5.0, 40.0, 25.0, 58.0])
+    assert target["ignore_boxes"].tolist() == [ignore.tolist()]
+    np.testing.assert_array_equal(target["masks"][0].numpy().astype(bool), sample.crop_masks[0])
+    # augmentation moves boxes, masks and ignore regions together
+    aug = CropDataset(coco, crop_size=64, margin=2.0, augment=True, max_shift=0.0)
+    areas = set()
+    for epoch in range(8):
+        image, target = aug[(epoch, 0)]
+        _check_sample(image, target, 64)  # every box is its mask's tight box
+        assert target["masks_trusted"].tolist() == [True, False, False]
+        (x0, y0, x1, y1) = target["ignore_boxes"][0].tolist()
+        areas.add((x1 - x0) * (y1 - y0))
+        assert target["masks"][0].sum() == int(sample.crop_masks[0].sum())
+    assert areas == {float((ignore[2] - ignore[0]) * (ignore[3] - ignore[1]))}
+    # copy-paste never cuts a box-only fish or lands in an ignore region
+    pasted = CropDataset(
+        coco, crop_size=64, margin=2.0, augment=True, copy_paste_prob=1.0, copy_paste_max=3
+    )
+    for epoch in range(6):
+        image, target = pasted[(epoch, 0)]
+        _check_sample(image, target, 64)
+        trusted = target["masks_trusted"]
+        assert len(trusted) == len(target["masks"]) and (~trusted).sum() == 2
+        for box, mask in zip(target["boxes"][~trusted], target["masks"][~trusted], strict=True):
+            assert mask.sum() == (box[2] - box[0]) * (box[3] - box[1])  # still whole boxes
+        (x0, y0, x1, y1) = (int(v) for v in target["ignore_boxes"][0].tolist())
+        assert not target["masks"][trusted][:, y0:y1, x0:x1].any()
+    # the model trains on it
+    torch.manual_seed(0)
+    from aquapose.segmentation.model import LIGHT_ARCH, HeadSettings, build_model
+
+    model = build_model(LIGHT_ARCH, crop_size=64, settings=HeadSettings(box_detections_per_img=2))
+    images, targets = collate_fn([aug[(0, 0)], aug[(0, 1)]])
+    losses = model.train()(list(images), list(targets))
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.error import URLError
+
 import numpy as np
 import pytest
 import torch
-from torchvision.models import resnet18
+from torchvision.models import ResNet18_Weights, resnet18
 
 from aquapose.segmentation.masks import decode_rle
 from aquapose.segmentation.model import (
@@ -18,6 +20,7 @@ from aquapose.segmentation.model import (
     build_model,
 )
 from aquapose.segmentation.types import CropRegion, SegmentationResult
+from aquapose.segmentation.weights import WeightsUnavailableError
 
 
 @pytest.fixture
@@ -91,16 +94,33 @@ def test_two_class_predictors():
         build_model(LIGHT_ARCH, num_classes=1)
 
 
-def test_missing_pretrained_weights_name_the_file_and_folder(hub_dir):
-    with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth' are not in the local"):
+def _no_download(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise AssertionError(f"unexpected download {args}")
+
+
+def _offline(url, dst, *args, **kwargs):  # type: ignore[no-untyped-def]
+    raise URLError("[Errno -3] Temporary failure in name resolution")
+
+
+def test_offline_pretrained_weights_name_the_file_url_and_folder(hub_dir, monkeypatch):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
+    folder = hub_dir / "checkpoints"
+    url = ResNet18_Weights.DEFAULT.url
+    with pytest.raises(WeightsUnavailableError) as info:
         build_model("maskrcnn_resnet18_fpn", weights="DEFAULT")
-    with pytest.raises(FileNotFoundError, match="mobilenet_v3_large-.*pth' are not in the local"):
+    message = str(info.value)
+    assert "\n" not in message and "'resnet18-f37072fd.pth'" in message
+    assert f"download {url} and put it in {folder}" in message
+    assert "name resolution" in message
+    assert isinstance(info.value, FileNotFoundError)
+    with pytest.raises(WeightsUnavailableError, match="mobilenet_v3_large-.*pth"):
         build_model("maskrcnn_mobilenet_v3_fpn", weights="DEFAULT")
-    with pytest.raises(FileNotFoundError, match=str(hub_dir / "checkpoints")):
+    with pytest.raises(WeightsUnavailableError, match="maskrcnn_resnet50_fpn_v2_coco-.*pth"):
         build_model(DEFAULT_ARCH, weights="DEFAULT")
 
 
-def test_pretrained_weights_load_from_the_torch_cache(hub_dir):
+def test_pretrained_weights_load_from_the_torch_cache(hub_dir, monkeypatch):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_download)
     torch.manual_seed(1)
     cached = resnet18().state_dict()
     (hub_dir / "checkpoints").mkdir(parents=True)
@@ -110,6 +130,24 @@ def test_pretrained_weights_load_from_the_torch_cache(hub_dir):
     assert torch.equal(
         model.backbone.body.layer4[1].bn2.running_var, cached["layer4.1.bn2.running_var"]
     )
+
+
+def test_pretrained_weights_are_downloaded_into_the_torch_cache(hub_dir, monkeypatch):
+    """Online: torchvision's loader fetches the file into torch hub's cache, then loads it."""
+    torch.manual_seed(2)
+    served = resnet18().state_dict()
+    calls = []
+
+    def download(url, dst, hash_prefix=None, progress=True):  # type: ignore[no-untyped-def]
+        calls.append((url, dst, hash_prefix))
+        torch.save(served, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    model = build_model("maskrcnn_resnet18_fpn", weights="DEFAULT", crop_size=64)
+    target = hub_dir / "checkpoints" / "resnet18-f37072fd.pth"
+    assert calls == [(ResNet18_Weights.DEFAULT.url, str(target), "f37072fd")]  # hash-checked
+    assert target.is_file()
+    assert torch.equal(model.backbone.body.conv1.weight, served["conv1.weight"])
 
 
 def test_predict_returns_results_per_crop(light):

@@ -318,3 +318,90 @@ def test_classical_on_real_fish_pixels_suim() -> None:
     ]
     # Measured 0.74 mean over the 30 blobs (box-only GrabCut on natural underwater photos).
     assert np.mean(ious) > 0.65
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    import torch
+
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    yield tmp_path / "hub" / "checkpoints"
+    torch.hub.set_dir(old)
+
+
+def test_named_sam_checkpoint_loads_from_the_torch_cache(hub_dir, monkeypatch) -> None:
+    """``checkpoint="vit_b"``: the released file in torch hub's cache, no download."""
+    import segment_anything
+    import torch
+
+    def no_download(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("unexpected download")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    # a tiny SAM stands in for vit_b: the registry builds it, the cached file fills it
+    monkeypatch.setitem(
+        segment_anything.sam_model_registry, "vit_b", lambda checkpoint: _tiny_sam()
+    )
+    saved = _tiny_sam().state_dict()
+    saved = {k: v + 1.0 if v.is_floating_point() else v for k, v in saved.items()}
+    hub_dir.mkdir(parents=True)
+    torch.save(saved, hub_dir / "sam_vit_b_01ec64.pth")
+    for name in ("vit_b", "sam_vit_b_01ec64.pth"):
+        labeler = SAMPseudoLabeler(backend="sam", checkpoint=name)
+        predictor = labeler._impl._load()  # type: ignore[union-attr]
+        loaded = predictor.model.state_dict()
+        assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    with pytest.raises(ValueError, match="is a vit_b model but model_type is 'vit_h'"):
+        SAMPseudoLabeler(backend="sam", checkpoint="vit_b", model_type="vit_h")._impl._load()  # type: ignore[union-attr]
+
+
+def test_named_checkpoints_offline_say_file_url_and_folder(hub_dir, monkeypatch) -> None:
+    from urllib.error import URLError
+
+    import torch
+
+    def offline(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    frame, _, fish = _scene()
+    dets = _detections(fish)
+    base = "https://dl.fbaipublicfiles.com/"
+    with pytest.raises(FileNotFoundError) as info:
+        SAMPseudoLabeler(backend="sam", checkpoint="vit_h").label_frame(frame, dets)
+    message = str(info.value)
+    assert "\n" not in message and "'sam_vit_h_4b8939.pth'" in message
+    assert (
+        f"download {base}segment_anything/sam_vit_h_4b8939.pth and put it in {hub_dir}" in message
+    )
+    pytest.importorskip("sam2", reason="the sam2 extra is not installed")
+    with pytest.raises(FileNotFoundError) as info:
+        SAMPseudoLabeler(backend="sam2", checkpoint="sam2.1_hiera_tiny").label_frame(frame, dets)
+    assert (
+        f"download {base}segment_anything_2/092824/sam2.1_hiera_tiny.pt and put it in {hub_dir}"
+        in str(info.value)
+    )
+
+
+def test_named_sam2_checkpoint_uses_the_cached_file_and_its_config(hub_dir, monkeypatch) -> None:
+    pytest.importorskip("sam2", reason="the sam2 extra is not installed")
+    import sam2.build_sam
+    import torch
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: 1 / 0)
+    built = []
+
+    def fake_build(cfg, path, device="cpu"):  # type: ignore[no-untyped-def]
+        built.append((cfg, path))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(sam2.build_sam, "build_sam2", fake_build)
+    hub_dir.mkdir(parents=True)
+    (hub_dir / "sam2.1_hiera_tiny.pt").write_bytes(b"cached")
+    frame, _, fish = _scene()
+    with pytest.raises(ValueError, match="stop here"):
+        SAMPseudoLabeler(backend="sam2", checkpoint="sam2.1_hiera_tiny").label_frame(
+            frame, _detections(fish)
+        )
+    assert built == [("configs/sam2.1/sam2.1_hiera_t.yaml", str(hub_dir / "sam2.1_hiera_tiny.pt"))]

@@ -145,3 +145,33 @@ def test_train_config_checks_its_values(data, tmp_path):
     assert cfg == config(data, tmp_path)
     with pytest.raises(FileNotFoundError, match="train_json"):
         train(TrainConfig(tmp_path / "missing.json", data[1], tmp_path / "o", progress=False))
+
+
+def test_copy_paste_settings_reach_the_training_crops(data, tmp_path, monkeypatch):
+    seen = {}
+
+    class Spy(CropDataset):
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.update(kwargs)
+            raise RuntimeError("stop")
+
+    monkeypatch.setattr(training, "CropDataset", Spy)
+    cfg = config(data, tmp_path / "cp", copy_paste_prob=0.5, copy_paste_fade_prob=0.25)
+    with pytest.raises(RuntimeError, match="stop"):
+        train(cfg)
+    assert seen["copy_paste_prob"] == 0.5 and seen["copy_paste_max"] == 2
+    assert seen["copy_paste_fade_prob"] == 0.25 and seen["augment"] is True
+    assert seen["rejected_as"] == "avoid"
+    with pytest.raises(ValueError, match="rejected_as must be 'avoid' or 'ignore'"):
+        config(data, tmp_path / "x", rejected_as="skip")
+    with pytest.raises(ValueError, match="copy_paste_prob and copy_paste_fade_prob"):
+        config(data, tmp_path / "x", copy_paste_prob=1.5)
+    with pytest.raises(ValueError, match="copy_paste_max must be an int >= 1"):
+        config(data, tmp_path / "x", copy_paste_max=0)
+    # a run saved before these settings existed resumes with them at their defaults (off)
+    saved = config(data, tmp_path / "cp").to_dict()
+    for key in ("copy_paste_prob", "copy_paste_max", "copy_paste_fade_prob", "rejected_as"):
+        del saved[key]
+    training._check_resumable(config(data, tmp_path / "cp"), saved)
+    with pytest.raises(ValueError, match="copy_paste_prob: 0.0 -> 0.5"):
+        training._check_resumable(cfg, saved)

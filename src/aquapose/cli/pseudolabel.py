@@ -24,8 +24,14 @@ def pseudolabel(
     detections: Path = typer.Argument(..., help="detections.json written by `aquapose detect`."),
     out: Path = typer.Option(..., "--out", help="Output folder (created)."),
     backend: str = typer.Option(_DEFAULT.backend, help="classical (no weights), sam or sam2."),
-    checkpoint: Path | None = typer.Option(None, help="SAM / SAM 2 checkpoint file."),
-    model_type: str = typer.Option(_DEFAULT.model_type, help="SAM variant: vit_b, vit_l or vit_h."),
+    checkpoint: str | None = typer.Option(
+        None,
+        help="SAM / SAM 2 checkpoint file, or a released name (vit_b, sam2.1_hiera_tiny) "
+        "fetched into torch hub's cache.",
+    ),
+    model_type: str | None = typer.Option(
+        None, help="SAM variant: vit_b, vit_l or vit_h (default: the named checkpoint's, vit_b)."
+    ),
     model_cfg: str | None = typer.Option(
         None,
         help="SAM 2 config, e.g. configs/sam2.1/sam2.1_hiera_t.yaml (guessed from a "

@@ -58,7 +58,8 @@ def train(
     weights: str | None = typer.Option(
         None,
         "--weights",
-        help="Start from: DEFAULT (pretrained, torch cache only) or a checkpoint.",
+        help="Start from: DEFAULT (torchvision's pretrained weights, downloaded into the torch "
+        "cache when missing) or a checkpoint.",
     ),
     val_every: int = typer.Option(5, "--val-every", min=1, help="Validate every N epochs."),
     workers: int = typer.Option(0, "--workers", min=0, help="DataLoader worker processes."),

@@ -12,19 +12,29 @@ crop. A sample is ``(image, target)``:
   ``image_id`` int (the sample index). Negatives have ``N = 0`` and are kept: the
   model must learn to say "no fish".
 
+Partial labels: a fish without a mask (box-only annotation) or whose annotation says
+``"mask_trusted": false`` is a target for the box and class heads only, and an image field
+``ignore_regions_xyxy`` (frame-space boxes, e.g. a blob holding several fish) marks regions
+without loss. When the data set has either, every target also carries ``masks_trusted``
+(bool ``[N]``; a box-only fish's ``masks`` row is its filled box) and ``ignore_boxes``
+(float ``[K, 4]``, crop space), which :mod:`aquapose.segmentation.partial_loss` reads;
+otherwise the targets are exactly torchvision's.
+
 Augmentation (``augment=True``) uses ``torchvision.transforms.v2`` on ``tv_tensors``
 so image, masks and boxes move together: a small random shift of the window,
 horizontal/vertical flips, 90-degree rotations and brightness/contrast jitter;
 degenerate boxes are dropped after every geometric transform. It is seeded per
 sample from ``(seed, epoch, index)``: the same epoch gives the same crops in any
 process (DataLoader workers included) and the global torch RNG is left untouched.
+Optional copy-paste (:class:`CopyPaste`, ``copy_paste_prob > 0``; off by default) pastes
+other frames' fish, with their exact masks and pixels, into the crop first.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,7 @@ from aquapose.segmentation.crops import compute_crop_region, extract_crop
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.io.files import read_image
 from aquapose.segmentation.masks import decode_rle, mask_to_box_xyxy
-from aquapose.segmentation.types import AnnotatedFrame, CropRegion
+from aquapose.segmentation.types import AnnotatedFrame, CropRegion, Instance
 
 Target = dict[str, Any]
 
@@ -55,6 +65,9 @@ class CropSample:
         frame: the annotated frame the crop comes from.
         instance_index: index in ``frame.instances`` of the fish the crop is centred on,
             or -1 for a negative crop.
+        crop_boxes_only: float ``(M, 4)`` crop-space ``xyxy`` of the fish without a trusted
+            mask (box-only), rounded out to whole pixels and clipped to the crop.
+        crop_ignore_xyxy: float ``(K, 4)`` crop-space ignore regions (same rounding).
     """
 
     image_bgr: np.ndarray
@@ -62,6 +75,8 @@ class CropSample:
     region: CropRegion
     frame: AnnotatedFrame
     instance_index: int
+    crop_boxes_only: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    crop_ignore_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
 
 
 class RandomRot90(v2.Transform):
@@ -76,24 +91,203 @@ class RandomRot90(v2.Transform):
         return F.rotate(inpt, angle=params["angle"], expand=True)
 
 
+def _row_tensors(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """The per-box tensors ``SanitizeBoundingBoxes`` filters with the boxes: ``labels``,
+    and ``kinds`` when the target has it."""
+    target = inputs[1] if len(inputs) == 2 else inputs[0][1]
+    return tuple(target[k] for k in ("labels", "kinds") if k in target)
+
+
 def build_augmentation(brightness: float = 0.25, contrast: float = 0.25) -> v2.Compose:
     """The training augmentation: flips, 90-degree rotations, brightness/contrast jitter.
 
     Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask,
     "labels": Tensor, ...})``; ``SanitizeBoundingBoxes`` after every geometric step
-    drops degenerate boxes with their masks and labels.
+    drops degenerate boxes with their masks, labels and (if present) ``kinds``.
     """
     return v2.Compose(
         [
             v2.RandomHorizontalFlip(p=0.5),
-            v2.SanitizeBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_row_tensors),
             v2.RandomVerticalFlip(p=0.5),
-            v2.SanitizeBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_row_tensors),
             RandomRot90(),
-            v2.SanitizeBoundingBoxes(),
+            v2.SanitizeBoundingBoxes(labels_getter=_row_tensors),
             v2.ColorJitter(brightness=brightness, contrast=contrast),
         ]
     )
+
+
+#: A source of fish to paste: ``() -> (rgb, mask)`` with float32 ``[3, h, w]`` RGB in 0..1 and
+#: bool ``[h, w]`` (the fish's tight box), drawn with torch's global RNG.
+FishSource = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _tight_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """float32 ``[N, 4]`` tight xyxy boxes (x1/y1 exclusive) of non-empty ``[N, H, W]`` masks."""
+    boxes = torch.zeros((len(masks), 4), dtype=torch.float32)
+    for n, mask in enumerate(masks):
+        ys = torch.nonzero(mask.any(dim=1)).flatten()
+        xs = torch.nonzero(mask.any(dim=0)).flatten()
+        boxes[n] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).float()
+    return boxes
+
+
+class CopyPaste(v2.Transform):
+    """Simple copy-paste (Ghiasi et al., CVPR 2021) of whole fish into a crop.
+
+    With probability ``prob`` a sample gets 1 to ``max_fish`` fish from ``source`` (exact
+    masks with their pixels, e.g. other frames' fish), each randomly flipped and rotated by
+    a multiple of 90 degrees. With probability ``touch_prob`` a fish is placed against a fish
+    already in the crop (touching or overlapping it, the case background subtraction cannot
+    split), else anywhere. A pasted fish hides what lies under it: the masks below are cut,
+    fish left with fewer than ``min_area`` visible pixels are dropped and every box is
+    recomputed as its mask's tight box. With probability ``fade_prob`` a pasted fish is a
+    *faded* copy instead: alpha-blended (alpha in ``fade_alpha``) over the crop's floor,
+    clear of the other fish, to teach faint, low-contrast fish.
+
+    Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask, "labels":
+    Tensor, ...})`` like :func:`build_augmentation`. Pasted fish get label 1 and, when the
+    target has ``masks_trusted``, a trusted mask; they are never put over an untrusted
+    (box-only) fish or an ``ignore_boxes`` region, whose masks cannot be cut. Random numbers
+    come from torch's global RNG (seeded per sample by :class:`CropDataset`); with
+    ``prob == 0`` none is drawn and the inputs come back untouched.
+    """
+
+    def __init__(
+        self,
+        source: FishSource,
+        prob: float = 0.5,
+        max_fish: int = 2,
+        fade_prob: float = 0.0,
+        fade_alpha: tuple[float, float] = (0.25, 0.6),
+        touch_prob: float = 0.5,
+        min_area: int = 20,
+        tries: int = 10,
+    ) -> None:
+        super().__init__()
+        for name, value in (("prob", prob), ("fade_prob", fade_prob), ("touch_prob", touch_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"CopyPaste {name} must be in [0, 1], got {value}")
+        if isinstance(max_fish, bool) or not isinstance(max_fish, int) or max_fish < 1:
+            raise ValueError(f"CopyPaste max_fish must be an int >= 1, got {max_fish!r}")
+        if not 0.0 < fade_alpha[0] <= fade_alpha[1] <= 1.0:
+            raise ValueError(f"CopyPaste fade_alpha must be 0 < low <= high <= 1, got {fade_alpha}")
+        self.source = source
+        self.prob = float(prob)
+        self.max_fish = max_fish
+        self.fade_prob = float(fade_prob)
+        self.fade_alpha = (float(fade_alpha[0]), float(fade_alpha[1]))
+        self.touch_prob = float(touch_prob)
+        self.min_area = int(min_area)
+        self.tries = int(tries)
+
+    def forward(self, *inputs: Any) -> Any:
+        image, target = inputs if len(inputs) == 2 else inputs[0]
+        if self.prob == 0.0 or float(torch.rand(())) >= self.prob:
+            return image, target
+        masks = target["masks"].as_subclass(torch.Tensor).bool()
+        original_areas = masks.flatten(1).sum(dim=1)
+        labels = target["labels"]
+        height, width = image.shape[-2:]
+        trusted = target.get("masks_trusted")
+        # where nothing may be pasted: fish without a trusted mask, ignore regions
+        blocked = torch.zeros((height, width), dtype=torch.bool)
+        boxes = target["boxes"].as_subclass(torch.Tensor)
+        keep_out = [boxes[~trusted]] if trusted is not None else []
+        if "ignore_boxes" in target:
+            keep_out.append(target["ignore_boxes"].as_subclass(torch.Tensor))
+        for box in torch.cat(keep_out) if keep_out else []:
+            x0, y0 = (int(v) for v in box[:2].floor().clamp(min=0))
+            x1, y1 = (int(v) for v in box[2:].ceil())
+            blocked[y0:y1, x0:x1] = True
+        out = image.as_subclass(torch.Tensor).clone()
+        new_masks: list[torch.Tensor] = []
+        areas: list[int] = []  # of the pasted fish, whole
+        for _ in range(int(torch.randint(1, self.max_fish + 1, ()))):
+            rgb, fish = self._random_fish()
+            fade = self.fade_prob > 0.0 and float(torch.rand(())) < self.fade_prob
+            occupied = masks.any(dim=0) | blocked
+            if new_masks:
+                occupied |= torch.stack(new_masks).any(dim=0)
+            touchable = masks if trusted is None else masks[trusted]
+            spot = self._place(fish, touchable, occupied if fade else blocked, touch=not fade)
+            if spot is None:
+                continue
+            y, x = spot
+            h, w = fish.shape
+            full = torch.zeros((height, width), dtype=torch.bool)
+            full[y : y + h, x : x + w] = fish
+            region = out[:, y : y + h, x : x + w]
+            if fade:
+                low, high = self.fade_alpha
+                alpha = low + (high - low) * float(torch.rand(()))
+                blended = alpha * rgb + (1.0 - alpha) * region
+                region[:, fish] = blended[:, fish]
+            else:
+                region[:, fish] = rgb[:, fish]
+            masks = masks & ~full  # the pasted fish hides what is under it
+            new_masks = [m & ~full for m in new_masks] + [full]
+            areas.append(int(fish.sum()))
+        if not new_masks:
+            return image, target
+        areas_before = torch.cat([original_areas, torch.tensor(areas)])
+        masks = torch.cat([masks, torch.stack(new_masks)])
+        labels = torch.cat([labels, torch.ones(len(new_masks), dtype=labels.dtype)])
+        # a fish that lost pixels under a pasted one is dropped when fewer than min_area are
+        # left (hidden, or nearly); an empty mask always is
+        area = masks.flatten(1).sum(dim=1)
+        keep = (area >= self.min_area) | ((area == areas_before) & (area > 0))
+        out_target = {**target}
+        out_target["masks"] = tv_tensors.Mask(masks[keep].to(torch.uint8))
+        out_target["labels"] = labels[keep]
+        out_target["boxes"] = tv_tensors.BoundingBoxes(
+            _tight_boxes(masks[keep]), format="XYXY", canvas_size=(height, width)
+        )
+        if trusted is not None:
+            out_target["masks_trusted"] = torch.cat(
+                [trusted, torch.ones(len(new_masks), dtype=torch.bool)]
+            )[keep]
+        if isinstance(image, tv_tensors.TVTensor):
+            out = tv_tensors.wrap(out, like=image)
+        return out, out_target
+
+    def _random_fish(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rgb, fish = self.source()
+        k = int(torch.randint(0, 4, ()))
+        flip = bool(torch.randint(0, 2, ()))
+        rgb, fish = torch.rot90(rgb, k, dims=(1, 2)), torch.rot90(fish, k, dims=(0, 1))
+        if flip:
+            rgb, fish = rgb.flip(2), fish.flip(1)
+        return rgb, fish
+
+    def _place(
+        self, fish: torch.Tensor, masks: torch.Tensor, forbidden: torch.Tensor, touch: bool
+    ) -> tuple[int, int] | None:
+        """Top-left ``(y, x)`` of the fish's box, inside the crop, its mask clear of
+        ``forbidden`` (with ``touch``, sometimes against one of ``masks``); None when no try
+        fits."""
+        h, w = fish.shape
+        height, width = forbidden.shape
+        if h > height or w > width:
+            return None
+        present = [m for m in masks if m.any()]
+        for _ in range(self.tries):
+            if touch and present and float(torch.rand(())) < self.touch_prob:
+                # against a random fish: its box's centre moved by up to the fish's half sizes
+                other = present[int(torch.randint(len(present), ()))]
+                ys, xs = torch.nonzero(other, as_tuple=True)
+                cy, cx = float(ys.float().mean()), float(xs.float().mean())
+                dy, dx = (torch.rand(2) * 2.0 - 1.0).tolist()
+                y = round(cy + dy * h * 0.75 - h / 2.0)
+                x = round(cx + dx * w * 0.75 - w / 2.0)
+                y, x = min(max(y, 0), height - h), min(max(x, 0), width - w)
+            else:
+                y = int(torch.randint(0, height - h + 1, ()))
+                x = int(torch.randint(0, width - w + 1, ()))
+            if not (forbidden[y : y + h, x : x + w] & fish).any():
+                return y, x
+        return None
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -118,8 +312,21 @@ class CropDataset(torch.utils.data.Dataset):
             ``min_border`` pixels from its edge); a fish with no such window is skipped,
             and so is an image without fish that has one.
         min_border: see ``ignore_boxes_key``.
+        rejected_as: what the ``ignore_boxes_key`` boxes do: ``"avoid"`` (default, above)
+            or ``"ignore"``: they become ignore regions (no loss inside, see
+            ``ignore_regions_key``) and no crop is moved or skipped for them.
+        ignore_regions_key: image field listing frame-space ``xyxy`` regions where the
+            model takes no loss (e.g. a blob holding several fish): they reach the model
+            as the target's crop-space ``ignore_boxes`` (see ``partial_loss``).
         cache_mb: decoded frames kept in memory (least recently used dropped first); a
             frame holds several fish, and decoding it is most of a sample's cost.
+        copy_paste_prob: when augmenting, the probability that a crop gets fish pasted in
+            from the data set's frames (:class:`CopyPaste`: exact masks with their pixels,
+            touching or over the crop's fish); 0 (default) = off, the samples are then
+            exactly those without it.
+        copy_paste_max: at most this many fish pasted into one crop.
+        copy_paste_fade_prob: the probability that a pasted fish is a faded copy
+            (alpha-blended over the floor, a faint fish).
     """
 
     def __init__(
@@ -137,7 +344,12 @@ class CropDataset(torch.utils.data.Dataset):
         contrast: float = 0.25,
         ignore_boxes_key: str | None = "rejected_boxes_xyxy",
         min_border: int = 4,
+        rejected_as: str = "avoid",
+        ignore_regions_key: str | None = "ignore_regions_xyxy",
         cache_mb: float = 512.0,
+        copy_paste_prob: float = 0.0,
+        copy_paste_max: int = 2,
+        copy_paste_fade_prob: float = 0.0,
     ) -> None:
         if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
             raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
@@ -164,8 +376,18 @@ class CropDataset(torch.utils.data.Dataset):
         self.samples: list[tuple[int, int]] = []
         #: per sample, the frame-pixel (dx, dy) moving its window off the ignore boxes
         self._clear_shift: list[np.ndarray] = []
+        if rejected_as not in ("avoid", "ignore"):
+            raise ValueError(f"rejected_as must be 'avoid' or 'ignore', got {rejected_as!r}")
+        rejected = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
+        #: per frame, the regions without loss (frame-space xyxy)
+        self._regions = [self._ignore_boxes(f, ignore_regions_key) for f in self.frames]
+        if rejected_as == "ignore":
+            self._regions = [
+                np.concatenate([r, b]) for r, b in zip(self._regions, rejected, strict=True)
+            ]
+            rejected = [np.zeros((0, 4)) for _ in self.frames]
         #: per frame, the boxes no crop may overlap (frame-space xyxy)
-        self._ignore = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
+        self._ignore = rejected
         self.num_skipped = 0
         for f_idx, frame in enumerate(self.frames):
             ignore = self._ignore[f_idx]
@@ -177,11 +399,6 @@ class CropDataset(torch.utils.data.Dataset):
                     self._clear_shift.append(np.zeros(2))
                 continue
             for i_idx, inst in enumerate(frame.instances):
-                if inst.rle is None:
-                    raise ValueError(
-                        f"{self.coco_json}: image {frame.image_id} has a fish without a mask "
-                        "(box-only annotation); CropDataset needs a segmentation for every fish"
-                    )
                 shift = self._find_clear_shift(frame, inst.box_xyxy, ignore)
                 if shift is None:
                     self.num_skipped += 1
@@ -190,6 +407,39 @@ class CropDataset(torch.utils.data.Dataset):
                     self._clear_shift.append(shift)
         if not self.samples:
             raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
+        #: targets carry ``masks_trusted`` and ``ignore_boxes`` (the data set has box-only
+        #: fish or ignore regions); otherwise they are torchvision's plain targets
+        self.partial = any(len(r) for r in self._regions) or any(
+            not _mask_trusted(inst) for frame in self.frames for inst in frame.instances
+        )
+        #: (frame index, instance index) of every fish with a trusted mask, to paste
+        self._paste_sources = [
+            (f_idx, i_idx)
+            for f_idx, frame in enumerate(self.frames)
+            for i_idx, inst in enumerate(frame.instances)
+            if _mask_trusted(inst)
+        ]
+        self._copy_paste = (
+            CopyPaste(
+                self._random_fish,
+                prob=copy_paste_prob,
+                max_fish=copy_paste_max,
+                fade_prob=copy_paste_fade_prob,
+                min_area=self.min_visible_area,
+            )
+            if augment and copy_paste_prob > 0.0 and self._paste_sources
+            else None
+        )
+
+    def _random_fish(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random fish of the data set: float32 RGB ``[3, h, w]`` and bool mask ``[h, w]``
+        over its tight box (drawn with torch's RNG; a :data:`FishSource`)."""
+        f_idx, i_idx = self._paste_sources[int(torch.randint(len(self._paste_sources), ()))]
+        mask = decode_rle(self.frames[f_idx].instances[i_idx].rle)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (int(v) for v in mask_to_box_xyxy(mask))
+        patch = cv2.cvtColor(self._image(f_idx)[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
+        rgb = torch.from_numpy(patch).permute(2, 0, 1).float().div_(255.0)
+        return rgb, torch.from_numpy(np.ascontiguousarray(mask[y0:y1, x0:x1]))
 
     def _ignore_boxes(self, frame: AnnotatedFrame, key: str | None) -> np.ndarray:
         boxes = np.asarray(frame.extra.get(key) or [] if key else [], dtype=np.float64)
@@ -286,6 +536,7 @@ class CropDataset(torch.utils.data.Dataset):
         crop_bgr = extract_crop(image, region)
         window = region.box_xyxy
         masks: list[np.ndarray] = []
+        boxes_only: list[np.ndarray] = []
         for inst in frame.instances:
             box = inst.box_xyxy
             if (
@@ -295,12 +546,36 @@ class CropDataset(torch.utils.data.Dataset):
                 or box[3] <= window[1]
             ):
                 continue
+            if not _mask_trusted(inst):
+                crop_box = self._crop_box(region, box)
+                if crop_box is not None:
+                    boxes_only.append(crop_box)
+                continue
             crop_mask = extract_crop(decode_rle(inst.rle), region)  # type: ignore[arg-type]
             if np.count_nonzero(crop_mask) >= self.min_visible_area:
                 masks.append(crop_mask)
         shape = (len(masks), self.crop_size, self.crop_size)
         stacked = np.stack(masks) if masks else np.zeros(shape, dtype=bool)
-        return CropSample(crop_bgr, stacked, region, frame, i_idx)
+        regions = [self._crop_box(region, r) for r in self._regions[f_idx]]
+        return CropSample(
+            crop_bgr,
+            stacked,
+            region,
+            frame,
+            i_idx,
+            np.array(boxes_only).reshape(-1, 4),
+            np.array([r for r in regions if r is not None]).reshape(-1, 4),
+        )
+
+    def _crop_box(self, region: CropRegion, box_xyxy: np.ndarray) -> np.ndarray | None:
+        """Crop-space box rounded out to whole pixels and clipped to the crop; None when
+        fewer than ``min_visible_area`` pixels of it are in the crop."""
+        crop = region.frame_to_crop_xyxy(box_xyxy)
+        x0, y0 = np.floor(np.clip(crop[:2], 0, self.crop_size))
+        x1, y1 = np.ceil(np.clip(crop[2:], 0, self.crop_size))
+        if (x1 - x0) * (y1 - y0) < self.min_visible_area:
+            return None
+        return np.array([x0, y0, x1, y1])
 
     def _image(self, f_idx: int) -> np.ndarray:
         """Frame ``f_idx`` as uint8 BGR, through the LRU cache."""
@@ -334,9 +609,12 @@ class CropDataset(torch.utils.data.Dataset):
         sample = self._load(index, rng, shift=self.augment)
         rgb = cv2.cvtColor(sample.image_bgr, cv2.COLOR_BGR2RGB)
         image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
-        masks = tv_tensors.Mask(torch.from_numpy(sample.crop_masks.astype(np.uint8)))
+        crop_masks = sample.crop_masks
+        if self.partial:  # box-only fish: their box, filled, stands in for the mask
+            crop_masks = np.concatenate([crop_masks, self._box_masks(sample.crop_boxes_only)])
+        masks = tv_tensors.Mask(torch.from_numpy(crop_masks.astype(np.uint8)))
         boxes = torch.zeros((len(masks), 4), dtype=torch.float32)
-        for n, m in enumerate(sample.crop_masks):
+        for n, m in enumerate(crop_masks):
             boxes[n] = torch.from_numpy(mask_to_box_xyxy(m))
         target: Target = {
             "boxes": tv_tensors.BoundingBoxes(
@@ -345,12 +623,52 @@ class CropDataset(torch.utils.data.Dataset):
             "labels": torch.ones(len(masks), dtype=torch.int64),
             "masks": masks,
         }
+        if self.partial:
+            trusted = torch.arange(len(masks)) < len(sample.crop_masks)
+            target["masks_trusted"] = trusted
+            target["ignore_boxes"] = torch.from_numpy(sample.crop_ignore_xyxy).float()
         if self._transform is not None:
             seed = int(rng.integers(0, 2**63 - 1))
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
+                if self._copy_paste is not None:
+                    image, target = self._copy_paste(image, target)
+                if self.partial:
+                    target = self._as_rows(target)
                 image, target = self._transform(image, target)
+        elif self.partial:
+            target = self._as_rows(target)
         return _plain(image, target, index)
+
+    def _box_masks(self, boxes: np.ndarray) -> np.ndarray:
+        """bool ``(N, crop_size, crop_size)``: each whole-pixel box filled."""
+        out = np.zeros((len(boxes), self.crop_size, self.crop_size), dtype=bool)
+        for n, (x0, y0, x1, y1) in enumerate(boxes.astype(int)):
+            out[n, y0:y1, x0:x1] = True
+        return out
+
+    def _as_rows(self, target: Target) -> Target:
+        """The partial target as rows that move through the geometric augmentation: the
+        ignore regions appended to boxes/masks (filled boxes), ``kinds`` per row
+        (0 = fish with a trusted mask, 1 = box-only fish, 2 = ignore region)."""
+        trusted = target.pop("masks_trusted")
+        ignore = target.pop("ignore_boxes").numpy()
+        size = (self.crop_size, self.crop_size)
+        masks = torch.cat(
+            [target["masks"].as_subclass(torch.Tensor), torch.from_numpy(self._box_masks(ignore))]
+        ).to(torch.uint8)
+        boxes = torch.cat(
+            [target["boxes"].as_subclass(torch.Tensor), torch.from_numpy(ignore).float()]
+        )
+        return {
+            **target,
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=size),
+            "masks": tv_tensors.Mask(masks),
+            "labels": torch.cat([target["labels"], torch.ones(len(ignore), dtype=torch.int64)]),
+            "kinds": torch.cat(
+                [(~trusted).long(), torch.full((len(ignore),), 2, dtype=torch.int64)]
+            ),
+        }
 
 
 def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tensor, Target]:
@@ -360,12 +678,30 @@ def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tenso
     # rotations compute boxes with trigonometry: snap the 1e-15 noise back to the pixel edges
     boxes = (torch.round(boxes * 1e4) / 1e4).to(torch.float32)
     keep = masks.flatten(1).amax(dim=1) > 0 if len(masks) else torch.zeros(0, dtype=torch.bool)
-    return image.as_subclass(torch.Tensor).clamp_(0.0, 1.0).contiguous(), {
-        "boxes": boxes[keep],
-        "labels": target["labels"][keep],
-        "masks": masks[keep].contiguous(),
+    image = image.as_subclass(torch.Tensor).clamp_(0.0, 1.0).contiguous()
+    if "kinds" not in target:
+        return image, {
+            "boxes": boxes[keep],
+            "labels": target["labels"][keep],
+            "masks": masks[keep].contiguous(),
+            "image_id": index,
+        }
+    kinds = target["kinds"]
+    fish = keep & (kinds < 2)
+    return image, {
+        "boxes": boxes[fish],
+        "labels": target["labels"][fish],
+        "masks": masks[fish].contiguous(),
+        "masks_trusted": kinds[fish] == 0,
+        "ignore_boxes": boxes[keep & (kinds == 2)],
         "image_id": index,
     }
+
+
+def _mask_trusted(inst: Instance) -> bool:
+    """Whether a fish's mask may be learned: it has one and it is not marked
+    ``"mask_trusted": false`` (box-only fish)."""
+    return inst.rle is not None and inst.extra.get("mask_trusted", True) is not False
 
 
 def collate_fn(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[tuple[Any, ...], ...]:

@@ -14,12 +14,15 @@ All are sized for crops, not COCO photos: the internal resize is the crop size (
 proposals and at most 20 detections, plenty for crops holding a few fish and several
 times faster than torchvision's defaults (``TORCHVISION_DEFAULTS``). ``predict`` pastes
 the masks with :func:`paste_masks_exact`, the exact inverse of the mask targets, instead
-of torchvision's integer-box pasting (worth ~0.1 mask IoU on thin fish).
+of torchvision's integer-box pasting (worth ~0.1 mask IoU on thin fish). Every model is
+partially supervised (:mod:`aquapose.segmentation.partial_loss`): a training target may
+carry ``masks_trusted`` (box-only fish) and ``ignore_boxes`` (regions without loss).
 
 Weights: ``None`` (random), ``"DEFAULT"`` (torchvision's pretrained weights: COCO for the
-R50 default, ImageNet backbones for the light presets; loaded only from the local torch
-cache ``torch.hub.get_dir()/checkpoints``, never downloaded) or the path of a checkpoint
-written by :meth:`MaskRCNNSegmentor.save` or by training.
+R50 default, ImageNet backbones for the light presets; loaded through torchvision's own
+``Weights.get_state_dict``, i.e. from torch hub's cache ``torch.hub.get_dir()/checkpoints``,
+downloaded there when missing; offline, the error names the file, its URL and the folder)
+or the path of a checkpoint written by :meth:`MaskRCNNSegmentor.save` or by training.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -56,7 +58,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from aquapose.segmentation.io.files import atomic_write_bytes
 from aquapose.segmentation.masks import encode_rle
+from aquapose.segmentation.partial_loss import partial_supervision
 from aquapose.segmentation.types import CropRegion, SegmentationResult
+from aquapose.segmentation.weights import load_torchvision_weights
 
 DEFAULT_ARCH = "maskrcnn_resnet50_fpn_v2"
 LIGHT_ARCH = "maskrcnn_mobilenet_v3_fpn"
@@ -110,27 +114,6 @@ def _maskrcnn_kwargs(crop_size: int, settings: HeadSettings) -> dict[str, Any]:
     return {"min_size": crop_size, "max_size": crop_size, **asdict(settings)}
 
 
-def cached_weights_path(url: str) -> Path:
-    """Where torchvision's pretrained file for ``url`` lives in the local torch cache.
-
-    Raises FileNotFoundError naming the file and the folder when it is not there:
-    nothing is downloaded.
-    """
-    filename = Path(urlparse(url).path).name
-    path = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights '{filename}' are not in the local torch cache: expected "
-            f"{path} (downloaded from {url}). Nothing is downloaded here: copy the file "
-            "there (or set TORCH_HOME), or use weights=None to train from scratch"
-        )
-    return path
-
-
-def _load_cached(url: str) -> dict[str, torch.Tensor]:
-    return torch.load(cached_weights_path(url), map_location="cpu", weights_only=True)
-
-
 def _build_resnet50_fpn_v2(
     num_classes: int, pretrained: bool, crop_size: int, settings: HeadSettings
 ) -> MaskRCNN:
@@ -150,7 +133,7 @@ def _build_resnet50_fpn_v2(
         **_maskrcnn_kwargs(crop_size, settings),
     )
     if pretrained:  # COCO weights for the whole network, then new 2-class predictors
-        model.load_state_dict(_load_cached(MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT.url))
+        model.load_state_dict(load_torchvision_weights(MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT))
     model.roi_heads.box_predictor = FastRCNNPredictor(1024, num_classes)
     model.roi_heads.mask_predictor = MaskRCNNPredictor(256, 256, num_classes)
     return model
@@ -198,7 +181,7 @@ def _build_resnet18_fpn(
 ) -> MaskRCNN:
     body = resnet18(weights=None)
     if pretrained:  # ImageNet backbone
-        body.load_state_dict(_load_cached(ResNet18_Weights.DEFAULT.url))
+        body.load_state_dict(load_torchvision_weights(ResNet18_Weights.DEFAULT))
     return _light_maskrcnn(
         body,
         {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
@@ -218,7 +201,7 @@ def _build_mobilenet_v3_fpn(
         weights=None, norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.1)
     )
     if pretrained:  # ImageNet backbone
-        net.load_state_dict(_load_cached(MobileNet_V3_Large_Weights.DEFAULT.url))
+        net.load_state_dict(load_torchvision_weights(MobileNet_V3_Large_Weights.DEFAULT))
     # stages ending at strides 4, 8, 16 and 32 (24, 40, 112 and 960 channels)
     return _light_maskrcnn(
         net.features,
@@ -252,7 +235,8 @@ def build_model(
 
     Args:
         arch: a name in ``ARCHITECTURES``.
-        weights: None (random), ``"DEFAULT"`` (pretrained, from the torch cache only) or
+        weights: None (random), ``"DEFAULT"`` (torchvision's pretrained weights, from torch
+            hub's cache, downloaded when missing; ``WeightsUnavailableError`` offline) or
             a checkpoint path (``MaskRCNNSegmentor.save`` / training output, or a bare
             state dict), loaded with ``torch.load(weights_only=True)``.
         num_classes: including background (2 = background + fish).
@@ -269,7 +253,9 @@ def build_model(
         raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
     settings = settings or HeadSettings()
     pretrained = isinstance(weights, str) and weights == "DEFAULT"
-    model = ARCHITECTURES[arch](num_classes, pretrained, crop_size, settings)
+    # partial supervision: targets may carry masks_trusted / ignore_boxes (partial_loss.py);
+    # without them the model trains exactly as torchvision's
+    model = partial_supervision(ARCHITECTURES[arch](num_classes, pretrained, crop_size, settings))
     if weights is not None and not pretrained:
         checkpoint = read_checkpoint(weights)
         state = checkpoint.get("model", checkpoint)

@@ -14,9 +14,14 @@
   can explain become sure fish, and GrabCut models frame/background ratios instead
   of colours: fish shadows on the floor are left out of the mask.
 - ``sam``: Segment Anything (``segment-anything``; ``vit_b``/``vit_l``/``vit_h``) from
-  a local checkpoint.
-- ``sam2``: SAM 2 (``sam2`` package) from a packaged model config and a local
-  checkpoint.
+  a checkpoint path or a released checkpoint's name (``vit_b``, ``sam_vit_b_01ec64.pth``).
+- ``sam2``: SAM 2 (``sam2`` package) from a packaged model config and a checkpoint path
+  or name (``sam2.1_hiera_tiny``).
+
+A named checkpoint is read from torch hub's cache (``torch.hub.get_dir()/checkpoints``)
+and downloaded there from Meta's release URL when missing (see
+:mod:`aquapose.segmentation.weights`); offline, the error names the file, the URL and
+the folder to put it in.
 
 The SAM backends load their model on first use, compute one image embedding per
 frame (``set_image``) for all of its boxes, prompt with the box only, keep the best
@@ -26,7 +31,7 @@ of the multimask outputs (``mask_choice="score"``: highest predicted IoU, or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -35,17 +40,18 @@ import numpy as np
 from aquapose.segmentation.grabcut import ClassicalConfig, GrabCutSegmenter
 from aquapose.segmentation.masks import largest_component
 from aquapose.segmentation.types import Detection
+from aquapose.segmentation.weights import (
+    SAM2_CHECKPOINTS,
+    SAM_CHECKPOINTS,
+    fetch_checkpoint,
+    sam2_checkpoint_url,
+    sam_checkpoint_url,
+)
 
 __all__ = ["BACKENDS", "SAMPseudoLabeler", "choose_masks"]
 
 MaskChoice = Literal["score", "area"]
 
-#: Checkpoint file names of the public SAM releases, for error messages.
-_SAM_CHECKPOINTS = {
-    "vit_b": "sam_vit_b_01ec64.pth",
-    "vit_l": "sam_vit_l_0b3195.pth",
-    "vit_h": "sam_vit_h_4b8939.pth",
-}
 #: SAM 2 checkpoint file name -> packaged hydra config (``sam2/configs/...``).
 _SAM2_CONFIGS = {
     "sam2.1_hiera_tiny.pt": "configs/sam2.1/sam2.1_hiera_t.yaml",
@@ -96,13 +102,23 @@ def choose_masks(masks: np.ndarray, scores: np.ndarray, mode: MaskChoice = "scor
     return masks[np.arange(masks.shape[0]), best].astype(bool)
 
 
+def _released(
+    checkpoint: str | Path, lookup: Callable[[str], tuple[str, str] | None]
+) -> tuple[str, str] | None:
+    """``lookup(name)`` when ``checkpoint`` is a bare name (no folder) of no file here."""
+    path = Path(checkpoint)
+    if path.is_file() or path.name != str(checkpoint):
+        return None
+    return lookup(path.name)
+
+
 class _SamBackend:
     """segment-anything ``SamPredictor``: one ``set_image`` per frame, boxes batched."""
 
     def __init__(
         self,
         checkpoint: str | Path | None,
-        model_type: str,
+        model_type: str | None,
         device: str,
         mask_choice: MaskChoice,
         model: Any = None,
@@ -118,6 +134,38 @@ class _SamBackend:
         self.embed_calls = 0
         self.decode_calls = 0
 
+    def _checkpoint_path(self) -> tuple[Path, str]:
+        """The checkpoint file (fetched into torch hub's cache when named) and model type."""
+        model_type = self.model_type or "vit_b"
+        if model_type not in SAM_CHECKPOINTS:
+            raise ValueError(
+                f"model_type must be one of {sorted(SAM_CHECKPOINTS)} for backend 'sam', "
+                f"got {model_type!r}"
+            )
+        if self.checkpoint is None:
+            raise ValueError(
+                f"backend 'sam' needs a checkpoint: pass --checkpoint with a released name "
+                f"({', '.join(SAM_CHECKPOINTS)}: fetched into torch hub's cache) or the PATH of "
+                f"a SAM {model_type} checkpoint ({SAM_CHECKPOINTS[model_type]})"
+            )
+        path = Path(self.checkpoint)
+        named = _released(self.checkpoint, sam_checkpoint_url)
+        if named is None:
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"SAM checkpoint not found: {path} (expected a {model_type} checkpoint "
+                    f"such as {SAM_CHECKPOINTS[model_type]}, or a released name: "
+                    f"{', '.join(SAM_CHECKPOINTS)})"
+                )
+            return path, model_type
+        named_type, url = named
+        if self.model_type is not None and self.model_type != named_type:
+            raise ValueError(
+                f"checkpoint {self.checkpoint!r} is a {named_type} model but model_type is "
+                f"{self.model_type!r}: drop model_type or make it {named_type!r}"
+            )
+        return fetch_checkpoint(url), named_type
+
     def _load(self) -> Any:
         try:
             import torch
@@ -129,31 +177,14 @@ class _SamBackend:
             ) from None
         model = self._model
         if model is None:
-            if self.model_type not in _SAM_CHECKPOINTS:
-                raise ValueError(
-                    f"model_type must be one of {sorted(_SAM_CHECKPOINTS)} for backend 'sam', "
-                    f"got {self.model_type!r}"
-                )
-            wanted = _SAM_CHECKPOINTS[self.model_type]
-            if self.checkpoint is None:
-                raise ValueError(
-                    f"backend 'sam' needs a checkpoint: pass --checkpoint PATH to a SAM "
-                    f"{self.model_type} checkpoint ({wanted}, from the segment-anything "
-                    "release); weights cannot be downloaded at run time"
-                )
-            path = Path(self.checkpoint)
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"SAM checkpoint not found: {path} (expected a {self.model_type} checkpoint "
-                    f"such as {wanted} from the segment-anything release)"
-                )
-            model = sam_model_registry[self.model_type](checkpoint=None)
+            path, model_type = self._checkpoint_path()
+            model = sam_model_registry[model_type](checkpoint=None)
             state = torch.load(path, map_location="cpu", weights_only=True)
             try:
                 model.load_state_dict(state)
             except RuntimeError as err:
                 raise ValueError(
-                    f"{path}: does not fit SAM model_type {self.model_type!r} "
+                    f"{path}: does not fit SAM model_type {model_type!r} "
                     f"(pass the matching --model-type): {str(err).splitlines()[0]}"
                 ) from None
         model.to(self.device).eval()
@@ -225,17 +256,22 @@ class _Sam2Backend:
             ) from None
         model = self._model
         if model is None:
+            released = sorted(name.removesuffix(".pt") for name in SAM2_CHECKPOINTS)
             if self.checkpoint is None:
                 raise ValueError(
-                    "backend 'sam2' needs a checkpoint: pass --checkpoint PATH to a SAM 2 "
-                    "checkpoint (e.g. sam2.1_hiera_tiny.pt) and, unless its file name is one "
-                    f"of the released ones, --model-cfg (one of {sorted(set(_SAM2_CONFIGS.values()))})"
+                    "backend 'sam2' needs a checkpoint: pass --checkpoint with a released name "
+                    f"({', '.join(released)}: fetched into torch hub's cache) or the PATH of a "
+                    "SAM 2 checkpoint and, unless its file name is one of the released ones, "
+                    f"--model-cfg (one of {sorted(set(_SAM2_CONFIGS.values()))})"
                 )
             path = Path(self.checkpoint)
-            if not path.is_file():
+            named = _released(self.checkpoint, sam2_checkpoint_url)
+            if named is not None:
+                path = fetch_checkpoint(named[1])
+            elif not path.is_file():
                 raise FileNotFoundError(
                     f"SAM 2 checkpoint not found: {path} (expected e.g. sam2.1_hiera_tiny.pt "
-                    "from the SAM 2 release)"
+                    f"from the SAM 2 release, or a released name: {', '.join(released)})"
                 )
             cfg = self.model_cfg or _SAM2_CONFIGS.get(path.name)
             if cfg is None:
@@ -285,8 +321,8 @@ class _Sam2Backend:
 #: Backend names -> short description (the registry behind ``SAMPseudoLabeler(backend=...)``).
 BACKENDS = {
     "classical": "GrabCut seeded by the box and the detector's blob; needs no weights",
-    "sam": "Segment Anything (segment-anything) from a local checkpoint",
-    "sam2": "SAM 2 (sam2 package) from a packaged config and a local checkpoint",
+    "sam": "Segment Anything (segment-anything) from a checkpoint path or name (vit_b)",
+    "sam2": "SAM 2 (sam2 package) from a checkpoint path or name (sam2.1_hiera_tiny)",
 }
 
 
@@ -295,8 +331,11 @@ class SAMPseudoLabeler:
 
     Args:
         backend: ``"classical"`` (default, no weights), ``"sam"`` or ``"sam2"``.
-        checkpoint: local checkpoint file of the SAM / SAM 2 model.
-        model_type: SAM variant, ``vit_b``/``vit_l``/``vit_h`` (backend ``sam``).
+        checkpoint: checkpoint file of the SAM / SAM 2 model, or a released checkpoint's
+            name (``vit_b``, ``sam_vit_h_4b8939.pth``, ``sam2.1_hiera_tiny``), read from
+            torch hub's cache and downloaded there when missing.
+        model_type: SAM variant, ``vit_b``/``vit_l``/``vit_h`` (backend ``sam``); default:
+            the named checkpoint's, else ``vit_b``.
         model_cfg: SAM 2 packaged config, e.g. ``configs/sam2.1/sam2.1_hiera_t.yaml``;
             guessed from the checkpoint's released file name when omitted.
         device: torch device of the SAM models.
@@ -310,7 +349,7 @@ class SAMPseudoLabeler:
         self,
         backend: str = "classical",
         checkpoint: str | Path | None = None,
-        model_type: str = "vit_b",
+        model_type: str | None = None,
         model_cfg: str | None = None,
         device: str = "cpu",
         *,

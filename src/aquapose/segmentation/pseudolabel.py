@@ -61,8 +61,10 @@ class PseudolabelConfig:
 
     Attributes:
         backend: ``classical`` (GrabCut, no weights), ``sam`` or ``sam2``.
-        checkpoint: SAM / SAM 2 checkpoint file.
-        model_type: SAM variant (``vit_b``, ``vit_l``, ``vit_h``).
+        checkpoint: SAM / SAM 2 checkpoint file, or a released name (``vit_b``,
+            ``sam2.1_hiera_tiny``) fetched into torch hub's cache.
+        model_type: SAM variant (``vit_b``, ``vit_l``, ``vit_h``); None: the named
+            checkpoint's, else ``vit_b``.
         model_cfg: SAM 2 config (guessed from a released checkpoint's file name).
         device: torch device of the SAM backends.
         mask_choice: SAM: keep the candidate with the best predicted IoU (``score``)
@@ -80,8 +82,8 @@ class PseudolabelConfig:
     """
 
     backend: str = "classical"
-    checkpoint: Path | None = None
-    model_type: str = "vit_b"
+    checkpoint: str | None = None
+    model_type: str | None = None
     model_cfg: str | None = None
     device: str = "cpu"
     mask_choice: Literal["score", "area"] = "score"
@@ -112,7 +114,7 @@ class PseudolabelConfig:
         classical = self.backend == "classical"
         return {
             "backend": self.backend,
-            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+            "checkpoint": self.checkpoint,
             "model_type": self.model_type if self.backend == "sam" else None,
             "model_cfg": self.model_cfg,
             "mask_choice": None if classical else self.mask_choice,

@@ -94,7 +94,7 @@ class TrainConfig:
             become negative crops).
         out_dir: run folder (checkpoints, metrics, curves).
         arch: architecture name (``aquapose.segmentation.model.ARCHITECTURES``).
-        weights: None (from scratch), ``"DEFAULT"`` (pretrained, torch cache only) or
+        weights: None (from scratch), ``"DEFAULT"`` (pretrained, from the torch cache, downloaded when missing) or
             a checkpoint path to start from.
         crop_size: side of the square training crops (the model's input size).
         epochs, batch_size, lr, momentum, weight_decay: SGD schedule; ``batch_size``
@@ -114,6 +114,13 @@ class TrainConfig:
             crop-sized defaults.
         sync_bn: with several CUDA processes, batch norm over the total batch
             (``torch.nn.SyncBatchNorm``); ignored in one process.
+        copy_paste_prob, copy_paste_max, copy_paste_fade_prob: copy-paste augmentation of
+            the training crops (``CropDataset``/``CopyPaste``): the share of crops that get
+            up to ``copy_paste_max`` fish pasted from other frames, and the share of those
+            pasted as faded copies. ``copy_paste_prob=0`` (default): off.
+        rejected_as: ``"avoid"`` (default): training crops slide off the detections the
+            labeler rejected, and are skipped when they cannot; ``"ignore"``: those
+            detections become regions without loss and no crop is skipped.
         resume: continue the run in ``out_dir`` from ``last.pt``.
         progress: show a progress bar on stderr.
     """
@@ -142,6 +149,10 @@ class TrainConfig:
     val_image_root: Path | None = None
     head_settings: dict[str, int] | None = None
     sync_bn: bool = False
+    copy_paste_prob: float = 0.0
+    copy_paste_max: int = 2
+    copy_paste_fade_prob: float = 0.0
+    rejected_as: str = "avoid"
     resume: bool = False
     progress: bool = True
 
@@ -167,6 +178,23 @@ class TrainConfig:
             raise ValueError(f"grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
         if self.head_settings is not None:
             HeadSettings.from_dict(self.head_settings)  # rejects unknown keys and bad values
+        if not (0 <= self.copy_paste_prob <= 1 and 0 <= self.copy_paste_fade_prob <= 1):
+            raise ValueError(
+                "TrainConfig.copy_paste_prob and copy_paste_fade_prob must be in [0, 1], got "
+                f"{self.copy_paste_prob} and {self.copy_paste_fade_prob}"
+            )
+        if self.rejected_as not in ("avoid", "ignore"):
+            raise ValueError(
+                f"TrainConfig.rejected_as must be 'avoid' or 'ignore', got {self.rejected_as!r}"
+            )
+        if (
+            isinstance(self.copy_paste_max, bool)
+            or not isinstance(self.copy_paste_max, int)
+            or self.copy_paste_max < 1
+        ):
+            raise ValueError(
+                f"TrainConfig.copy_paste_max must be an int >= 1, got {self.copy_paste_max!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""
@@ -457,7 +485,15 @@ def _build_run(config: TrainConfig, ctx: DistContext) -> _Run:
             seg.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(seg.model)
     model, device = seg.model, seg.device
     dataset = CropDataset(
-        config.train_json, config.train_image_root, config.crop_size, augment=True, seed=config.seed
+        config.train_json,
+        config.train_image_root,
+        config.crop_size,
+        augment=True,
+        seed=config.seed,
+        copy_paste_prob=config.copy_paste_prob,
+        copy_paste_max=config.copy_paste_max,
+        copy_paste_fade_prob=config.copy_paste_fade_prob,
+        rejected_as=config.rejected_as,
     )
     sampler: EpochSampler = (
         DistributedEpochSampler(

@@ -32,7 +32,7 @@ CHANGED = [
     DetectConfig(every=7, max_frames=50, detector=DetectorConfig(min_blob_area=33, scale=0.5)),
     PseudolabelConfig(
         backend="sam",
-        checkpoint=Path("ckpt/sam.pth"),
+        checkpoint="ckpt/sam.pth",
         mask_choice="area",
         classical=ClassicalConfig(context=0.3),
         filter=FilterConfig(min_area=7),
