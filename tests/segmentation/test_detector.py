@@ -487,16 +487,40 @@ def test_light_field_divides_out_gain_and_gradient(rng):
     assert light.correct(same) is same  # nothing to correct: no copy
 
 
-def test_flood_of_blobs_is_rejected(rng):
-    floor = _floor()
-    det = MOG2Detector(DetectorConfig(**SMALL, max_blobs=10))
+def test_a_crowd_of_small_fish_is_not_a_global_change(rng):
+    """120 small dark fish (a crowd): every one is found, the frame is not rejected."""
+    floor = cv2.resize(_floor(), (W * 3, H * 3), interpolation=cv2.INTER_CUBIC)
+    det = MOG2Detector(DetectorConfig(**SMALL))
     det.prime(floor)
-    speckled = floor.copy()
-    for i in range(24):  # 24 dark dots, each the size of a small fish
-        cv2.circle(speckled, (10 + (i % 8) * 18, 20 + (i // 8) * 35), 4, (40, 40, 40), -1)
-    with pytest.warns(GlobalChangeWarning, match="24 blobs"):
-        assert det.detect(speckled) == []
-    assert det.rejected_frames == 1 and "blobs" in det.reject_reason
+    crowd = floor.copy()
+    centres = [(12 + (i % 15) * 32, 12 + (i // 15) * 44) for i in range(120)]
+    for x, y in centres:
+        cv2.ellipse(crowd, (x, y), (9, 4), 30.0, 0, 360, (50, 50, 50), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GlobalChangeWarning)
+        found = det.detect(crowd)
+    assert det.rejected_frames == 0
+    assert len(found) == 120
+    dx, dy, _ = det.last_camera_shift
+    assert abs(dx) < 1.0 and abs(dy) < 1.0
+
+
+@pytest.mark.parametrize("shift", [(6, 0), (-4, 5)])
+def test_a_shifted_frame_is_rejected_as_camera_motion(shift, rng):
+    """The camera moves by a few pixels: the floor's texture shifts; measured, rejected."""
+    big = cv2.resize(_floor(), (W * 2, H * 2), interpolation=cv2.INTER_CUBIC)
+    big = cv2.add(big, rng.integers(0, 12, big.shape, dtype=np.uint8))  # sand grain
+    view = big[40 : 40 + H, 40 : 40 + W]
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(view)
+    assert det.detect(view.copy()) == [] and det.rejected_frames == 0
+    dx, dy = shift
+    moved = big[40 + dy : 40 + dy + H, 40 + dx : 40 + dx + W].copy()
+    with pytest.warns(GlobalChangeWarning, match="shifted by"):
+        assert det.detect(moved) == []
+    assert det.rejected_frames == 1
+    mx, my, _ = det.last_camera_shift
+    assert (mx, my) == pytest.approx((-dx, -dy), abs=0.7)  # the view moved the other way
 
 
 def test_priming_on_a_moving_camera_warns_and_rejects_every_frame(rng):

@@ -30,11 +30,16 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **sensor noise and compression**: priming measures the noise and sets MOG2's
   variance from it; morphological open/close and a minimum blob area remove specks
   (a smaller minimum along the frame's border, where a fish entering view is a sliver);
-- **moving camera / sudden global change**: when more than
-  ``max_foreground_fraction`` of the frame is candidate, when it holds more than
-  ``max_blobs`` blobs, or when priming found no stable background, a
+- **moving camera / sudden global change**, measured as such, never as a count of
+  blobs (a tank may hold 100+ fish): the camera moved when the frame is shifted
+  against the background by more than ``max_camera_shift`` pixels (phase correlation
+  of the two, downscaled to ~``shift_size`` px, whose peak response must reach
+  ``min_shift_response`` to be trusted); the scene changed when more than
+  ``max_foreground_fraction`` of the frame is candidate; priming found no stable
+  background when the priming frames differ by more than noise. Then a
   :class:`GlobalChangeWarning` is issued (once per run) and the frame yields no
-  detections; :attr:`MOG2Detector.rejected_frames` counts them.
+  detections; :attr:`MOG2Detector.rejected_frames` counts them. A rotation or zoom
+  shows as a low response and, on any floor with texture, as a large foreground.
 
 Blob work is done in each blob's bounding window, never on the full frame.
 """
@@ -171,8 +176,14 @@ class DetectorConfig:
             this many grey levels and one darker by as much is split between them (a
             light fish touching a dark one).
         max_foreground_fraction: above this candidate fraction the frame is rejected
-            (moving camera / global change; 9 fish cover ~1 % of a frame).
-        max_blobs: a frame with more blobs of fish size than this is rejected too.
+            (moving camera / global change; 9 fish cover ~1 % of a frame, 120 small
+            fish ~4 %).
+        max_camera_shift: a frame shifted against the background by more than this many
+            full-frame pixels (phase correlation) is rejected: the camera moved; 0 = off.
+        min_shift_response: ... when the correlation peak's response (0-1, how much of
+            the frame agrees with the shift) is at least this; a lower peak is no
+            measurement (a featureless floor).
+        shift_size: longer side (px) of the downscaled grey frames that are correlated.
         scale: run MOG2 on the frame resized by this factor (0 < scale <= 1); boxes and
             masks are mapped back to full-frame coordinates.
     """
@@ -211,7 +222,9 @@ class DetectorConfig:
     min_part_fraction: float = 0.3
     sign_split_contrast: float = 20.0
     max_foreground_fraction: float = 0.1
-    max_blobs: int = 40
+    max_camera_shift: float = 3.0
+    min_shift_response: float = 0.05
+    shift_size: int = 256
     scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -221,7 +234,7 @@ class DetectorConfig:
 
         for name in (
             "history",
-            "max_blobs",
+            "shift_size",
             "warmup_frames",
             "prime_repeats",
             "median_frames",
@@ -231,7 +244,15 @@ class DetectorConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"DetectorConfig: {name} must be an int, got {value!r}")
         need(self.history >= 1, f"history must be >= 1, got {self.history}")
-        need(self.max_blobs >= 1, f"max_blobs must be >= 1, got {self.max_blobs}")
+        need(self.shift_size >= 16, f"shift_size must be >= 16, got {self.shift_size}")
+        need(
+            self.max_camera_shift >= 0,
+            f"max_camera_shift must be >= 0, got {self.max_camera_shift}",
+        )
+        need(
+            0 <= self.min_shift_response <= 1,
+            f"min_shift_response must be in [0, 1], got {self.min_shift_response}",
+        )
         need(self.var_threshold > 0, f"var_threshold must be > 0, got {self.var_threshold}")
         need(self.var_min > 0, f"var_min must be > 0, got {self.var_min}")
         need(
@@ -365,7 +386,11 @@ class MOG2Detector:
         self._background: np.ndarray | None = None  # work-scale BGR uint8
         self._background_grey: np.ndarray | None = None
         self._background_half: np.ndarray | None = None
+        self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
+        self._last_grey: np.ndarray | None = None  # its grey levels (computed once, shared)
+        #: (dx, dy, response) of the last frame against the background, full-frame pixels.
+        self.last_camera_shift: tuple[float, float, float] | None = None
         #: per-channel noise std used for the model (grey levels): measured when primed
         #: from frames, else ``default_noise_sigma``; None before priming/warm-up.
         self.noise_sigma: float | None = None
@@ -466,6 +491,7 @@ class MOG2Detector:
         if self._light is not None:
             work = self._light.correct(work)
         self._last_work = work
+        self._last_grey = None
         return self._mog.apply(work, learningRate=c.learning_rate)
 
     def detect(
@@ -517,6 +543,11 @@ class MOG2Detector:
         if self._unstable:
             why = f"the clip has no stable background (noise {self._unstable:.1f} grey levels)"
             return self._reject(why, camera_id, frame_index)
+        moved = self._camera_shift()
+        if moved is not None:
+            dx, dy, response = moved
+            why = f"the frame is shifted by ({dx:+.1f}, {dy:+.1f}) px (response {response:.2f})"
+            return self._reject(why, camera_id, frame_index)
         if fraction > c.max_foreground_fraction:
             why = (
                 f"{fraction:.0%} of the frame is foreground (limit {c.max_foreground_fraction:.0%})"
@@ -533,13 +564,6 @@ class MOG2Detector:
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if len(contours) > c.max_blobs:
-            sizeable = sum(
-                1 for cnt in contours if np.prod(cv2.boundingRect(cnt)[2:]) >= self._rules.min_area
-            )
-            if sizeable > c.max_blobs:
-                why = f"{sizeable} blobs (limit {c.max_blobs})"
-                return self._reject(why, camera_id, frame_index)
         detections: list[Detection] = []
         work_h, work_w = candidate.shape
         noise = self.noise_sigma or c.default_noise_sigma
@@ -635,9 +659,7 @@ class MOG2Detector:
         assert self._last_work is not None
         h, w = candidate.shape
         half = (max(1, w // 2), max(1, h // 2))
-        grey = cv2.resize(
-            cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY), half, interpolation=cv2.INTER_AREA
-        )
+        grey = cv2.resize(self._frame_grey(), half, interpolation=cv2.INTER_AREA)
         # numpy, not cv2.subtract(dtype=CV_32F) / cv2.compare: those are ~20x slower here.
         sigma = max(0.5, 0.5 * c.faint_light_blur * c.scale)
         smooth = cv2.GaussianBlur(grey.astype(np.float32) - self._grey_half(half), (0, 0), sigma)
@@ -652,6 +674,47 @@ class MOG2Detector:
             cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
             lighter &= ~cv2.dilate(halo, self._halo)
         return lighter
+
+    def _frame_grey(self) -> np.ndarray:
+        """The last frame fed (light-corrected) in grey levels, uint8 (work scale, cached)."""
+        if self._last_grey is None:
+            assert self._last_work is not None
+            self._last_grey = cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY)
+        return self._last_grey
+
+    def _camera_shift(self) -> tuple[float, float, float] | None:
+        """(dx, dy, response) when the last frame is shifted against the background by
+        more than ``max_camera_shift`` full-frame pixels with a trusted peak, else None."""
+        c = self.config
+        if c.max_camera_shift <= 0 or self._background is None or self._last_work is None:
+            return None
+        work_h, work_w = self._last_work.shape[:2]
+        f = min(1.0, c.shift_size / max(work_h, work_w))
+        size = (max(8, round(work_w * f)), max(8, round(work_h * f)))
+        if self._background_small is None:
+            ref = cv2.resize(self._grey(), size, interpolation=cv2.INTER_AREA)
+            window = cv2.createHanningWindow(size, cv2.CV_32F)
+            self._background_small = (ref.astype(np.float32), window)
+        ref, window = self._background_small
+        cur = cv2.resize(self._frame_grey(), size, interpolation=cv2.INTER_AREA)
+        cur = cur.astype(np.float32)
+        # phaseCorrelate windows its inputs in place when no padding is needed: copies.
+        (dx, dy), response = cv2.phaseCorrelate(ref.copy(), cur.copy(), window)
+        to_frame = work_w / size[0] / c.scale
+        shift = (float(dx) * to_frame, float(dy) * to_frame, float(response))
+        self.last_camera_shift = shift
+        if math.hypot(shift[0], shift[1]) <= c.max_camera_shift or response < c.min_shift_response:
+            return None
+        # A peak from a fish that moved (on a featureless floor) is no camera motion: the
+        # background moved by the shift must explain the frame far better than unmoved.
+        mx, my = int(math.ceil(abs(dx))) + 1, int(math.ceil(abs(dy))) + 1
+        if 4 * mx >= size[0] or 4 * my >= size[1]:
+            return None  # too far to check (the correlation wraps round): not measured
+        moved = cv2.warpAffine(ref, np.array([[1, 0, dx], [0, 1, dy]], np.float32), size)
+        inner = (slice(my, size[1] - my), slice(mx, size[0] - mx))
+        still = float(cv2.absdiff(cur[inner], ref[inner]).mean())
+        shifted = float(cv2.absdiff(cur[inner], moved[inner]).mean())
+        return shift if shifted < 0.5 * still else None
 
     def _grey_half(self, size: tuple[int, int]) -> np.ndarray:
         """The background's grey levels at ``size`` (W, H), float32 (cached)."""
@@ -671,7 +734,7 @@ class MOG2Detector:
         """Signed grey-level difference (frame - background), float32 (h, w), in a window."""
         if self._background is None or self._last_work is None:
             return None
-        frame = cv2.cvtColor(self._last_work[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
+        frame = self._frame_grey()[y : y + h, x : x + w]
         return frame.astype(np.float32) - self._grey()[y : y + h, x : x + w]
 
     def _to_detection(
