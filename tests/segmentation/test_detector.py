@@ -474,6 +474,48 @@ def test_robust_background_drops_a_resting_fish_under_drifting_light(rng):
     assert sigma == pytest.approx(1.5, abs=0.3)
 
 
+@pytest.mark.parametrize("texture", [0, 14])
+def test_a_fish_resting_most_of_the_clip_is_healed_out_of_the_background(texture, rng):
+    """The fish rests in one spot in 16 of 25 samples (a plain median keeps it): its ghost
+    is recognised by its outline and the floor re-estimated; it is found while it rests
+    and leaves no ghost detection when gone."""
+    floor = _floor()
+    if texture:  # gravel-like grain
+        floor = cv2.add(floor, rng.integers(0, texture, floor.shape, dtype=np.uint8))
+    rest = _fish_mask(80, 60, angle=20)
+    frames = []
+    for i in range(25):
+        fish = [rest] if i < 16 else [_fish_mask(20 + 5 * i, 25)]
+        frames.append(_render(floor, fish, rng, gain=1.0 + 0.03 * np.sin(i), noise=1.5))
+    plain, _ = robust_background(frames, min_area=0)
+    background, _ = robust_background(frames, min_area=40)
+    assert np.abs(plain.astype(float) - floor)[rest].mean() > 20  # the median holds it
+    assert np.abs(background.astype(float) - floor)[rest].mean() < 4
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(frames)
+    found = [d.blob_mask for d in det.detect(frames[3])]
+    assert _best_iou(found, rest) > 0.6
+    gone = det.detect(frames[20])
+    assert len(gone) == 1 and _best_iou([d.blob_mask for d in gone], rest) == 0.0
+
+
+def test_fish_a_few_pixels_apart_are_not_joined_by_the_closing(rng):
+    """Two fish 3 px apart (the 5 px closing joins them): the pixels between are floor,
+    so the blob is split; a fish broken by a faint middle stays one."""
+    floor = _floor()
+    a, b = _fish_mask(60, 50, half_w=4), _fish_mask(60, 61, half_w=4)
+    assert not (cv2.dilate(a.astype(np.uint8), np.ones((3, 3), np.uint8)) & b).any()
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    found = [d.blob_mask for d in det.detect(_render(floor, [a, b], rng, noise=1.0))]
+    assert len(found) == 2 and min(_best_iou(found, m) for m in (a, b)) > 0.6
+    whole = _fish_mask(110, 60, half_len=20, half_w=5)
+    middle = whole & (np.abs(np.arange(W) - 110) <= 1)[None, :]
+    frame = _render(floor, [whole & ~middle, middle], rng, noise=1.0, delta=[-40.0, -14.0])
+    found = [d.blob_mask for d in det.detect(frame)]
+    assert len(found) == 1 and _best_iou(found, whole) > 0.7
+
+
 def test_light_field_divides_out_gain_and_gradient(rng):
     floor = _floor().astype(np.float32)
     xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :, None]

@@ -2,6 +2,23 @@
 a robust background that leaves out resting fish, and the light change between a
 background and a frame.
 
+**Resting fish and ghosts.** A per-pixel median of frames spread over a clip holds a
+fish that rests in one spot in more than about half of them: the fish is then missed
+while it rests, and its image in the background shows as a *ghost* on the empty floor
+once it has left. :func:`robust_background` heals that (detect -> recognise -> re-estimate):
+
+1. a first background ``B0`` (median, light divided out, mean of the inliers);
+2. in each sample frame, the regions that differ from ``B0`` (smoothed grey difference
+   above ``max(4, 3 noise std)``, opened, at least ``min_area`` pixels) are either a
+   fish in the frame or a ghost of ``B0``. A ghost is recognised by its outline: along
+   the region's edge (a 5 px band) the background has the edge and the frame does not
+   (mean gradient magnitude of ``B0`` > ``ghost_edge_ratio`` x the frame's); a fish in
+   the frame has it the other way round;
+3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in some frames is
+   re-estimated as the mean of those frames there: they show the floor.
+
+A fish that never leaves its spot in any sample frame cannot be told from the floor.
+
 The light of a tank drifts slowly (global gain) and moves (a gradient across the
 floor). A frozen background model sees both as foreground. :class:`LightField` fits
 ``frame / background`` with a plane ``a + b x + c y`` through block medians of a
@@ -17,7 +34,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["LightField", "check_frame", "median_background", "robust_background"]
+__all__ = [
+    "LightField",
+    "check_frame",
+    "ghost_regions",
+    "heal_ghosts",
+    "median_background",
+    "robust_background",
+]
 
 #: Gains this close to 1 everywhere leave the frame untouched.
 _GAIN_TOLERANCE = 0.003
@@ -148,7 +172,10 @@ def median_background(frames: Iterable[np.ndarray]) -> np.ndarray:
 
 
 def robust_background(
-    frames: Sequence[np.ndarray], correct_light: bool = True
+    frames: Sequence[np.ndarray],
+    correct_light: bool = True,
+    min_area: float = 0.0,
+    ghost_edge_ratio: float = 1.2,
 ) -> tuple[np.ndarray, float]:
     """Background image of a clip from sample frames, and the noise std around it.
 
@@ -156,7 +183,10 @@ def robust_background(
     out (:class:`LightField`), median again; 3. per pixel, the mean of the samples within
     3 noise std (at least 4 grey levels) of that median. Fish and their shadows that
     stay in one place in up to about half of the samples are left out (a plain median
-    of frames under drifting light keeps a faint ghost of them).
+    of frames under drifting light keeps a faint ghost of them). 4. with ``min_area`` >
+    0, fish resting longer are healed out (see the module's docstring: ghosts of at
+    least ``min_area`` pixels are recognised by their outline and re-estimated from the
+    frames that show the floor there).
 
     Returns ((H, W, 3) uint8 background, per-channel noise std in grey levels).
     """
@@ -175,4 +205,83 @@ def robust_background(
         total += image * inlier
         count += inlier
     background = np.where(count > 0, total / np.maximum(count, 1.0), median)
-    return np.clip(np.rint(background), 0, 255).astype(np.uint8), sigma
+    first_pass = np.clip(np.rint(background), 0, 255).astype(np.uint8)
+    if min_area <= 0:
+        return first_pass, sigma
+    return heal_ghosts(corrected, first_pass, sigma, min_area, ghost_edge_ratio), sigma
+
+
+_BAND5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+
+
+def _edges(grey: np.ndarray) -> np.ndarray:
+    """Gradient magnitude (float32) of a grey image after a 1 px Gaussian."""
+    smooth = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 1.0)
+    return cv2.magnitude(
+        cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
+    )
+
+
+def ghost_regions(
+    frame: np.ndarray,
+    background: np.ndarray,
+    sigma: float,
+    min_area: float,
+    ghost_edge_ratio: float = 1.2,
+    background_edges: np.ndarray | None = None,
+) -> np.ndarray:
+    """uint8 0/1 mask of the regions where ``background`` holds something ``frame`` does
+    not (a resting fish that has left): regions differing from the background whose
+    outline is in the background, not in the frame (see the module's docstring)."""
+    grey_f = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    grey_b = cv2.cvtColor(background, cv2.COLOR_BGR2GRAY)
+    diff = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_b).astype(np.float32), (0, 0), 1.0)
+    changed = (diff > max(4.0, 3.0 * sigma)).astype(np.uint8)
+    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    ghosts = np.zeros_like(changed)
+    edges_b = background_edges
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area:
+            continue
+        x0, y0 = max(0, x - 4), max(0, y - 4)
+        x1, y1 = min(changed.shape[1], x + w + 4), min(changed.shape[0], y + h + 4)
+        region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        band = cv2.dilate(region, _BAND5) > cv2.erode(region, _BAND5)
+        eb = _edges(grey_b[y0:y1, x0:x1]) if edges_b is None else edges_b[y0:y1, x0:x1]
+        ef = _edges(grey_f[y0:y1, x0:x1])
+        if float(eb[band].mean()) > ghost_edge_ratio * float(ef[band].mean()):
+            ghosts[y0:y1, x0:x1] |= region
+    return ghosts
+
+
+def heal_ghosts(
+    frames: Sequence[np.ndarray],
+    background: np.ndarray,
+    sigma: float,
+    min_area: float,
+    ghost_edge_ratio: float = 1.2,
+) -> np.ndarray:
+    """``background`` with the ghosts that ``frames`` reveal (:func:`ghost_regions`, grown
+    by 2 px) replaced by the mean of the frames that show the floor there."""
+    edges_b = _edges(cv2.cvtColor(background, cv2.COLOR_BGR2GRAY))
+    total: np.ndarray | None = None
+    count: np.ndarray | None = None
+    for frame in frames:
+        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, edges_b)
+        if not ghosts.any():
+            continue
+        ghosts = cv2.dilate(ghosts, _BAND5)
+        if total is None or count is None:
+            total = np.zeros(background.shape, np.float32)
+            count = np.zeros(background.shape[:2], np.float32)
+        total += frame * ghosts[:, :, None].astype(np.float32)
+        count += ghosts
+    if total is None or count is None:
+        return background
+    healed = count > 0
+    out = background.copy()
+    out[healed] = np.clip(np.rint(total[healed] / count[healed][:, None]), 0, 255).astype(np.uint8)
+    return out

@@ -61,6 +61,7 @@ from aquapose.segmentation._blobs import (
     BlobRules,
     detection_rle,
     kernel,
+    split_bridged,
     split_by_cores,
     split_by_sign,
     trim_shadows,
@@ -125,6 +126,13 @@ class DetectorConfig:
         median_window: frames per background segment in :func:`detect_video`; the model
             is re-primed at each segment (long clips, lighting changes). 0 = the whole
             clip is one segment.
+        heal_ghosts: when priming from frames, recognise fish that rest in one spot in
+            more than half of them (they are in the median: a *ghost* in the frames where
+            they are gone) and re-estimate the floor there from those frames (see
+            :mod:`~aquapose.segmentation.background`): a resting fish stays foreground and
+            leaves no ghost detection.
+        ghost_edge_ratio: a region differing from the background is a ghost when the
+            background's edges along its outline are this many times the frame's.
         correct_light: divide out the light change between the background and each
             frame (global gain and a gradient, fitted robustly): slow illumination drift
             and a moving light are not foreground.
@@ -162,6 +170,10 @@ class DetectorConfig:
             height over the floor) ~0.1; 0 = off.
         split_touching: split blobs holding several foreground-only cores (and light +
             dark fish by contrast sign).
+        bridge_contrast: a blob the closing joined from pieces of fish size is split
+            between them when the pixels it added are floor: their median contrast below
+            this fraction of the faintest piece's (fragments of one faint fish are joined
+            by pixels of its own sign); 0 = off. Fish lying a few pixels apart (crowds).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
         min_core_area: a core is "sizeable" (a seed) with at least this many pixels, and
@@ -200,6 +212,8 @@ class DetectorConfig:
     prime_repeats: int = 10
     median_frames: int = 25
     median_window: int = 0
+    heal_ghosts: bool = True
+    ghost_edge_ratio: float = 1.2
     correct_light: bool = True
     estimate_noise: bool = True
     open_kernel: int = 3
@@ -216,6 +230,7 @@ class DetectorConfig:
     min_faint_fraction: float = 0.15
     min_edge_sharpness: float = 0.2
     split_touching: bool = True
+    bridge_contrast: float = 0.3
     split_core_depth: float = 0.5
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
@@ -323,6 +338,10 @@ class DetectorConfig:
             self.sign_split_contrast > 0,
             f"sign_split_contrast must be > 0, got {self.sign_split_contrast}",
         )
+        need(
+            self.ghost_edge_ratio >= 1,
+            f"ghost_edge_ratio must be >= 1, got {self.ghost_edge_ratio}",
+        )
         need(self.max_neck_ratio > 0, f"max_neck_ratio must be > 0, got {self.max_neck_ratio}")
         need(
             0 < self.max_foreground_fraction <= 1,
@@ -364,6 +383,7 @@ class MOG2Detector:
             sign_split_contrast=c.sign_split_contrast,
             max_shadow_reach=c.max_shadow_reach,
             min_faint_fraction=c.min_faint_fraction,
+            bridge_contrast=c.bridge_contrast,
         )
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._edge_rules = replace(self._rules, min_area=edge_area)
@@ -446,7 +466,12 @@ class MOG2Detector:
             sample = [check_frame(f) for f in frames]
             if not sample:
                 raise ValueError("prime needs at least one frame, got none")
-            work, sigma = robust_background([self._to_work(f) for f in sample], c.correct_light)
+            work, sigma = robust_background(
+                [self._to_work(f) for f in sample],
+                c.correct_light,
+                min_area=self._rules.min_area if c.heal_ghosts else 0.0,
+                ghost_edge_ratio=c.ghost_edge_ratio,
+            )
         self.reset()
         self._check_shape(sample[0])
         self._background = work
@@ -561,6 +586,7 @@ class MOG2Detector:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, self._open)
         if faint:
             candidate |= self._faint_light(candidate)
+        opened = candidate
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -583,8 +609,15 @@ class MOG2Detector:
             fg_window = fg[y : y + h, x : x + w]
             contrast = self._contrast(x, y, w, h)
             parts = [blob]
+            if c.split_touching and opened is not candidate:
+                window = (opened[y : y + h, x : x + w] > 0).astype(np.uint8)
+                parts = split_bridged(blob, window, contrast, rules, noise)
             if rules.trim is not None:
-                parts = trim_shadows(blob, fg_window, contrast, rules, noise)
+                parts = [
+                    p
+                    for part in parts
+                    for p in trim_shadows(part, fg_window, contrast, rules, noise)
+                ]
             if c.split_touching:
                 if contrast is not None:
                     parts = [
