@@ -15,7 +15,10 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    (mean gradient magnitude of ``B0`` > ``ghost_edge_ratio`` x the frame's); a fish in
    the frame has it the other way round;
 3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in some frames is
-   re-estimated as the mean of those frames there: they show the floor.
+   re-estimated as the mean of those frames there: they show the floor. Regions that
+   touch the frame's border are left alone (a fish entering the view, half of its
+   outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
+   misjudged fish written into the background is a phantom in every frame).
 
 A fish that never leaves its spot in any sample frame cannot be told from the floor.
 
@@ -244,7 +247,9 @@ def ghost_regions(
     edges_b = background_edges
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area < min_area:
+        if area < min_area or x == 0 or y == 0:
+            continue
+        if x + w == changed.shape[1] or y + h == changed.shape[0]:
             continue
         x0, y0 = max(0, x - 4), max(0, y - 4)
         x1, y1 = min(changed.shape[1], x + w + 4), min(changed.shape[0], y + h + 4)

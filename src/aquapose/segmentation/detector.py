@@ -131,6 +131,9 @@ class DetectorConfig:
             they are gone) and re-estimate the floor there from those frames (see
             :mod:`~aquapose.segmentation.background`): a resting fish stays foreground and
             leaves no ghost detection.
+        min_ghost_area: smallest ghost (full-frame pixels) healed; smaller regions are
+            left alone (a piece of a fish misjudged as a ghost, written into the
+            background, would be a phantom in every frame).
         ghost_edge_ratio: a region differing from the background is a ghost when the
             background's edges along its outline are this many times the frame's.
         correct_light: divide out the light change between the background and each
@@ -142,6 +145,11 @@ class DetectorConfig:
         open_kernel: side of the elliptic opening kernel (noise removal); 0 = off.
         close_kernel: side of the elliptic closing kernel (joins fish fragments); 0 = off.
         min_blob_area: blobs (or split parts) smaller than this are noise.
+        small_blob_area: blobs (or split parts) smaller than this (full-frame pixels)
+            must stand out: their median |frame - background| must reach
+            ``small_blob_contrast`` noise std. Small fish on a busy floor: the specks that
+            compression leaves on gravel are faint, a small fish is not.
+        small_blob_contrast: see ``small_blob_area``; 0 = off.
         min_edge_blob_area: the same for a blob touching the frame's border (a fish
             entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
         max_blob_area: blobs larger than this are not fish (dropped).
@@ -213,13 +221,16 @@ class DetectorConfig:
     median_frames: int = 25
     median_window: int = 0
     heal_ghosts: bool = True
+    min_ghost_area: int = 80
     ghost_edge_ratio: float = 1.2
     correct_light: bool = True
     estimate_noise: bool = True
     open_kernel: int = 3
     close_kernel: int = 5
-    min_blob_area: int = 80
+    min_blob_area: int = 24
     min_edge_blob_area: int = 20
+    small_blob_area: int = 80
+    small_blob_contrast: float = 5.0
     max_blob_area: int = 100_000
     box_padding: int = 4
     shadow_trim: int = 3
@@ -236,7 +247,7 @@ class DetectorConfig:
     max_neck_ratio: float = 0.7
     min_part_fraction: float = 0.3
     sign_split_contrast: float = 20.0
-    max_foreground_fraction: float = 0.1
+    max_foreground_fraction: float = 0.3
     max_camera_shift: float = 3.0
     min_shift_response: float = 0.05
     shift_size: int = 256
@@ -291,7 +302,16 @@ class DetectorConfig:
         need(self.prime_repeats >= 1, f"prime_repeats must be >= 1, got {self.prime_repeats}")
         need(self.median_frames >= 0, f"median_frames must be >= 0, got {self.median_frames}")
         need(self.median_window >= 0, f"median_window must be >= 0, got {self.median_window}")
-        for name in ("open_kernel", "close_kernel", "box_padding", "min_core_area", "shadow_trim"):
+        for name in (
+            "open_kernel",
+            "close_kernel",
+            "box_padding",
+            "min_core_area",
+            "shadow_trim",
+            "min_ghost_area",
+            "small_blob_area",
+            "small_blob_contrast",
+        ):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.min_blob_area >= 1, f"min_blob_area must be >= 1, got {self.min_blob_area}")
         need(
@@ -469,7 +489,7 @@ class MOG2Detector:
             work, sigma = robust_background(
                 [self._to_work(f) for f in sample],
                 c.correct_light,
-                min_area=self._rules.min_area if c.heal_ghosts else 0.0,
+                min_area=max(1.0, c.min_ghost_area * c.scale**2) if c.heal_ghosts else 0.0,
                 ghost_edge_ratio=c.ghost_edge_ratio,
             )
         self.reset()
@@ -628,6 +648,8 @@ class MOG2Detector:
                 parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
+                if self._faint_speck(part, contrast, noise):
+                    continue  # compression noise on a textured floor, a sliver of shadow
                 if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
                 det = self._to_detection(
@@ -636,6 +658,18 @@ class MOG2Detector:
                 if det is not None:
                     detections.append(det)
         return detections
+
+    def _faint_speck(self, part: np.ndarray, contrast: np.ndarray | None, noise: float) -> bool:
+        """Whether ``part`` is smaller than ``small_blob_area`` and fainter than
+        ``small_blob_contrast`` noise std (median |frame - background| grey levels)."""
+        c = self.config
+        if contrast is None or c.small_blob_contrast <= 0:
+            return False
+        area = np.count_nonzero(part)
+        if area >= c.small_blob_area * c.scale * c.scale:
+            return False
+        level = abs(float(np.median(contrast[part > 0])))
+        return level < c.small_blob_contrast * noise
 
     def _soft_edged(
         self,
