@@ -408,7 +408,7 @@ class MOG2Detector:
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._edge_rules = replace(self._rules, min_area=edge_area)
         # 2 sigma of the faint-light smoothing: how far it spreads a fish past its edge.
-        self._halo = kernel(4 * c.faint_light_blur * c.scale + 1)
+        self._halo = kernel(2 * c.faint_light_blur * c.scale + 1)  # at half resolution
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -429,6 +429,7 @@ class MOG2Detector:
         self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
         self._last_grey: np.ndarray | None = None  # its grey levels (computed once, shared)
+        self._last_grey_half: np.ndarray | None = None
         #: (dx, dy, response) of the last frame against the background, full-frame pixels.
         self.last_camera_shift: tuple[float, float, float] | None = None
         #: per-channel noise std used for the model (grey levels): measured when primed
@@ -537,6 +538,7 @@ class MOG2Detector:
             work = self._light.correct(work)
         self._last_work = work
         self._last_grey = None
+        self._last_grey_half = None
         return self._mog.apply(work, learningRate=c.learning_rate)
 
     def detect(
@@ -604,8 +606,9 @@ class MOG2Detector:
             return []
         if self._open is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, self._open)
-        if faint:
-            candidate |= self._faint_light(candidate)
+        lighter = self._faint_light(candidate) if faint else None
+        if lighter is not None:
+            candidate |= lighter
         opened = candidate
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
@@ -714,33 +717,48 @@ class MOG2Detector:
         level = max(abs(float(np.median(contrast[mask > 0]))), 3.0)
         return float(np.percentile(slope[band], 90)) < c.min_edge_sharpness * level
 
-    def _faint_light(self, candidate: np.ndarray) -> np.ndarray:
-        """uint8 0/255 (work scale): smoothed (frame - background) grey >= the level, away
-        from MOG2's (opened) blobs of fish size: the smoothing spreads a fish MOG2 found
-        past its edge. Specks MOG2 finds inside a faint fish get no such halo (it would
-        cut the fish to pieces).
+    def _faint_light(self, candidate: np.ndarray) -> np.ndarray | None:
+        """uint8 0/255 (work scale), or None when empty: smoothed (frame - background) grey
+        >= the level, away from MOG2's (opened) blobs of fish size: the smoothing spreads a
+        fish MOG2 found past its edge. Specks MOG2 finds inside a faint fish get no such
+        halo (it would cut the fish to pieces).
 
         Computed at half the working resolution (the signal is smooth; 4x fewer pixels).
         """
         c = self.config
-        assert self._last_work is not None
         h, w = candidate.shape
-        half = (max(1, w // 2), max(1, h // 2))
-        grey = cv2.resize(self._frame_grey(), half, interpolation=cv2.INTER_AREA)
+        grey = self._frame_grey_half()
+        half = (grey.shape[1], grey.shape[0])
         # numpy, not cv2.subtract(dtype=CV_32F) / cv2.compare: those are ~20x slower here.
         sigma = max(0.5, 0.5 * c.faint_light_blur * c.scale)
         smooth = cv2.GaussianBlur(grey.astype(np.float32) - self._grey_half(half), (0, 0), sigma)
         lighter = (smooth >= c.faint_light_level).astype(np.uint8) * np.uint8(255)
         if not lighter.any():
-            return np.zeros_like(candidate)
-        lighter = cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
+            return None
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= self._rules.min_area]
+        sizeable = [cnt // 2 for cnt in contours if cv2.contourArea(cnt) >= self._rules.min_area]
         if sizeable and self._halo is not None:
-            halo = np.zeros_like(candidate)
+            halo = np.zeros_like(lighter)
             cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
             lighter &= ~cv2.dilate(halo, self._halo)
-        return lighter
+            if not lighter.any():
+                return None
+        return cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    def _frame_grey_half(self) -> np.ndarray:
+        """:meth:`_frame_grey` at half size (W // 2, H // 2), uint8 (cached per frame)."""
+        if self._last_grey_half is None:
+            grey = self._frame_grey()
+            h, w = grey.shape
+            if h >= 2 and w >= 2 and h % 2 == 0 and w % 2 == 0:
+                # an exact 2x2 mean: OpenCV's fast path
+                self._last_grey_half = cv2.resize(
+                    grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA
+                )
+            else:
+                half = (max(1, w // 2), max(1, h // 2))
+                self._last_grey_half = cv2.resize(grey, half, interpolation=cv2.INTER_AREA)
+        return self._last_grey_half
 
     def _frame_grey(self) -> np.ndarray:
         """The last frame fed (light-corrected) in grey levels, uint8 (work scale, cached)."""
@@ -755,19 +773,24 @@ class MOG2Detector:
         c = self.config
         if c.max_camera_shift <= 0 or self._background is None or self._last_work is None:
             return None
-        work_h, work_w = self._last_work.shape[:2]
-        f = min(1.0, c.shift_size / max(work_h, work_w))
-        size = (max(8, round(work_w * f)), max(8, round(work_h * f)))
+        # From the half-size grey frame (shared with the faint-light test) by an integer
+        # factor: INTER_AREA's fast path (a fractional one is ~5x slower).
+        full = max(self._frame_grey().shape) <= c.shift_size
+        grey = self._frame_grey() if full else self._frame_grey_half()
+        k = max(1, math.ceil(max(grey.shape) / c.shift_size))
+        size = (max(8, grey.shape[1] // k), max(8, grey.shape[0] // k))
         if self._background_small is None:
-            ref = cv2.resize(self._grey(), size, interpolation=cv2.INTER_AREA)
+            base = self._grey() if full else self._grey_half((grey.shape[1], grey.shape[0]))
+            crop = base[: size[1] * k, : size[0] * k].astype(np.float32)
+            ref = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
             window = cv2.createHanningWindow(size, cv2.CV_32F)
-            self._background_small = (ref.astype(np.float32), window)
+            self._background_small = (ref, window)
         ref, window = self._background_small
-        cur = cv2.resize(self._frame_grey(), size, interpolation=cv2.INTER_AREA)
+        cur = cv2.resize(grey[: size[1] * k, : size[0] * k], size, interpolation=cv2.INTER_AREA)
         cur = cur.astype(np.float32)
         # phaseCorrelate windows its inputs in place when no padding is needed: copies.
         (dx, dy), response = cv2.phaseCorrelate(ref.copy(), cur.copy(), window)
-        to_frame = work_w / size[0] / c.scale
+        to_frame = (1.0 if full else 2.0) * k / c.scale  # small -> work -> frame pixels
         shift = (float(dx) * to_frame, float(dy) * to_frame, float(response))
         self.last_camera_shift = shift
         if math.hypot(shift[0], shift[1]) <= c.max_camera_shift or response < c.min_shift_response:
