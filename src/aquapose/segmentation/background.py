@@ -10,12 +10,16 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
 1. a first background ``B0`` (median, light divided out, mean of the inliers);
 2. in each sample frame, the regions that differ from ``B0`` (smoothed grey difference
    above ``max(4, 3 noise std)``, opened, at least ``min_area`` pixels) are either a
-   fish in the frame or a ghost of ``B0``. A ghost is recognised by its outline: along
-   the region's edge (a 5 px band) the background has the edge and the frame does not
-   (mean gradient magnitude of ``B0`` > ``ghost_edge_ratio`` x the frame's); a fish in
-   the frame has it the other way round;
-3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in some frames is
-   re-estimated as the mean of those frames there: they show the floor. Regions that
+   fish in the frame or a ghost of ``B0``. A ghost is recognised by its outline: the
+   background steps in grey level across the region's edge (mean of a 2 px ring outside
+   minus a 2 px ring inside) and the frame does not (``B0``'s step > ``ghost_edge_ratio``
+   x the frame's, and > 3 grey levels and 2 noise std); a fish in the frame has it the
+   other way round. Ring means average
+   out a textured floor, whose edges are everywhere;
+3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in at least two
+   frames is re-estimated as the mean of those frames there: they show the floor (a
+   resting fish's ghost shows in every frame after it left; one frame's misjudged fish
+   is not written into the background). Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -178,7 +182,7 @@ def robust_background(
     frames: Sequence[np.ndarray],
     correct_light: bool = True,
     min_area: float = 0.0,
-    ghost_edge_ratio: float = 1.2,
+    ghost_edge_ratio: float = 2.0,
 ) -> tuple[np.ndarray, float]:
     """Background image of a clip from sample frames, and the noise std around it.
 
@@ -214,16 +218,13 @@ def robust_background(
     return heal_ghosts(corrected, first_pass, sigma, min_area, ghost_edge_ratio), sigma
 
 
-_BAND5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+_RING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # 2 px rings
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 
 
-def _edges(grey: np.ndarray) -> np.ndarray:
-    """Gradient magnitude (float32) of a grey image after a 1 px Gaussian."""
-    smooth = cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 1.0)
-    return cv2.magnitude(
-        cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
-    )
+def _step(grey: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> float:
+    """|mean over the outer ring - mean over the inner ring| of a grey window."""
+    return abs(float(grey[outer].mean()) - float(grey[inner].mean()))
 
 
 def ghost_regions(
@@ -231,12 +232,17 @@ def ghost_regions(
     background: np.ndarray,
     sigma: float,
     min_area: float,
-    ghost_edge_ratio: float = 1.2,
-    background_edges: np.ndarray | None = None,
+    ghost_edge_ratio: float = 2.0,
 ) -> np.ndarray:
     """uint8 0/1 mask of the regions where ``background`` holds something ``frame`` does
     not (a resting fish that has left): regions differing from the background whose
-    outline is in the background, not in the frame (see the module's docstring)."""
+    outline is in the background, not in the frame (see the module's docstring).
+
+    The outline is measured as the step in mean grey level from a 2 px ring inside the
+    region to a 2 px ring outside it, in the frame and in the background: a fish in the
+    frame steps from fish to floor in the frame and not in the background; a ghost the
+    other way round. Means over rings average out the floor's texture (a gravel floor
+    has strong edges everywhere, but no step along a fish's outline)."""
     grey_f = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     grey_b = cv2.cvtColor(background, cv2.COLOR_BGR2GRAY)
     diff = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_b).astype(np.float32), (0, 0), 1.0)
@@ -244,20 +250,21 @@ def ghost_regions(
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN3)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
     ghosts = np.zeros_like(changed)
-    edges_b = background_edges
+    height, width = changed.shape
     for i in range(1, n):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area < min_area or x == 0 or y == 0:
-            continue
-        if x + w == changed.shape[1] or y + h == changed.shape[0]:
+        if area < min_area or x == 0 or y == 0 or x + w == width or y + h == height:
             continue
         x0, y0 = max(0, x - 4), max(0, y - 4)
-        x1, y1 = min(changed.shape[1], x + w + 4), min(changed.shape[0], y + h + 4)
+        x1, y1 = min(width, x + w + 4), min(height, y + h + 4)
         region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
-        band = cv2.dilate(region, _BAND5) > cv2.erode(region, _BAND5)
-        eb = _edges(grey_b[y0:y1, x0:x1]) if edges_b is None else edges_b[y0:y1, x0:x1]
-        ef = _edges(grey_f[y0:y1, x0:x1])
-        if float(eb[band].mean()) > ghost_edge_ratio * float(ef[band].mean()):
+        inner = (region > 0) & (cv2.erode(region, _RING) == 0)
+        outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & (labels[y0:y1, x0:x1] == 0)
+        if not inner.any() or not outer.any():
+            continue
+        step_f = _step(grey_f[y0:y1, x0:x1], inner, outer)
+        step_b = _step(grey_b[y0:y1, x0:x1], inner, outer)
+        if step_b > max(ghost_edge_ratio * step_f, 3.0, 2.0 * sigma):
             ghosts[y0:y1, x0:x1] |= region
     return ghosts
 
@@ -267,18 +274,18 @@ def heal_ghosts(
     background: np.ndarray,
     sigma: float,
     min_area: float,
-    ghost_edge_ratio: float = 1.2,
+    ghost_edge_ratio: float = 2.0,
 ) -> np.ndarray:
     """``background`` with the ghosts that ``frames`` reveal (:func:`ghost_regions`, grown
-    by 2 px) replaced by the mean of the frames that show the floor there."""
-    edges_b = _edges(cv2.cvtColor(background, cv2.COLOR_BGR2GRAY))
+    by 2 px) replaced by the mean of the frames that show the floor there (where at least
+    two frames do)."""
     total: np.ndarray | None = None
     count: np.ndarray | None = None
     for frame in frames:
-        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, edges_b)
+        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio)
         if not ghosts.any():
             continue
-        ghosts = cv2.dilate(ghosts, _BAND5)
+        ghosts = cv2.dilate(ghosts, _RING)
         if total is None or count is None:
             total = np.zeros(background.shape, np.float32)
             count = np.zeros(background.shape[:2], np.float32)
@@ -286,7 +293,7 @@ def heal_ghosts(
         count += ghosts
     if total is None or count is None:
         return background
-    healed = count > 0
+    healed = count >= 2
     out = background.copy()
     out[healed] = np.clip(np.rint(total[healed] / count[healed][:, None]), 0, 255).astype(np.uint8)
     return out

@@ -135,7 +135,8 @@ class DetectorConfig:
             left alone (a piece of a fish misjudged as a ghost, written into the
             background, would be a phantom in every frame).
         ghost_edge_ratio: a region differing from the background is a ghost when the
-            background's edges along its outline are this many times the frame's.
+            background's step in grey level across its outline is this many times the
+            frame's.
         correct_light: divide out the light change between the background and each
             frame (global gain and a gradient, fitted robustly): slow illumination drift
             and a moving light are not foreground.
@@ -222,7 +223,7 @@ class DetectorConfig:
     median_window: int = 0
     heal_ghosts: bool = True
     min_ghost_area: int = 80
-    ghost_edge_ratio: float = 1.2
+    ghost_edge_ratio: float = 2.0
     correct_light: bool = True
     estimate_noise: bool = True
     open_kernel: int = 3
