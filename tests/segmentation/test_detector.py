@@ -516,6 +516,23 @@ def test_fish_a_few_pixels_apart_are_not_joined_by_the_closing(rng):
     assert len(found) == 1 and _best_iou(found, whole) > 0.7
 
 
+def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):
+    """Two 6x3 px blobs (~50 px, under small_blob_area): one 50 grey levels dark (a small
+    fish), one only 8 levels dark at a noise of 2 (a compression speck on gravel)."""
+    floor = _floor()
+    fish, speck = _fish_mask(40, 60, half_len=6, half_w=3), _fish_mask(110, 60, 6, 3)
+    frame = _render(floor, [fish, speck], rng, noise=2.0, delta=[-50.0, -8.0])
+    det = MOG2Detector(DetectorConfig(**{**SMALL, "min_blob_area": 24}, var_threshold=16))
+    det.prime([_render(floor, [], rng, noise=2.0) for _ in range(6)])
+    found = [d.blob_mask for d in det.detect(frame)]
+    assert len(found) == 1 and _best_iou(found, fish) > 0.5
+    lenient = MOG2Detector(
+        DetectorConfig(**{**SMALL, "min_blob_area": 24}, var_threshold=16, small_blob_contrast=0)
+    )
+    lenient.prime([_render(floor, [], rng, noise=2.0) for _ in range(6)])
+    assert len(lenient.detect(frame)) == 2
+
+
 def test_light_field_divides_out_gain_and_gradient(rng):
     floor = _floor().astype(np.float32)
     xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :, None]

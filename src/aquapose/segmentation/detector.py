@@ -20,8 +20,19 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
   :func:`detect_video` primes it with a robust background of frames spread over the
   clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
-  stops is still foreground. Limit: a fish that stays put in more than about half of
-  the sampled frames is part of that background and is not found;
+  stops is still foreground. A fish that rests in one spot in more than half of the
+  sampled frames is in their median: its *ghost* (a region whose outline is in the
+  background, not in the frame) is recognised in the frames where it has gone, and
+  the floor there re-estimated from them (``heal_ghosts``), so it is found while it
+  rests and leaves no ghost detection. Limit: a fish that never leaves its spot in the
+  sampled frames cannot be told from the floor;
+- **crowds** (100+ fish): nothing limits the number of fish; fish a few pixels apart
+  that the closing joins into one blob are split again when the pixels between them are
+  floor (``bridge_contrast``). Fish that touch are one blob (the model stage separates
+  them);
+- **small fish on busy floors**: blobs down to ``min_blob_area`` are fish, but those
+  under ``small_blob_area`` must stand ``small_blob_contrast`` noise std out of the
+  floor (compression leaves faint specks on gravel);
 - **warm-up**: an unprimed model learns for ``warmup_frames`` frames and returns no
   detections meanwhile; priming (:meth:`MOG2Detector.prime`) makes every frame usable;
 - **slow illumination drift / moving light**: the light change between background
