@@ -97,7 +97,9 @@ class LightField:
 
     def _sample(self, image: np.ndarray) -> np.ndarray:
         s = self._step
-        return image[s // 2 :: s, s // 2 :: s].mean(axis=2, dtype=np.float32)
+        sub = image[s // 2 :: s, s // 2 :: s]
+        # The channel mean, summed plane by plane (numpy's strided mean is ~8x slower).
+        return (sub[:, :, 0].astype(np.float32) + sub[:, :, 1] + sub[:, :, 2]) * np.float32(1 / 3)
 
     def plane(self, frame: np.ndarray) -> np.ndarray:
         """(a, b, c) of ``frame / background ≈ a + b x + c y`` (x, y in [-0.5, 0.5])."""
