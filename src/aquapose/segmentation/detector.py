@@ -747,8 +747,11 @@ class MOG2Detector:
         lighter = (smooth >= c.faint_light_level).astype(np.uint8) * np.uint8(255)
         if not lighter.any():
             return None
-        contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        sizeable = [cnt // 2 for cnt in contours if cv2.contourArea(cnt) >= self._rules.min_area]
+        # MOG2's blobs at half size too (every other pixel): 4x fewer to trace.
+        coarse = np.ascontiguousarray(candidate[: 2 * half[1] : 2, : 2 * half[0] : 2])
+        contours, _ = cv2.findContours(coarse, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        smallest = self._rules.min_area / 4.0
+        sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= smallest]
         if sizeable and self._halo is not None:
             halo = np.zeros_like(lighter)
             cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
