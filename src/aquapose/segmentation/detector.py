@@ -156,7 +156,9 @@ class DetectorConfig:
             lower bound.
         open_kernel: side of the elliptic opening kernel (noise removal); 0 = off.
         close_kernel: side of the elliptic closing kernel (joins fish fragments); 0 = off.
-        min_blob_area: blobs (or split parts) smaller than this are noise.
+        min_blob_area: blobs (or split parts) smaller than this are noise: about the area
+            of the smallest fish (24 px: a fish ~15 px long; on 1600x1200 rigs whose
+            smallest fish are ~30 px long, ~80 drops more specks).
         small_blob_area: blobs (or split parts) smaller than this (full-frame pixels)
             must stand out: their median |frame - background| must reach
             ``small_blob_contrast`` noise std. Small fish on a busy floor: the specks that
