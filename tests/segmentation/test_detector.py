@@ -457,6 +457,33 @@ def test_handheld_moving_camera_warns_instead_of_flooding():
     assert boxes <= kept  # not a flood: at most ~one box per kept frame
 
 
+@pytest.mark.slow
+def test_handheld_primed_while_steady_rejects_the_moving_frames_as_shifted():
+    """Primed on the clip's steady first second, the camera then moves: the frames are
+    measured as shifted (phase correlation) or as mostly foreground, and skipped."""
+    assert HANDHELD.is_file(), f"{HANDHELD} missing (shared data is expected in CI)"
+    cap = cv2.VideoCapture(str(HANDHELD))
+    frames = []
+    while len(frames) < 400:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    det = MOG2Detector()
+    det.prime(frames[0:30:3])
+    shifted = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GlobalChangeWarning)
+        for frame in frames[100::10]:
+            before = det.rejected_frames
+            det.detect(frame)
+            rejected = det.rejected_frames > before
+            shifted += rejected and det.reject_reason.startswith("the frame is shifted")
+    assert det.rejected_frames >= 0.85 * len(frames[100::10])
+    assert shifted >= 5
+
+
 def test_robust_background_drops_a_resting_fish_under_drifting_light(rng):
     """The fish rests in 10 of 25 samples while the light drifts by +-6 %: a plain median
     keeps a ghost of it, the robust background does not; the noise is measured."""
