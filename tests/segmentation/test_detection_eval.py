@@ -150,3 +150,37 @@ def test_coverage_criterion_counts_a_fish_inside_a_bigger_blob():
     assert evaluate_detections(half_out, gt, min_coverage=0.6).total.recall == 0.0
     with pytest.raises(ValueError, match="min_coverage"):
         evaluate_detections(det, gt, min_coverage=0.0)
+
+
+def test_touching_fish_are_left_out_of_recall_and_precision_on_request():
+    """Two touching fish detected as one blob plus a stray piece of them, and a lone fish
+    with one false positive on the empty floor."""
+    left, right = _rect(1, 1, 6, 5), _rect(6, 1, 11, 5)
+    gt = [
+        _frame(
+            "cam0",
+            0,
+            (_inst(left, touching=True), _inst(right, touching=True), _inst(FISH_B)),
+            image_id=1,
+        )
+    ]
+    detections = [
+        _frame(
+            "cam0",
+            0,
+            (
+                _inst(left | right, score=0.9),  # the pair: matches one of them
+                _inst(_rect(9, 4, 12, 7), score=0.5),  # a piece overlapping the pair
+                _inst(FISH_B, score=0.9),
+                _inst(_rect(22, 12, 27, 16), score=0.4),  # floor
+            ),
+            image_id=1,
+        )
+    ]
+    total = evaluate_detections(detections, gt).total
+    assert (total.true_positives, total.detections) == (2, 4)
+    assert total.flag_fp == {"stationary": 0, "low_contrast": 0, "touching": 1}
+    assert total.recall_without("touching") == 1.0
+    assert total.precision_without("touching") == pytest.approx(2 / 3)
+    assert total.precision == 0.5
+    assert total.to_dict()["flags"]["touching"]["false_positives_overlapping"] == 1

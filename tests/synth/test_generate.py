@@ -217,7 +217,10 @@ def test_demo_schedule_has_every_difficulty():
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="unknown preset 'huge'; valid presets: tiny, demo, rig"):
+    with pytest.raises(
+        ValueError,
+        match="unknown preset 'huge'; valid presets: tiny, demo, rig, crowd, resting, random",
+    ):
         resolve_config("huge")
     with pytest.raises(ValueError, match="unknown synth setting 'colour'"):
         resolve_config("tiny", colour=3)
@@ -229,6 +232,58 @@ def test_bad_settings_are_refused():
         generate("unused", preset="tiny", seed=-1)
     with pytest.raises(ValueError, match="frame_index must be in"):
         CameraRenderer(resolve_config("tiny"), 0, 0).render(60)
+    with pytest.raises(ValueError, match="floor must be one of plain, sand, gravel"):
+        resolve_config("tiny", floor="mud")
+    with pytest.raises(ValueError, match="light must be one of even, vignette"):
+        resolve_config("tiny", light="strobe")
+
+
+def test_random_preset_draws_every_kind_of_tank_from_the_seed():
+    configs = [resolve_config("random", seed=s) for s in range(60)]
+    assert resolve_config("random", seed=7) == configs[7]  # same seed, same tank
+    assert len(set(configs)) == 60
+    fish = [c.num_fish for c in configs]
+    assert min(fish) >= 1 and max(fish) <= 120 and min(fish) < 5 and max(fish) > 60
+    assert all(15.0 <= c.fish_length_px[0] <= c.fish_length_px[1] <= 150.0 for c in configs)
+    assert max(c.fish_length_px[1] for c in configs) > 120.0
+    assert {c.floor for c in configs} == {"plain", "sand", "gravel"}
+    assert {c.light for c in configs} == {"even", "vignette", "gradient", "flicker"}
+    assert {c.compression for c in configs} == {True, False}
+    assert all((c.width, c.height, c.num_cameras) == (640, 480, 1) for c in configs)
+    assert min(c.contrast_range[0] for c in configs) < 12.0
+    rest = [c.long_rest_seconds[1] / c.duration_s for c in configs]
+    assert min(rest) < 0.2 and max(rest) > 0.7
+
+
+@pytest.mark.parametrize(
+    ("floor", "light"), [("plain", "even"), ("gravel", "gradient"), ("sand", "flicker")]
+)
+def test_floors_and_lights_render_with_exact_ground_truth(floor, light):
+    config = resolve_config("tiny", floor=floor, light=light, noise_sigma=0.0)
+    renderer = CameraRenderer(config, SEED, 1)
+    grain = cv2.Laplacian(renderer.scene.floor.mean(axis=2), cv2.CV_32F).std()
+    assert (grain < 0.5) if floor == "plain" else (grain > 2.0)
+    if floor == "gravel":
+        sand = CameraRenderer(resolve_config("tiny", light=light), SEED, 1).scene.floor
+        assert grain > 1.5 * cv2.Laplacian(sand.mean(axis=2), cv2.CV_32F).std()
+    frame = renderer.render(10)
+    for fish in frame.fish:
+        assert np.array_equal(decode_rle(fish.rle), frame.labels == fish.fish_id + 1)
+    if light == "flicker":
+        gains = [renderer.scene.light(t)[0] for t in np.linspace(0, 10, 101)]
+        assert max(gains) - min(gains) > 0.05  # slow, strong flicker
+
+
+def test_crowd_and_resting_presets():
+    crowd = resolve_config("crowd")
+    assert crowd.num_fish >= 100 and crowd.fish_length_px[1] <= 40
+    resting = resolve_config("resting")
+    events = plan_events(resting, SEED)
+    rests = [e for e in events if e.kind == "long_rest"]
+    assert len(rests) >= 2
+    assert all(0.4 <= (e.t_end - e.t_start) / resting.duration_s <= 0.8 for e in rests)
+    plan = plan_camera(resting, SEED, 0)
+    assert all(event_realised(plan, e) for e in rests)
 
 
 def test_layout_follows_the_contract(tiny_dir):

@@ -23,6 +23,7 @@ __all__ = [
     "merge_wide_necks",
     "pad1",
     "split_by_cores",
+    "split_bridged",
     "split_by_sign",
     "trim_shadows",
 ]
@@ -51,6 +52,7 @@ class BlobRules:
     sign_split_contrast: float
     max_shadow_reach: float = 0.0
     min_faint_fraction: float = 0.0
+    bridge_contrast: float = 0.0
 
 
 def pad1(mask: np.ndarray) -> np.ndarray:
@@ -259,6 +261,38 @@ def split_by_cores(blob: np.ndarray, fg_window: np.ndarray, rules: BlobRules) ->
     if len(parts) < 2 or min(areas) < smallest:
         return [blob]  # one fish with dark patches, or a part too small (a tail fin)
     return parts
+
+
+def split_bridged(
+    blob: np.ndarray,
+    opened: np.ndarray,
+    contrast: np.ndarray | None,
+    rules: BlobRules,
+    noise_sigma: float,
+) -> list[np.ndarray]:
+    """Split a blob that the closing joined from several fish lying close to each other.
+
+    ``opened`` is the candidate mask before the closing (uint8 0/1, the blob's window).
+    When it holds two or more pieces of fish size and the pixels the closing added
+    between them are floor (their median contrast under ``bridge_contrast`` x the
+    faintest piece's, and under 3 noise std), each blob pixel goes to the nearest
+    piece. Fragments of one faint fish are joined by pixels of the fish's own sign:
+    they stay one.
+    """
+    if rules.bridge_contrast <= 0 or contrast is None:
+        return [blob]
+    inside = opened & blob
+    pieces = components(inside, rules.min_area)
+    if len(pieces) < 2:
+        return [blob]
+    bridge = (blob > 0) & (inside == 0)
+    if not bridge.any():
+        return [blob]
+    faintest = min(abs(float(np.median(contrast[p > 0]))) for p in pieces)
+    gap = abs(float(np.median(contrast[bridge])))
+    if gap >= max(rules.bridge_contrast * faintest, 3.0 * noise_sigma):
+        return [blob]
+    return fill_to_nearest(pieces, blob)
 
 
 def detection_rle(detection: Detection) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """Score detections against ground truth: per-camera recall/precision, and recall on
 flagged fish (``stationary``, ``low_contrast``, ``touching`` in the annotation's extra).
+Unmatched detections that overlap a flagged fish are counted per flag too, so recall and
+precision can leave touching fish out (:meth:`CameraDetectionStats.recall_without`,
+:meth:`CameraDetectionStats.precision_without`).
 
 Frames are joined by ``(camera_id, frame_index)``; within a frame, detections and
 ground-truth fish are paired one-to-one by blob-mask IoU (Hungarian,
@@ -25,7 +28,7 @@ from pycocotools import mask as mask_utils
 
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.masks import rle_area, rle_iou_matrix
-from aquapose.segmentation.metrics import Match, match_by_iou, match_masks
+from aquapose.segmentation.metrics import Match, match_by_iou
 from aquapose.segmentation.types import AnnotatedFrame, Instance
 
 __all__ = [
@@ -55,6 +58,7 @@ class CameraDetectionStats:
     iou_sum: float = 0.0
     flag_gt: dict[str, int] = field(default_factory=dict)
     flag_tp: dict[str, int] = field(default_factory=dict)
+    flag_fp: dict[str, int] = field(default_factory=dict)
 
     @property
     def false_positives(self) -> int:
@@ -83,6 +87,17 @@ class CameraDetectionStats:
         """Recall on ground-truth fish whose annotation has ``flag`` true (nan if none)."""
         return _ratio(self.flag_tp.get(flag, 0), self.flag_gt.get(flag, 0))
 
+    def recall_without(self, flag: str) -> float:
+        """Recall on ground-truth fish whose annotation does not have ``flag`` true."""
+        return _ratio(
+            self.true_positives - self.flag_tp.get(flag, 0), self.gt - self.flag_gt.get(flag, 0)
+        )
+
+    def precision_without(self, flag: str) -> float:
+        """Precision leaving out the unmatched detections that overlap a ``flag`` fish
+        (``flag_fp``; e.g. a blob holding two touching fish, reported apart)."""
+        return _ratio(self.true_positives, self.detections - self.flag_fp.get(flag, 0))
+
     def to_dict(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
             return None if math.isnan(v) else round(v, 6)
@@ -102,6 +117,7 @@ class CameraDetectionStats:
                 flag: {
                     "gt": self.flag_gt.get(flag, 0),
                     "true_positives": self.flag_tp.get(flag, 0),
+                    "false_positives_overlapping": self.flag_fp.get(flag, 0),
                     "recall": num(self.flag_recall(flag)),
                 }
                 for flag in sorted(self.flag_gt)
@@ -290,6 +306,7 @@ def _new_counts() -> dict[str, Any]:
         "iou": 0.0,
         "fgt": defaultdict(int),
         "ftp": defaultdict(int),
+        "ffp": defaultdict(int),
     }
 
 
@@ -315,8 +332,9 @@ def _count_frame(
     h, w = gt_frame.height, gt_frame.width
     gt_rles = [_instance_rle(i, h, w) for i in gt_frame.instances]
     det_rles = [_instance_rle(i, h, w) for i in det_frame.instances]
+    overlap = rle_iou_matrix(gt_rles, det_rles)
     if min_coverage is None:
-        matches = match_masks(gt_rles, det_rles, threshold=iou_threshold)
+        matches = match_by_iou(overlap, iou_threshold)
     else:
         matches = _match_by_coverage(gt_rles, det_rles, min_coverage)
     matched_gt = {m.gt_index for m in matches}
@@ -331,6 +349,15 @@ def _count_frame(
             if inst.extra.get(flag) is True:
                 c["fgt"][flag] += 1
                 c["ftp"][flag] += gi in matched_gt
+    # Unmatched detections on a flagged fish (e.g. a blob holding two touching fish).
+    matched_det = {m.pred_index for m in matches}
+    for di in range(len(det_rles)):
+        if di in matched_det or overlap.shape[0] == 0:
+            continue
+        touched = [gt_frame.instances[gi] for gi in np.flatnonzero(overlap[:, di] > 0)]
+        for flag in flags:
+            if any(inst.extra.get(flag) is True for inst in touched):
+                c["ffp"][flag] += 1
 
 
 def _camera_stats(camera_id: str, c: dict[str, Any], flags: Sequence[str]) -> CameraDetectionStats:
@@ -344,6 +371,7 @@ def _camera_stats(camera_id: str, c: dict[str, Any], flags: Sequence[str]) -> Ca
         iou_sum=float(c["iou"]),
         flag_gt={f: int(c["fgt"].get(f, 0)) for f in flags},
         flag_tp={f: int(c["ftp"].get(f, 0)) for f in flags},
+        flag_fp={f: int(c["ffp"].get(f, 0)) for f in flags},
     )
 
 
@@ -360,4 +388,5 @@ def _total_stats(
         iou_sum=float(np.sum([c.iou_sum for c in cameras])),
         flag_gt={f: sum(c.flag_gt[f] for c in cameras) for f in flags},
         flag_tp={f: sum(c.flag_tp[f] for c in cameras) for f in flags},
+        flag_fp={f: sum(c.flag_fp[f] for c in cameras) for f in flags},
     )

@@ -20,8 +20,19 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
   :func:`detect_video` primes it with a robust background of frames spread over the
   clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
-  stops is still foreground. Limit: a fish that stays put in more than about half of
-  the sampled frames is part of that background and is not found;
+  stops is still foreground. A fish that rests in one spot in more than half of the
+  sampled frames is in their median: its *ghost* (a region whose outline is in the
+  background, not in the frame) is recognised in the frames where it has gone, and
+  the floor there re-estimated from them (``heal_ghosts``), so it is found while it
+  rests and leaves no ghost detection. Limit: a fish that never leaves its spot in the
+  sampled frames cannot be told from the floor;
+- **crowds** (100+ fish): nothing limits the number of fish; fish a few pixels apart
+  that the closing joins into one blob are split again when the pixels between them are
+  floor (``bridge_contrast``). Fish that touch are one blob (the model stage separates
+  them);
+- **small fish on busy floors**: blobs down to ``min_blob_area`` are fish, but those
+  under ``small_blob_area`` must stand ``small_blob_contrast`` noise std out of the
+  floor (compression leaves faint specks on gravel);
 - **warm-up**: an unprimed model learns for ``warmup_frames`` frames and returns no
   detections meanwhile; priming (:meth:`MOG2Detector.prime`) makes every frame usable;
 - **slow illumination drift / moving light**: the light change between background
@@ -30,11 +41,16 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **sensor noise and compression**: priming measures the noise and sets MOG2's
   variance from it; morphological open/close and a minimum blob area remove specks
   (a smaller minimum along the frame's border, where a fish entering view is a sliver);
-- **moving camera / sudden global change**: when more than
-  ``max_foreground_fraction`` of the frame is candidate, when it holds more than
-  ``max_blobs`` blobs, or when priming found no stable background, a
+- **moving camera / sudden global change**, measured as such, never as a count of
+  blobs (a tank may hold 100+ fish): the camera moved when the frame is shifted
+  against the background by more than ``max_camera_shift`` pixels (phase correlation
+  of the two, downscaled to ~``shift_size`` px, whose peak response must reach
+  ``min_shift_response`` to be trusted); the scene changed when more than
+  ``max_foreground_fraction`` of the frame is candidate; priming found no stable
+  background when the priming frames differ by more than noise. Then a
   :class:`GlobalChangeWarning` is issued (once per run) and the frame yields no
-  detections; :attr:`MOG2Detector.rejected_frames` counts them.
+  detections; :attr:`MOG2Detector.rejected_frames` counts them. A rotation or zoom
+  shows as a low response and, on any floor with texture, as a large foreground.
 
 Blob work is done in each blob's bounding window, never on the full frame.
 """
@@ -56,6 +72,7 @@ from aquapose.segmentation._blobs import (
     BlobRules,
     detection_rle,
     kernel,
+    split_bridged,
     split_by_cores,
     split_by_sign,
     trim_shadows,
@@ -120,6 +137,17 @@ class DetectorConfig:
         median_window: frames per background segment in :func:`detect_video`; the model
             is re-primed at each segment (long clips, lighting changes). 0 = the whole
             clip is one segment.
+        heal_ghosts: when priming from frames, recognise fish that rest in one spot in
+            more than half of them (they are in the median: a *ghost* in the frames where
+            they are gone) and re-estimate the floor there from those frames (see
+            :mod:`~aquapose.segmentation.background`): a resting fish stays foreground and
+            leaves no ghost detection.
+        min_ghost_area: smallest ghost (full-frame pixels) healed; smaller regions are
+            left alone (a piece of a fish misjudged as a ghost, written into the
+            background, would be a phantom in every frame).
+        ghost_edge_ratio: a region differing from the background is a ghost when the
+            background's step in grey level across its outline is this many times the
+            frame's.
         correct_light: divide out the light change between the background and each
             frame (global gain and a gradient, fitted robustly): slow illumination drift
             and a moving light are not foreground.
@@ -128,7 +156,14 @@ class DetectorConfig:
             lower bound.
         open_kernel: side of the elliptic opening kernel (noise removal); 0 = off.
         close_kernel: side of the elliptic closing kernel (joins fish fragments); 0 = off.
-        min_blob_area: blobs (or split parts) smaller than this are noise.
+        min_blob_area: blobs (or split parts) smaller than this are noise: about the area
+            of the smallest fish (24 px: a fish ~15 px long; on 1600x1200 rigs whose
+            smallest fish are ~30 px long, ~80 drops more specks).
+        small_blob_area: blobs (or split parts) smaller than this (full-frame pixels)
+            must stand out: their median |frame - background| must reach
+            ``small_blob_contrast`` noise std. Small fish on a busy floor: the specks that
+            compression leaves on gravel are faint, a small fish is not.
+        small_blob_contrast: see ``small_blob_area``; 0 = off.
         min_edge_blob_area: the same for a blob touching the frame's border (a fish
             entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
         max_blob_area: blobs larger than this are not fish (dropped).
@@ -157,6 +192,10 @@ class DetectorConfig:
             height over the floor) ~0.1; 0 = off.
         split_touching: split blobs holding several foreground-only cores (and light +
             dark fish by contrast sign).
+        bridge_contrast: a blob the closing joined from pieces of fish size is split
+            between them when the pixels it added are floor: their median contrast below
+            this fraction of the faintest piece's (fragments of one faint fish are joined
+            by pixels of its own sign); 0 = off. Fish lying a few pixels apart (crowds).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
         min_core_area: a core is "sizeable" (a seed) with at least this many pixels, and
@@ -171,8 +210,14 @@ class DetectorConfig:
             this many grey levels and one darker by as much is split between them (a
             light fish touching a dark one).
         max_foreground_fraction: above this candidate fraction the frame is rejected
-            (moving camera / global change; 9 fish cover ~1 % of a frame).
-        max_blobs: a frame with more blobs of fish size than this is rejected too.
+            (moving camera / global change; 9 fish cover ~1 % of a frame, 120 small
+            fish ~4 %).
+        max_camera_shift: a frame shifted against the background by more than this many
+            full-frame pixels (phase correlation) is rejected: the camera moved; 0 = off.
+        min_shift_response: ... when the correlation peak's response (0-1, how much of
+            the frame agrees with the shift) is at least this; a lower peak is no
+            measurement (a featureless floor).
+        shift_size: longer side (px) of the downscaled grey frames that are correlated.
         scale: run MOG2 on the frame resized by this factor (0 < scale <= 1); boxes and
             masks are mapped back to full-frame coordinates.
     """
@@ -189,12 +234,17 @@ class DetectorConfig:
     prime_repeats: int = 10
     median_frames: int = 25
     median_window: int = 0
+    heal_ghosts: bool = True
+    min_ghost_area: int = 80
+    ghost_edge_ratio: float = 2.0
     correct_light: bool = True
     estimate_noise: bool = True
     open_kernel: int = 3
     close_kernel: int = 5
-    min_blob_area: int = 80
+    min_blob_area: int = 24
     min_edge_blob_area: int = 20
+    small_blob_area: int = 80
+    small_blob_contrast: float = 5.0
     max_blob_area: int = 100_000
     box_padding: int = 4
     shadow_trim: int = 3
@@ -205,13 +255,16 @@ class DetectorConfig:
     min_faint_fraction: float = 0.15
     min_edge_sharpness: float = 0.2
     split_touching: bool = True
+    bridge_contrast: float = 0.3
     split_core_depth: float = 0.5
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
     min_part_fraction: float = 0.3
     sign_split_contrast: float = 20.0
-    max_foreground_fraction: float = 0.1
-    max_blobs: int = 40
+    max_foreground_fraction: float = 0.3
+    max_camera_shift: float = 3.0
+    min_shift_response: float = 0.05
+    shift_size: int = 256
     scale: float = 1.0
 
     def __post_init__(self) -> None:
@@ -227,7 +280,7 @@ class DetectorConfig:
 
         for name in (
             "history",
-            "max_blobs",
+            "shift_size",
             "warmup_frames",
             "prime_repeats",
             "median_frames",
@@ -237,7 +290,15 @@ class DetectorConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"DetectorConfig: {name} must be an int, got {value!r}")
         need(self.history >= 1, f"history must be >= 1, got {self.history}")
-        need(self.max_blobs >= 1, f"max_blobs must be >= 1, got {self.max_blobs}")
+        need(self.shift_size >= 16, f"shift_size must be >= 16, got {self.shift_size}")
+        need(
+            self.max_camera_shift >= 0,
+            f"max_camera_shift must be >= 0, got {self.max_camera_shift}",
+        )
+        need(
+            0 <= self.min_shift_response <= 1,
+            f"min_shift_response must be in [0, 1], got {self.min_shift_response}",
+        )
         need(self.var_threshold > 0, f"var_threshold must be > 0, got {self.var_threshold}")
         need(self.var_min > 0, f"var_min must be > 0, got {self.var_min}")
         need(
@@ -261,7 +322,16 @@ class DetectorConfig:
         need(self.prime_repeats >= 1, f"prime_repeats must be >= 1, got {self.prime_repeats}")
         need(self.median_frames >= 0, f"median_frames must be >= 0, got {self.median_frames}")
         need(self.median_window >= 0, f"median_window must be >= 0, got {self.median_window}")
-        for name in ("open_kernel", "close_kernel", "box_padding", "min_core_area", "shadow_trim"):
+        for name in (
+            "open_kernel",
+            "close_kernel",
+            "box_padding",
+            "min_core_area",
+            "shadow_trim",
+            "min_ghost_area",
+            "small_blob_area",
+            "small_blob_contrast",
+        ):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.min_blob_area >= 1, f"min_blob_area must be >= 1, got {self.min_blob_area}")
         need(
@@ -308,6 +378,10 @@ class DetectorConfig:
             self.sign_split_contrast > 0,
             f"sign_split_contrast must be > 0, got {self.sign_split_contrast}",
         )
+        need(
+            self.ghost_edge_ratio >= 1,
+            f"ghost_edge_ratio must be >= 1, got {self.ghost_edge_ratio}",
+        )
         need(self.max_neck_ratio > 0, f"max_neck_ratio must be > 0, got {self.max_neck_ratio}")
         need(
             0 < self.max_foreground_fraction <= 1,
@@ -349,11 +423,12 @@ class MOG2Detector:
             sign_split_contrast=c.sign_split_contrast,
             max_shadow_reach=c.max_shadow_reach,
             min_faint_fraction=c.min_faint_fraction,
+            bridge_contrast=c.bridge_contrast,
         )
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._edge_rules = replace(self._rules, min_area=edge_area)
         # 2 sigma of the faint-light smoothing: how far it spreads a fish past its edge.
-        self._halo = kernel(4 * c.faint_light_blur * c.scale + 1)
+        self._halo = kernel(2 * c.faint_light_blur * c.scale + 1)  # at half resolution
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -371,7 +446,12 @@ class MOG2Detector:
         self._background: np.ndarray | None = None  # work-scale BGR uint8
         self._background_grey: np.ndarray | None = None
         self._background_half: np.ndarray | None = None
+        self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
+        self._last_grey: np.ndarray | None = None  # its grey levels (computed once, shared)
+        self._last_grey_half: np.ndarray | None = None
+        #: (dx, dy, response) of the last frame against the background, full-frame pixels.
+        self.last_camera_shift: tuple[float, float, float] | None = None
         #: per-channel noise std used for the model (grey levels): measured when primed
         #: from frames, else ``default_noise_sigma``; None before priming/warm-up.
         self.noise_sigma: float | None = None
@@ -427,7 +507,12 @@ class MOG2Detector:
             sample = [check_frame(f) for f in frames]
             if not sample:
                 raise ValueError("prime needs at least one frame, got none")
-            work, sigma = robust_background([self._to_work(f) for f in sample], c.correct_light)
+            work, sigma = robust_background(
+                [self._to_work(f) for f in sample],
+                c.correct_light,
+                min_area=max(1.0, c.min_ghost_area * c.scale**2) if c.heal_ghosts else 0.0,
+                ghost_edge_ratio=c.ghost_edge_ratio,
+            )
         self.reset()
         self._check_shape(sample[0])
         self._background = work
@@ -472,6 +557,8 @@ class MOG2Detector:
         if self._light is not None:
             work = self._light.correct(work)
         self._last_work = work
+        self._last_grey = None
+        self._last_grey_half = None
         return self._mog.apply(work, learningRate=c.learning_rate)
 
     def detect(
@@ -523,6 +610,11 @@ class MOG2Detector:
         if self._unstable:
             why = f"the clip has no stable background (noise {self._unstable:.1f} grey levels)"
             return self._reject(why, camera_id, frame_index)
+        moved = self._camera_shift()
+        if moved is not None:
+            dx, dy, response = moved
+            why = f"the frame is shifted by ({dx:+.1f}, {dy:+.1f}) px (response {response:.2f})"
+            return self._reject(why, camera_id, frame_index)
         if fraction > c.max_foreground_fraction:
             why = (
                 f"{fraction:.0%} of the frame is foreground (limit {c.max_foreground_fraction:.0%})"
@@ -534,18 +626,13 @@ class MOG2Detector:
             return []
         if self._open is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, self._open)
-        if faint:
-            candidate |= self._faint_light(candidate)
+        lighter = self._faint_light(candidate) if faint else None
+        if lighter is not None:
+            candidate |= lighter
+        opened = candidate
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        if len(contours) > c.max_blobs:
-            sizeable = sum(
-                1 for cnt in contours if np.prod(cv2.boundingRect(cnt)[2:]) >= self._rules.min_area
-            )
-            if sizeable > c.max_blobs:
-                why = f"{sizeable} blobs (limit {c.max_blobs})"
-                return self._reject(why, camera_id, frame_index)
         detections: list[Detection] = []
         work_h, work_w = candidate.shape
         noise = self.noise_sigma or c.default_noise_sigma
@@ -565,8 +652,15 @@ class MOG2Detector:
             fg_window = fg[y : y + h, x : x + w]
             contrast = self._contrast(x, y, w, h)
             parts = [blob]
+            if c.split_touching and opened is not candidate:
+                window = (opened[y : y + h, x : x + w] > 0).astype(np.uint8)
+                parts = split_bridged(blob, window, contrast, rules, noise)
             if rules.trim is not None:
-                parts = trim_shadows(blob, fg_window, contrast, rules, noise)
+                parts = [
+                    p
+                    for part in parts
+                    for p in trim_shadows(part, fg_window, contrast, rules, noise)
+                ]
             if c.split_touching:
                 if contrast is not None:
                     parts = [
@@ -577,6 +671,8 @@ class MOG2Detector:
                 parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
+                if self._faint_speck(part, contrast, noise):
+                    continue  # compression noise on a textured floor, a sliver of shadow
                 if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
                 det = self._to_detection(
@@ -585,6 +681,18 @@ class MOG2Detector:
                 if det is not None:
                     detections.append(det)
         return detections
+
+    def _faint_speck(self, part: np.ndarray, contrast: np.ndarray | None, noise: float) -> bool:
+        """Whether ``part`` is smaller than ``small_blob_area`` and fainter than
+        ``small_blob_contrast`` noise std (median |frame - background| grey levels)."""
+        c = self.config
+        if contrast is None or c.small_blob_contrast <= 0:
+            return False
+        area = np.count_nonzero(part)
+        if area >= c.small_blob_area * c.scale * c.scale:
+            return False
+        level = abs(float(np.median(contrast[part > 0])))
+        return level < c.small_blob_contrast * noise
 
     def _soft_edged(
         self,
@@ -629,35 +737,97 @@ class MOG2Detector:
         level = max(abs(float(np.median(contrast[mask > 0]))), 3.0)
         return float(np.percentile(slope[band], 90)) < c.min_edge_sharpness * level
 
-    def _faint_light(self, candidate: np.ndarray) -> np.ndarray:
-        """uint8 0/255 (work scale): smoothed (frame - background) grey >= the level, away
-        from MOG2's (opened) blobs of fish size: the smoothing spreads a fish MOG2 found
-        past its edge. Specks MOG2 finds inside a faint fish get no such halo (it would
-        cut the fish to pieces).
+    def _faint_light(self, candidate: np.ndarray) -> np.ndarray | None:
+        """uint8 0/255 (work scale), or None when empty: smoothed (frame - background) grey
+        >= the level, away from MOG2's (opened) blobs of fish size: the smoothing spreads a
+        fish MOG2 found past its edge. Specks MOG2 finds inside a faint fish get no such
+        halo (it would cut the fish to pieces).
 
         Computed at half the working resolution (the signal is smooth; 4x fewer pixels).
         """
         c = self.config
-        assert self._last_work is not None
         h, w = candidate.shape
-        half = (max(1, w // 2), max(1, h // 2))
-        grey = cv2.resize(
-            cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY), half, interpolation=cv2.INTER_AREA
-        )
+        grey = self._frame_grey_half()
+        half = (grey.shape[1], grey.shape[0])
         # numpy, not cv2.subtract(dtype=CV_32F) / cv2.compare: those are ~20x slower here.
         sigma = max(0.5, 0.5 * c.faint_light_blur * c.scale)
         smooth = cv2.GaussianBlur(grey.astype(np.float32) - self._grey_half(half), (0, 0), sigma)
         lighter = (smooth >= c.faint_light_level).astype(np.uint8) * np.uint8(255)
         if not lighter.any():
-            return np.zeros_like(candidate)
-        lighter = cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
-        contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= self._rules.min_area]
+            return None
+        # MOG2's blobs at half size too (every other pixel): 4x fewer to trace.
+        coarse = np.ascontiguousarray(candidate[: 2 * half[1] : 2, : 2 * half[0] : 2])
+        contours, _ = cv2.findContours(coarse, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        smallest = self._rules.min_area / 4.0
+        sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= smallest]
         if sizeable and self._halo is not None:
-            halo = np.zeros_like(candidate)
+            halo = np.zeros_like(lighter)
             cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
             lighter &= ~cv2.dilate(halo, self._halo)
-        return lighter
+            if not lighter.any():
+                return None
+        return cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    def _frame_grey_half(self) -> np.ndarray:
+        """:meth:`_frame_grey` at half size (W // 2, H // 2), uint8 (cached per frame)."""
+        if self._last_grey_half is None:
+            grey = self._frame_grey()
+            h, w = grey.shape
+            if h >= 2 and w >= 2 and h % 2 == 0 and w % 2 == 0:
+                # an exact 2x2 mean: OpenCV's fast path
+                self._last_grey_half = cv2.resize(
+                    grey, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA
+                )
+            else:
+                half = (max(1, w // 2), max(1, h // 2))
+                self._last_grey_half = cv2.resize(grey, half, interpolation=cv2.INTER_AREA)
+        return self._last_grey_half
+
+    def _frame_grey(self) -> np.ndarray:
+        """The last frame fed (light-corrected) in grey levels, uint8 (work scale, cached)."""
+        if self._last_grey is None:
+            assert self._last_work is not None
+            self._last_grey = cv2.cvtColor(self._last_work, cv2.COLOR_BGR2GRAY)
+        return self._last_grey
+
+    def _camera_shift(self) -> tuple[float, float, float] | None:
+        """(dx, dy, response) when the last frame is shifted against the background by
+        more than ``max_camera_shift`` full-frame pixels with a trusted peak, else None."""
+        c = self.config
+        if c.max_camera_shift <= 0 or self._background is None or self._last_work is None:
+            return None
+        # From the half-size grey frame (shared with the faint-light test) by an integer
+        # factor: INTER_AREA's fast path (a fractional one is ~5x slower).
+        full = max(self._frame_grey().shape) <= c.shift_size
+        grey = self._frame_grey() if full else self._frame_grey_half()
+        k = max(1, math.ceil(max(grey.shape) / c.shift_size))
+        size = (max(8, grey.shape[1] // k), max(8, grey.shape[0] // k))
+        if self._background_small is None:
+            base = self._grey() if full else self._grey_half((grey.shape[1], grey.shape[0]))
+            crop = base[: size[1] * k, : size[0] * k].astype(np.float32)
+            ref = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+            window = cv2.createHanningWindow(size, cv2.CV_32F)
+            self._background_small = (ref, window)
+        ref, window = self._background_small
+        cur = cv2.resize(grey[: size[1] * k, : size[0] * k], size, interpolation=cv2.INTER_AREA)
+        cur = cur.astype(np.float32)
+        # phaseCorrelate windows its inputs in place when no padding is needed: copies.
+        (dx, dy), response = cv2.phaseCorrelate(ref.copy(), cur.copy(), window)
+        to_frame = (1.0 if full else 2.0) * k / c.scale  # small -> work -> frame pixels
+        shift = (float(dx) * to_frame, float(dy) * to_frame, float(response))
+        self.last_camera_shift = shift
+        if math.hypot(shift[0], shift[1]) <= c.max_camera_shift or response < c.min_shift_response:
+            return None
+        # A peak from a fish that moved (on a featureless floor) is no camera motion: the
+        # background moved by the shift must explain the frame far better than unmoved.
+        mx, my = int(math.ceil(abs(dx))) + 1, int(math.ceil(abs(dy))) + 1
+        if 4 * mx >= size[0] or 4 * my >= size[1]:
+            return None  # too far to check (the correlation wraps round): not measured
+        moved = cv2.warpAffine(ref, np.array([[1, 0, dx], [0, 1, dy]], np.float32), size)
+        inner = (slice(my, size[1] - my), slice(mx, size[0] - mx))
+        still = float(cv2.absdiff(cur[inner], ref[inner]).mean())
+        shifted = float(cv2.absdiff(cur[inner], moved[inner]).mean())
+        return shift if shifted < 0.5 * still else None
 
     def _grey_half(self, size: tuple[int, int]) -> np.ndarray:
         """The background's grey levels at ``size`` (W, H), float32 (cached)."""
@@ -677,7 +847,7 @@ class MOG2Detector:
         """Signed grey-level difference (frame - background), float32 (h, w), in a window."""
         if self._background is None or self._last_work is None:
             return None
-        frame = cv2.cvtColor(self._last_work[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY)
+        frame = self._frame_grey()[y : y + h, x : x + w]
         return frame.astype(np.float32) - self._grey()[y : y + h, x : x + w]
 
     def _to_detection(

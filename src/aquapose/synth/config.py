@@ -1,10 +1,16 @@
-"""Configuration of the synthetic aquarium: one frozen dataclass and three presets.
+"""Configuration of the synthetic aquarium: one frozen dataclass and its presets.
 
 ``SynthConfig`` holds everything a clip depends on besides the seed. Presets:
 
 - ``tiny``: 2 cameras x 60 frames of 192x144 at 10 fps, 3 fish (unit tests, ~1 s);
 - ``demo``: 3 cameras x 600 frames of 640x480 at 15 fps (40 s each), 5 fish of 30-120 px;
-- ``rig``: 12 cameras x 900 frames of 1600x1200 at 30 fps, 9 fish of 30-300 px.
+- ``rig``: 12 cameras x 900 frames of 1600x1200 at 30 fps, 9 fish of 30-300 px;
+- ``crowd``: 1 camera x 240 frames of 640x480, 110 small fish (15-32 px) on sand;
+- ``resting``: 1 camera x 240 frames of 640x480, 6 fish, three of them resting in one
+  spot for 40-80 % of the clip, on gravel;
+- ``random``: 1 camera x 240 frames of 640x480 whose tank is drawn from the seed
+  (:func:`random_config`): floor, light, noise, compression, 1-120 fish of 15-150 px,
+  contrast from faint to dark, rests from seconds to most of the clip.
 
 Every difficulty is a switch (all on in ``demo`` and ``rig``).
 """
@@ -12,11 +18,18 @@ Every difficulty is a switch (all on in ``demo`` and ``rig``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 #: Short names accepted by ``generate(**overrides)`` and the CLI, mapped to fields.
 OVERRIDE_ALIASES = {"cameras": "num_cameras", "fish": "num_fish", "frames": "num_frames"}
+
+#: Floors (``texture`` off is ``plain`` too) and lights of :class:`SynthConfig`.
+FLOORS = ("plain", "sand", "gravel")
+LIGHTS = ("even", "vignette", "gradient", "flicker")
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,12 @@ class SynthConfig:
         touching: planned encounters where two fish cross / touch / overlap.
         encounters_per_minute: planned encounters per camera per minute of video.
         shadows: soft shadows cast on the floor (never part of the ground truth).
-        texture: textured floor (sand, pebbles); otherwise a flat floor.
+        texture: textured floor (``floor``); otherwise a flat floor.
+        floor: ``sand`` (grain, ripples, pebbles), ``gravel`` (sand under packed stones
+            of 2-7 px with dark gaps) or ``plain`` (flat).
+        light: ``vignette`` (darker corners), ``even``, ``gradient`` (a static 15-30 %
+            ramp across the floor, on top of the vignette) or ``flicker`` (slow flicker of
+            3-6 % at 0.1-0.4 Hz, on top of the vignette).
         tank_edges: some cameras see the tank wall.
         illumination: slow illumination drift and flicker.
         noise_sigma: sensor noise standard deviation in grey levels (0 turns it off).
@@ -70,6 +88,8 @@ class SynthConfig:
     encounters_per_minute: float = 6.0
     shadows: bool = True
     texture: bool = True
+    floor: str = "sand"
+    light: str = "vignette"
     tank_edges: bool = True
     illumination: bool = True
     noise_sigma: float = 2.5
@@ -113,6 +133,10 @@ class SynthConfig:
             a, b = getattr(self, name)
             if not 0 < a <= b:
                 raise ValueError(f"{name} must be (min, max) with 0 < min <= max, got {(a, b)}")
+        if self.floor not in FLOORS:
+            raise ValueError(f"floor must be one of {', '.join(FLOORS)}, got {self.floor!r}")
+        if self.light not in LIGHTS:
+            raise ValueError(f"light must be one of {', '.join(LIGHTS)}, got {self.light!r}")
         if self.noise_sigma < 0:
             raise ValueError(f"noise_sigma must be >= 0, got {self.noise_sigma}")
         if self.encounters_per_minute < 0 or self.long_rests_per_camera < 0:
@@ -162,22 +186,99 @@ PRESETS: dict[str, SynthConfig] = {
         long_rest_seconds=(10.0, 15.0),
         encounters_per_minute=4.0,
     ),
+    "crowd": SynthConfig(
+        num_cameras=1,
+        num_frames=240,
+        num_fish=110,
+        fish_length_px=(15.0, 32.0),
+        fish_length_median_px=22.0,
+        contrast_range=(14.0, 70.0),
+        long_rest_seconds=(3.0, 8.0),
+        long_rests_per_camera=3,
+        encounters_per_minute=10.0,
+        empty_frames=False,
+    ),
+    "resting": SynthConfig(
+        num_cameras=1,
+        num_frames=240,
+        num_fish=6,
+        fish_length_px=(30.0, 90.0),
+        fish_length_median_px=50.0,
+        long_rest_seconds=(6.4, 12.8),  # 40-80 % of the 16 s clip
+        long_rests_per_camera=3,
+        floor="gravel",
+        empty_frames=False,
+    ),
 }
 
 
-def get_preset(name: str) -> SynthConfig:
-    """The preset called ``name``; ValueError listing the valid names otherwise."""
+def random_config(seed: int) -> SynthConfig:
+    """The ``random`` preset's tank for ``seed``: one camera, 240 frames of 640x480 at 15 fps.
+
+    Drawn: floor and light (uniformly), noise std 0.5-4, lossy compression (70 %), fish
+    count 1-120 (log-uniform), lengths within 15-150 px (fewer, larger fish; the fish
+    cover at most ~5 % of the floor), contrast from faint (10-18 grey levels) to dark
+    (30-90), 1-3 rests of 10-80 % of the clip, shadows (80 %), moving light (70 %), the
+    tank wall (50 %).
+    """
+    rng = np.random.default_rng([int(seed), 2000])
+    w, h, frames, fps = 640, 480, 240, 15.0
+    fish = int(math.floor(math.exp(rng.uniform(0.0, math.log(121.0)))))
+    fish = min(max(fish, 1), 120)
+    cap = min(150.0, math.sqrt(0.05 * w * h / (0.14 * fish)))  # median length cap
+    lo = float(rng.uniform(15.0, max(15.0, min(40.0, 0.7 * cap))))
+    hi_min = min(150.0, 1.5 * lo)
+    hi = float(rng.uniform(hi_min, max(hi_min, min(150.0, 2.0 * cap))))
+    median = float(np.clip(math.sqrt(lo * hi), lo, hi))
+    contrast = (float(rng.uniform(10.0, 18.0)), float(rng.uniform(30.0, 90.0)))
+    rest = float(rng.uniform(0.1, 0.8)) * frames / fps
+    return SynthConfig(
+        num_cameras=1,
+        num_frames=frames,
+        width=w,
+        height=h,
+        fps=fps,
+        num_fish=fish,
+        fish_length_px=(round(lo, 1), round(hi, 1)),
+        fish_length_median_px=round(median, 1),
+        contrast_range=(round(contrast[0], 1), round(contrast[1], 1)),
+        long_rest_seconds=(round(0.8 * rest, 2), round(rest, 2)),
+        long_rests_per_camera=int(rng.integers(1, 4)),
+        shadows=bool(rng.random() < 0.8),
+        floor=str(rng.choice(FLOORS)),
+        light=str(rng.choice(LIGHTS)),
+        illumination=bool(rng.random() < 0.7),
+        noise_sigma=round(float(rng.uniform(0.5, 4.0)), 2),
+        compression=bool(rng.random() < 0.7),
+        tank_edges=bool(rng.random() < 0.5),
+        empty_frames=bool(rng.random() < 0.3),
+        encounters_per_minute=float(rng.uniform(2.0, 10.0)),
+    )
+
+
+#: Presets drawn from the seed (``get_preset(name)`` gives seed 0's draw).
+SEEDED_PRESETS = {"random": random_config}
+
+
+def get_preset(name: str, seed: int = 0) -> SynthConfig:
+    """The preset called ``name`` (a seeded one, ``random``, drawn from ``seed``);
+    ValueError listing the valid names otherwise."""
+    if name in SEEDED_PRESETS:
+        return SEEDED_PRESETS[name](seed)
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+        valid = ", ".join([*PRESETS, *SEEDED_PRESETS])
+        raise ValueError(f"unknown preset {name!r}; valid presets: {valid}")
     return PRESETS[name]
 
 
 def resolve_config(preset: str | SynthConfig = "tiny", **overrides: Any) -> SynthConfig:
     """A preset (by name or config) with ``overrides`` applied (field names or short aliases).
 
+    ``seed=`` among the overrides draws the seeded presets (``random``; 0 by default).
     Raises ValueError naming an unknown override key and listing the valid ones.
     """
-    base = preset if isinstance(preset, SynthConfig) else get_preset(preset)
+    seed = int(overrides.pop("seed", None) or 0)
+    base = preset if isinstance(preset, SynthConfig) else get_preset(preset, seed)
     fields = {f.name for f in dataclasses.fields(SynthConfig)}
     changes: dict[str, Any] = {}
     for key, value in overrides.items():

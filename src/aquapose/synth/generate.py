@@ -46,7 +46,8 @@ def generate(
 
     Args:
         out_dir: output folder (created; existing files of the same names are replaced).
-        preset: ``"tiny"``, ``"demo"``, ``"rig"`` or a :class:`SynthConfig`.
+        preset: ``"tiny"``, ``"demo"``, ``"rig"``, ``"crowd"``, ``"resting"``, ``"random"``
+            (drawn from ``seed``) or a :class:`SynthConfig`.
         seed: everything (tracks, looks, noise) follows from it.
         write_frames: also write each decoded video frame as ``frames/<camera>/<index>.png``.
         preview: also write ``preview.png``, a contact sheet with the ground truth drawn.
@@ -55,7 +56,7 @@ def generate(
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    config = resolve_config(preset, **overrides)
+    config = resolve_config(preset, seed=int(seed), **overrides)
     preset_name = preset if isinstance(preset, str) else "custom"
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

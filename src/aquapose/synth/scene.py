@@ -1,7 +1,8 @@
 """The empty tank as one camera sees it: floor, wall, light, sensor noise.
 
-The floor (sand grain, pebbles, large blotches, vignette, the tank wall where a
-camera sees it) is drawn once per camera as float32 BGR. Per frame the light
+The floor (plain; sand: grain, pebbles, large blotches; gravel: sand under packed
+stones; a vignette or even light or a static gradient; the tank wall where a camera
+sees it) is drawn once per camera as float32 BGR. Per frame the light
 changes slowly (global drift plus a moving gradient) and flickers; the sensor
 adds noise. Shadows are darkenings of the floor (see :func:`cast_shadow`).
 """
@@ -73,14 +74,26 @@ def make_scene(config: SynthConfig, tank: Tank, seed: int, camera_index: int) ->
     tint = np.array([-6.0, 0.0, 5.0]) * rng.uniform(0.3, 1.2) + rng.normal(0, 2.0, 3)
     floor: np.ndarray = np.empty((h, w, 3), np.float32)
     floor[:] = (grey + tint).astype(np.float32)
-    if config.texture:
+    # Floors and lights beyond the first presets' draw from their own stream, so those
+    # presets' clips stay the same.
+    extra = np.random.default_rng([seed, camera_index, 4])
+    if config.texture and config.floor != "plain":
         texture = _texture(rng, h, w)
         floor += texture[:, :, None]
         floor[:, :, 0] += 0.3 * _smooth_noise(rng, h, w, max(h, w) / 6.0, 3.0)  # colour blotches
+        if config.floor == "gravel":
+            floor += _gravel(extra, h, w)[:, :, None]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
     r2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (cx**2 + cy**2)
-    floor *= (1.0 - float(rng.uniform(0.06, 0.16)) * r2)[:, :, None]
+    vignette = float(rng.uniform(0.06, 0.16))
+    if config.light != "even":
+        floor *= (1.0 - vignette * r2)[:, :, None]
+    if config.light == "gradient":
+        slope = float(extra.uniform(0.15, 0.3))
+        theta = float(extra.uniform(0, 2 * np.pi))
+        ramp_xy = np.cos(theta) * (xx - cx) / w + np.sin(theta) * (yy - cy) / h
+        floor *= (1.0 + slope * ramp_xy)[:, :, None]
     inside = np.ones((h, w), bool)
     if tank.radius is not None:
         floor, inside = _draw_wall(floor, tank, xx, yy, rng)
@@ -100,20 +113,33 @@ def make_scene(config: SynthConfig, tank: Tank, seed: int, camera_index: int) ->
         bank += np.float32(0.5)
         noise_bank = np.floor(bank, out=bank).astype(np.int16)  # rounded to the nearest int
     illum = config.illumination
+    drift = (
+        float(rng.uniform(0.03, 0.06)) if illum else 0.0,
+        float(rng.uniform(15.0, 40.0)),
+        float(rng.uniform(0, 2 * np.pi)),
+    )
+    ramp_light = (
+        float(rng.uniform(0.04, 0.08)) if illum else 0.0,
+        float(rng.uniform(20.0, 60.0)),
+        float(rng.uniform(0, 2 * np.pi)),
+    )
+    flicker = (float(rng.uniform(0.006, 0.015)) if illum else 0.0, float(rng.uniform(0.7, 3.0)))
+    if config.light == "flicker":  # slow and strong, whatever the drift
+        flicker = (float(extra.uniform(0.03, 0.06)), float(extra.uniform(0.1, 0.4)))
     return Scene(
         floor=floor,
         floor_ramp=floor_ramp,
         floor_grey_mean=float(bgr_mean @ weights),
         floor_bgr_mean=bgr_mean,
         noise_bank=noise_bank,
-        drift_amplitude=float(rng.uniform(0.03, 0.06)) if illum else 0.0,
-        drift_period_s=float(rng.uniform(15.0, 40.0)),
-        drift_phase=float(rng.uniform(0, 2 * np.pi)),
-        ramp_amplitude=float(rng.uniform(0.04, 0.08)) if illum else 0.0,
-        ramp_period_s=float(rng.uniform(20.0, 60.0)),
-        ramp_phase=float(rng.uniform(0, 2 * np.pi)),
-        flicker_amplitude=float(rng.uniform(0.006, 0.015)) if illum else 0.0,
-        flicker_hz=float(rng.uniform(0.7, 3.0)),
+        drift_amplitude=drift[0],
+        drift_period_s=drift[1],
+        drift_phase=drift[2],
+        ramp_amplitude=ramp_light[0],
+        ramp_period_s=ramp_light[1],
+        ramp_phase=ramp_light[2],
+        flicker_amplitude=flicker[0],
+        flicker_hz=flicker[1],
     )
 
 
@@ -184,6 +210,21 @@ def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         )
     tex += cv2.GaussianBlur(pebbles, (0, 0), 0.9)
     return tex
+
+
+def _gravel(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Gravel: packed stones of 2-7 px, each its own grey (std 16), dark gaps between."""
+    stones: np.ndarray = np.full((h, w), -14.0, np.float32)
+    n = int(0.9 * h * w / 30.0)
+    xs = rng.uniform(0, w, n)
+    ys = rng.uniform(0, h, n)
+    radii = rng.uniform(1.5, 3.5, (n, 2))
+    angles = rng.uniform(0, 180, n)
+    values = rng.normal(0.0, 16.0, n)
+    for x, y, (ra, rb), ang, v in zip(xs, ys, radii, angles, values, strict=True):
+        axes = (int(ra + 0.5), int(rb + 0.5))
+        cv2.ellipse(stones, (int(x), int(y)), axes, float(ang), 0, 360, float(v), -1)
+    return cv2.GaussianBlur(stones, (0, 0), 0.7)
 
 
 def _draw_wall(
