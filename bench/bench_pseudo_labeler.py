@@ -43,7 +43,8 @@ def _naive_grabcut(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
 def run(quick: bool = False) -> list[BenchRow]:
     import torch
 
-    from aquapose.segmentation.detector import detect_video, median_background
+    from aquapose.segmentation.background import median_background
+    from aquapose.segmentation.detector import detect_video
     from aquapose.segmentation.io.coco import read_coco
     from aquapose.segmentation.masks import encode_rle, rle_iou_matrix
     from aquapose.segmentation.metrics import match_by_iou

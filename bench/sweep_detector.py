@@ -41,13 +41,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from aquapose.segmentation._blobs import detection_rle
 from aquapose.segmentation.detection_eval import evaluate_detections
 from aquapose.segmentation.detector import (
     DetectorConfig,
     GlobalChangeWarning,
     MOG2Detector,
     detect_video,
-    detection_rle,
 )
 from aquapose.segmentation.io.files import read_json
 from aquapose.segmentation.types import AnnotatedFrame, Instance

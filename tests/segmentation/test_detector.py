@@ -9,16 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from aquapose.segmentation.background import LightField, robust_background
+from aquapose.segmentation._blobs import detection_rle
+from aquapose.segmentation.background import LightField, median_background, robust_background
 from aquapose.segmentation.detector import (
     DetectorConfig,
     GlobalChangeWarning,
     MOG2Detector,
     detect_video,
-    detection_rle,
-    median_background,
-    open_video,
 )
+from aquapose.segmentation.io.video import open_video
 from aquapose.segmentation.masks import encode_rle, mask_iou
 
 H, W = 120, 160

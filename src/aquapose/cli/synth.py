@@ -17,7 +17,12 @@ from aquapose.synth.config import SynthConfig, get_preset
 def synth(
     ctx: typer.Context,
     out_dir: Path = typer.Argument(..., help="Output folder (created)."),
-    preset: str = typer.Option("tiny", "--preset", help="tiny (seconds), demo (~1 min) or rig."),
+    preset: str = typer.Option(
+        "tiny",
+        "--preset",
+        help="tiny (seconds), demo (~1 min), rig, crowd (110 small fish), resting (fish resting "
+        "40-80% of the clip) or random (floor, light, noise, fish drawn from --seed).",
+    ),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same ground truth (bytes)."),
     cameras: int | None = typer.Option(None, "--cameras", min=1, help="Override: cameras."),
     fish: int | None = typer.Option(None, "--fish", min=1, help="Override: fish in the tank."),
@@ -46,7 +51,7 @@ def synth(
     """
     from aquapose.synth import generate
 
-    base = get_preset(preset)  # fails fast on a bad preset
+    base = get_preset(preset, seed)  # fails fast on a bad preset
     flags = {"cameras": "num_cameras", "fish": "num_fish", "frames": "num_frames"}
     flags |= {"width": "width", "height": "height", "fps": "fps"}
     config = resolve_config(SynthConfig, ctx, config_file, flags, base=base)

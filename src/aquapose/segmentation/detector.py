@@ -70,7 +70,6 @@ import numpy as np
 from aquapose.segmentation._blobs import (
     FOREGROUND,
     BlobRules,
-    detection_rle,
     kernel,
     split_bridged,
     split_by_cores,
@@ -80,7 +79,6 @@ from aquapose.segmentation._blobs import (
 from aquapose.segmentation.background import (
     LightField,
     check_frame,
-    median_background,
     robust_background,
 )
 from aquapose.segmentation.io.video import open_video, sample_frames
@@ -91,10 +89,6 @@ __all__ = [
     "GlobalChangeWarning",
     "MOG2Detector",
     "detect_video",
-    "detection_rle",
-    "median_background",
-    "robust_background",
-    "open_video",
 ]
 
 
