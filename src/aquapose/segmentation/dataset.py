@@ -389,22 +389,7 @@ class CropDataset(torch.utils.data.Dataset):
         #: per frame, the boxes no crop may overlap (frame-space xyxy)
         self._ignore = rejected
         self.num_skipped = 0
-        for f_idx, frame in enumerate(self.frames):
-            ignore = self._ignore[f_idx]
-            if not frame.instances:
-                if ignore.size:
-                    self.num_skipped += 1
-                else:
-                    self.samples.append((f_idx, -1))
-                    self._clear_shift.append(np.zeros(2))
-                continue
-            for i_idx, inst in enumerate(frame.instances):
-                shift = self._find_clear_shift(frame, inst.box_xyxy, ignore)
-                if shift is None:
-                    self.num_skipped += 1
-                else:
-                    self.samples.append((f_idx, i_idx))
-                    self._clear_shift.append(shift)
+        self._index_samples()
         if not self.samples:
             raise ValueError(f"{self.coco_json}: no usable images, nothing to train or evaluate on")
         #: targets carry ``masks_trusted`` and ``ignore_boxes`` (the data set has box-only
@@ -430,6 +415,26 @@ class CropDataset(torch.utils.data.Dataset):
             if augment and copy_paste_prob > 0.0 and self._paste_sources
             else None
         )
+
+    def _index_samples(self) -> None:
+        """One sample per fish and per image without fish, each with the shift that moves
+        its window off the ignore boxes; those that cannot move off are skipped (counted)."""
+        for f_idx, frame in enumerate(self.frames):
+            ignore = self._ignore[f_idx]
+            if not frame.instances:
+                if ignore.size:
+                    self.num_skipped += 1
+                else:
+                    self.samples.append((f_idx, -1))
+                    self._clear_shift.append(np.zeros(2))
+                continue
+            for i_idx, inst in enumerate(frame.instances):
+                shift = self._find_clear_shift(frame, inst.box_xyxy, ignore)
+                if shift is None:
+                    self.num_skipped += 1
+                else:
+                    self.samples.append((f_idx, i_idx))
+                    self._clear_shift.append(shift)
 
     def _random_fish(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A random fish of the data set: float32 RGB ``[3, h, w]`` and bool mask ``[h, w]``

@@ -44,6 +44,9 @@ def generate(
 ) -> Path:
     """Generate a synthetic multi-camera clip set in ``out_dir``; returns the manifest's path.
 
+    Long on purpose: the steps of writing a rig (plan, render each camera, ground truth,
+    manifest, preview) in their order, each a few lines.
+
     Args:
         out_dir: output folder (created; existing files of the same names are replaced).
         preset: ``"tiny"``, ``"demo"``, ``"rig"``, ``"crowd"``, ``"resting"``, ``"random"``

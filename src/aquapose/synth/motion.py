@@ -452,7 +452,11 @@ def _schedule_events(
     camera_index: int,
     planners: list[_FishPlanner],
 ) -> list[PlannedEvent]:
-    """Give the fish their appointments; returns the planned events (sorted by time)."""
+    """Give the fish their appointments; returns the planned events (sorted by time).
+
+    Long on purpose: one pass over the events in time order whose choices share the
+    planners' state; split, the order of the seeded draws would be hard to follow.
+    """
     duration = config.duration_s
     events: list[PlannedEvent] = []
     n_fish = len(planners)
