@@ -738,6 +738,7 @@ def detect_video(
     every: int = 1,
     detector: MOG2Detector | None = None,
     start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
     """Run a detector over a whole video, yielding ``(frame_index, frame_bgr, detections)``.
 
@@ -749,7 +750,8 @@ def detect_video(
     ``detector`` lets the caller read counters (e.g. ``rejected_frames``) afterwards;
     its config wins over ``config``. ``start`` resumes at that frame: the frames before
     it are skipped, which gives the same detections only for a frozen model primed from
-    the clip (``learning_rate=0``, ``median_frames > 0``, the defaults).
+    the clip (``learning_rate=0``, ``median_frames > 0``, the defaults). ``stop`` ends
+    before that frame (a chunk ``[start, stop)`` of the clip).
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
@@ -771,7 +773,7 @@ def detect_video(
     frozen = cfg.learning_rate == 0
     try:
         index = 0
-        while True:
+        while stop is None or index < stop:
             primes = index % segment == 0 and start < index + segment
             if cfg.median_frames > 0 and count > 0 and primes and index < count:
                 sample = sample_frames(path, index, min(index + segment, count), cfg.median_frames)
