@@ -97,7 +97,7 @@ def _import_ray() -> Any:
         import ray
     except ImportError:
         raise ImportError(
-            "--engine ray needs Ray: pip install 'aquapose[ray]' (or 'ray>=2.9')"
+            "--engine ray needs Ray: pip install 'ray>=2.9' (aquapose's extra named ray)"
         ) from None
     return ray
 
@@ -265,10 +265,11 @@ def _run_on_ray(
             try:
                 result: ChunkResult = ray.get(ready[0])
             except Exception as err:
+                cause = getattr(err, "cause", None) or err  # a RayTaskError's own error
+                why = (str(cause).strip().splitlines() or [""])[0] or type(cause).__name__
                 stop = "end" if chunk.stop is None else chunk.stop
                 raise RuntimeError(
-                    f"{chunk.camera_id} frames [{chunk.start}, {stop}) failed after "
-                    f"{cluster.max_retries} retries: {err}"
+                    f"{chunk.camera_id} frames [{chunk.start}, {stop}): {why}"
                 ) from err
             record = {
                 "run": settings,
