@@ -69,6 +69,17 @@ def test_detections_from_mid_video_equal_one_pass(rig):
             np.testing.assert_array_equal(a.blob_mask, b.blob_mask)
 
 
+def test_detections_after_a_seek_equal_one_pass(rig):
+    whole = {i: (f, d) for i, f, d in detect_video(rig[1])}
+    part = {i: (f, d) for i, f, d in detect_video(rig[1], start=31, stop=45, seek=True)}
+    assert sorted(part) == list(range(31, 45))
+    for index, (frame, detections) in part.items():
+        np.testing.assert_array_equal(frame, whole[index][0])  # this codec seeks exactly
+        assert [d.box_xyxy.tolist() for d in detections] == [
+            d.box_xyxy.tolist() for d in whole[index][1]
+        ]
+
+
 def test_plan_chunks_cover_each_video_in_order(rig):
     chunks = plan_chunks(rig, 25, CONFIG)
     assert [(c.camera_id, c.start, c.stop) for c in chunks[:3]] == [
@@ -82,19 +93,24 @@ def test_plan_chunks_cover_each_video_in_order(rig):
     assert len(plan_chunks(rig, 25, unprimed)) == 3  # cannot start mid-video
 
 
-def test_chunks_equal_one_pass_when_their_tracks_do(rig, single):
+@pytest.mark.slow
+@pytest.mark.parametrize("seek", [False, True])
+def test_chunks_equal_one_pass_when_their_tracks_do(rig, single, seek):
     """Chained from the previous chunk's state, chunks give exactly one pass's records;
     started cold (with an overlap), a chunk is exact exactly when its start state
-    matches, and here some do not: the check is needed."""
+    matches, and here some do not: the check is needed. A seeking chunk's overlap
+    frames are the ones the previous chunk decoded last."""
     expected = _journal(single)
     chained, checked, differing = [], 0, 0
     previous = None
     for chunk in plan_chunks(rig, 20, CONFIG):
         state = previous.end_state if previous and chunk.start else None
-        exact = segment_chunk(chunk, ContrastModel(), CONFIG, state=state)
+        exact = segment_chunk(chunk, ContrastModel(), CONFIG, warmup=5, state=state, seek=seek)
         chained += exact.records
         if chunk.start:
-            cold = segment_chunk(chunk, ContrastModel(), CONFIG, warmup=5)
+            cold = segment_chunk(chunk, ContrastModel(), CONFIG, warmup=5, seek=seek)
+            assert cold.seeked == seek and exact.seeked == seek
+            assert cold.head == exact.head == previous.tail and len(cold.head) == 5
             same_state = cold.start_state == previous.end_state
             checked += 1
             differing += not same_state
@@ -103,6 +119,49 @@ def test_chunks_equal_one_pass_when_their_tracks_do(rig, single):
         previous = exact
     assert chained == expected
     assert checked == 6 and differing > 0
+
+
+def test_verify_accepts_matching_chunks_and_reruns_the_first_that_differs():
+    from aquapose.segmentation.cluster import _INITIAL, _verify
+    from aquapose.segmentation.segment import Chunk
+
+    chunks = [Chunk("v.mp4", "cam", 0, 10), Chunk("v.mp4", "cam", 10, 20)]
+    chunks += [Chunk("v.mp4", "cam", 20, None)]
+    mid = {"processed": 10, "tracks": [[1.0, 2.0, 3.0, 4.0, 9, 0]]}
+    tail = [[8, "aa"], [9, "bb"]]
+
+    def summary(start, end, head=(), seeked=True):
+        return {
+            "start_state": start,
+            "end_state": end,
+            "head": list(head),
+            "tail": tail,
+            "seeked": seeked,
+        }
+
+    def run(second, third):
+        states = {chunks[0]: summary(_INITIAL, mid, seeked=False), chunks[1]: second}
+        states[chunks[2]] = third
+        final, events, redo = set(), [], []
+        _verify(
+            chunks,
+            states,
+            final,
+            set(),
+            lambda c, s: events.append((c.start, s)),
+            lambda c, st, sk: redo.append((c.start, st, sk)),
+        )
+        return events, redo
+
+    good = summary(mid, mid, tail)
+    events, redo = run(good, good)
+    assert events == [(0, "done"), (10, "done"), (20, "done")] and redo == []
+    # tracks differ: run again from the previous end, seeking (its frames were right)
+    events, redo = run(summary({"processed": 10, "tracks": []}, mid, tail), good)
+    assert events == [(0, "done"), (10, "redo")] and redo == [(10, mid, True)]
+    # frames differ (a seek landed elsewhere): run again decoding from frame 0
+    events, redo = run(summary(mid, mid, [[8, "aa"], [9, "XX"]]), good)
+    assert redo == [(10, mid, False)]
 
 
 @contextlib.contextmanager

@@ -80,6 +80,12 @@ def segment(
     gpus_per_task: float = typer.Option(
         0.0, min=0.0, help="--engine ray: GPUs per task (0.5: two tasks share a GPU)."
     ),
+    seek: bool = typer.Option(
+        True,
+        "--seek/--no-seek",
+        help="--engine ray: a chunk seeks to its start (checked on the overlap frames) "
+        "instead of decoding its video from frame 0.",
+    ),
     config: Path | None = config_option(),
     print_config: bool = print_config_option(SegmentConfig),
 ) -> None:
@@ -134,6 +140,7 @@ def segment(
                 chunk_frames=chunk_frames,
                 overlap_frames=chunk_overlap,
                 gpus_per_task=gpus_per_task,
+                seek=seek,
             )
             results = segment_videos_ray(
                 video_paths,

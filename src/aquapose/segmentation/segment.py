@@ -29,6 +29,7 @@ the low score ``blob_score``.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -506,13 +507,26 @@ class Chunk:
 class ChunkResult:
     """A segmented chunk: its journal records (frames ``[start, stop)``, in order) and the
     segmenter's :meth:`~VideoSegmenter.state` on entering ``start`` and after the last
-    frame. A chunk whose ``start_state`` equals the previous chunk's ``end_state`` gives
-    exactly what one pass over the whole video gives."""
+    frame. A chunk whose ``start_state`` equals the previous chunk's ``end_state`` (and,
+    when it ``seeked``, whose ``head`` equals the previous chunk's ``tail``) gives exactly
+    what one pass over the whole video gives.
+
+    ``head`` and ``tail``: ``[frame_index, fingerprint]`` of the processed frames before
+    ``start`` (the warm-up) and of the last ``warmup`` frames before ``stop``.
+    """
 
     chunk: Chunk
     records: list[dict[str, Any]]
     start_state: dict[str, Any]
     end_state: dict[str, Any]
+    head: list[list[Any]] = field(default_factory=list)
+    tail: list[list[Any]] = field(default_factory=list)
+    seeked: bool = False
+
+
+def frame_fingerprint(frame: np.ndarray) -> str:
+    """A short hash of a decoded frame's pixels (two decoders agree on a frame)."""
+    return hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=8).hexdigest()
 
 
 def plan_chunks(
@@ -546,29 +560,36 @@ def segment_chunk(
     *,
     warmup: int = 0,
     state: dict[str, Any] | None = None,
+    seek: bool = False,
 ) -> ChunkResult:
     """Segment frames ``[chunk.start, chunk.stop)`` of one video, as one pass would.
 
-    The detector is primed for the whole video (or its ``median_window`` segment) and
-    its frames are decoded straight through from frame 0 (never seeked), so the
-    detections equal one pass's. The fish tracks carry between frames: ``state`` (the
-    previous chunk's ``end_state``) continues them exactly; without it the chunk starts
-    ``warmup`` frames early with no tracks and drops those frames' results, which makes
-    its ``start_state`` equal one pass's unless a fish was lost (re-checked) across
-    the whole warm-up. Compare ``start_state`` with the previous ``end_state`` to know.
+    The detector is primed for the whole video (or its ``median_window`` segment), so
+    its detections equal one pass's. The chunk starts ``warmup`` frames early. Frames
+    are decoded straight through from frame 0 (exact), or with ``seek`` from a seek to
+    the warm-up's first frame (fast, not exact on every codec: compare ``head`` with the
+    previous chunk's ``tail``). The fish tracks carry between frames: ``state`` (the
+    previous chunk's ``end_state``) continues them exactly (the warm-up frames are then
+    only fingerprinted); without it the warm-up frames rebuild them from none and their
+    results are dropped: ``start_state`` then equals one pass's unless a fish was lost
+    (re-checked) over the whole warm-up. Compare it with the previous ``end_state``.
     """
-    first = chunk.start if state is not None else max(0, chunk.start - warmup)
+    first = max(0, chunk.start - warmup)
     if first and not resumable(config.detector):
         raise ValueError(
             f"{chunk.video}: a chunk starting at frame {first} needs a detector primed from "
             "the clip and frozen (median_frames > 0, learning_rate=0)"
         )
     segmenter = VideoSegmenter(model, config, chunk.camera_id)
-    segmenter._processed = len(range(0, first, config.every))  # a primed detector: all ready
     if state is not None:
         segmenter.restore(state)
-    start_state = segmenter.state() if first == chunk.start else None
+    else:
+        segmenter._processed = len(range(0, first, config.every))  # primed: all ready
+    start_state = segmenter.state() if first == chunk.start or state is not None else None
     records: list[dict[str, Any]] = []
+    head: list[list[Any]] = []
+    tail: list[list[Any]] = []
+    tail_from = None if chunk.stop is None or not warmup else chunk.stop - warmup
     for frame_index, frame, detections in detect_video(
         chunk.video,
         config=config.detector,
@@ -576,8 +597,18 @@ def segment_chunk(
         every=config.every,
         start=first,
         stop=chunk.stop,
+        seek=seek,
     ):
-        if start_state is None and frame_index >= chunk.start:
+        in_tail = tail_from is not None and frame_index >= tail_from
+        if frame_index < chunk.start or in_tail:
+            fingerprint = frame_fingerprint(frame)
+            if in_tail:
+                tail.append([frame_index, fingerprint])
+        if frame_index < chunk.start:
+            head.append([frame_index, fingerprint])
+            if state is not None:
+                continue
+        elif start_state is None:
             start_state = segmenter.state()
         kept = segmenter.segment_frame(
             frame, frame_index, [d.box_xyxy for d in detections], [d.blob_mask for d in detections]
@@ -589,7 +620,8 @@ def segment_chunk(
             records.append(frame_record(result))
     if start_state is None:  # no frame of the chunk was processed
         start_state = segmenter.state()
-    return ChunkResult(chunk, records, start_state, segmenter.state())
+    seeked = seek and first > 0
+    return ChunkResult(chunk, records, start_state, segmenter.state(), head, tail, seeked)
 
 
 def write_chunk_results(
