@@ -25,6 +25,10 @@ the low score ``blob_score``.
   (``<video>#frame=<index>``, no image file is written), frame-space RLE masks with
   ``score`` and ``source`` (``detection``, ``recheck``, ``tile`` or ``blob``);
 - ``segment_config.yaml``: the resolved config.
+
+:func:`segment_chunk` segments frames ``[start, stop)`` of one video as one pass would
+(the unit of work of :mod:`~aquapose.segmentation.cluster`, which runs chunks on Ray and
+merges them with :func:`write_chunk_results` into the same two files).
 """
 
 from __future__ import annotations
