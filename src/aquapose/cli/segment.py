@@ -132,7 +132,8 @@ def segment(
                     total = totals[chunk.camera_id]
                     frames = (total if chunk.stop is None else chunk.stop) - chunk.start
                     done[chunk.camera_id] += frames
-                    processed += (frames + cfg.every - 1) // cfg.every
+                    if status == "done":  # not "cached": finished by an earlier run
+                        processed += (frames + cfg.every - 1) // cfg.every
                     progress(chunk.camera_id, done[chunk.camera_id], total)
 
             cluster = RayConfig(
