@@ -64,15 +64,20 @@ class ContrastModel(DarkPixelModel):
 
 
 class CrashOnceModel(ContrastModel):
-    """Kills its worker process (``os._exit``) on its first call of the whole run; the
-    ``marker`` file remembers that it did, so the retried task runs through."""
+    """Kills its worker process (``os._exit``) on its first call of the whole run, then
+    raises ``RuntimeError`` on the next one; the ``marker`` files remember that it did,
+    so the retried tasks run through."""
 
-    def __init__(self, marker: str) -> None:
+    def __init__(self, marker: str, raise_marker: str) -> None:
         super().__init__()
         self.marker = Path(marker)
+        self.raise_marker = Path(raise_marker)
 
     def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
         if not self.marker.exists():
             self.marker.write_text("crashed")
             os._exit(1)
+        if not self.raise_marker.exists():
+            self.raise_marker.write_text("raised")
+            raise RuntimeError("CUDA out of memory (a stand-in)")
         return super().predict(crops, regions, score_threshold, batch_size)

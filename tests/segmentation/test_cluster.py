@@ -195,9 +195,9 @@ def test_ray_engine_equals_one_process_survives_a_killed_task_and_resumes(
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # Ray >= 2.5x: token auth by default
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     ray.cloudpickle.register_pickle_by_value(_stand_ins)  # workers cannot import tests/
-    marker = tmp_path / "crashed"
-    # The first predict call of the run kills its worker process (os._exit).
-    model = functools.partial(CrashOnceModel, str(marker))
+    marker, raised = tmp_path / "crashed", tmp_path / "raised"
+    # The first predict call of the run kills its worker process (os._exit), the next raises.
+    model = functools.partial(CrashOnceModel, str(marker), str(raised))
     cluster = RayConfig(chunk_frames=20, overlap_frames=5, num_cpus=2, max_retries=2)
     out = tmp_path / "ray"
     statuses: list[str] = []
@@ -205,7 +205,7 @@ def test_ray_engine_equals_one_process_survives_a_killed_task_and_resumes(
         segment_videos_ray(
             rig, model, out, CONFIG, cluster, on_chunk=lambda c, s: statuses.append(s)
         )
-    assert marker.exists()  # a task was killed, and retried
+    assert marker.exists() and raised.exists()  # a task was killed, one raised: retried
     assert not ray.is_initialized()  # the local cluster it started is gone
     assert statuses.count("done") == 9 and "cached" not in statuses
     assert "redo" in statuses  # some chunks' tracks differed: run again from the previous end
