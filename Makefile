@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.aquapose-installed
-EXTRAS ?= dev,sam,sam2,labelstudio
+EXTRAS ?= dev,sam,sam2,labelstudio,ray
 
 .PHONY: venv demo test test-fast lint bench clean
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import pytest
 import torch
 from _cli import run_cli
@@ -59,3 +62,31 @@ def test_bad_input_gives_one_clear_line(inputs, capsys, case):
     assert all(word in line for word in words), line
     if which == "out":
         assert paths["out"].read_text() == "x"  # nothing written over it
+
+
+def test_engine_ray_without_ray_says_how_to_install(inputs, capsys, monkeypatch):
+    root, video, model = inputs
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    args = ["segment", str(video), "--model", str(model), "--out", str(root / "no-ray")]
+    code, _, err = run_cli([*args, "--engine", "ray"], capsys)
+    assert code != 0 and "Traceback" not in err
+    assert "pip install 'ray>=2.9'" in err.strip().splitlines()[0]
+
+
+@pytest.mark.slow
+def test_engine_ray_writes_what_the_local_engine_writes(inputs, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    root, video, model = inputs
+    args = ["segment", str(video), "--model", str(model), "--refine-pad", "0"]
+    code, _, err = run_cli([*args, "--out", str(root / "local")], capsys)
+    assert code == 0, err
+    ray_args = ["--engine", "ray", "--chunk-frames", "4", "--chunk-overlap", "2"]
+    code, _, err = run_cli([*args, "--out", str(root / "ray"), *ray_args], capsys)
+    assert code == 0, err
+    local = json.loads((root / "local" / "results.json").read_text())
+    ray = json.loads((root / "ray" / "results.json").read_text())
+    assert len(list((root / "ray" / "chunks").glob("*.json"))) == 3
+    assert ray["images"] == local["images"]
+    assert ray["annotations"] == local["annotations"]

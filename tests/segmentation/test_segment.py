@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _stand_ins import DarkPixelModel
 from pycocotools.coco import COCO
 
 from aquapose.segmentation.io.video import find_videos
@@ -28,32 +29,6 @@ from aquapose.segmentation.segment import (
 from aquapose.segmentation.types import SegmentationResult
 
 W, H = 160, 120
-
-
-class DarkPixelModel:
-    """Test stand-in with MaskRCNNSegmentor's predict signature: one result per dark blob."""
-
-    crop_size = 64
-
-    def __init__(self) -> None:
-        self.calls = 0  # one call per frame that has crops
-
-    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
-        self.calls += 1
-        out = []
-        for crop, region in zip(crops, regions, strict=True):
-            gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-            n, labels = cv2.connectedComponents((gray < 60).astype(np.uint8))
-            results = []
-            for k in range(1, n):
-                mask = labels == k
-                if mask.sum() < 10:
-                    continue
-                results.append(
-                    SegmentationResult(mask_to_box_xyxy(mask), encode_rle(mask), 0.9, region)
-                )
-            out.append(results)
-        return out
 
 
 def _fish_mask(cx: float, cy: float) -> np.ndarray:

@@ -63,6 +63,29 @@ def segment(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Start over instead of resuming an interrupted run in OUT."
     ),
+    engine: str = typer.Option(
+        "local",
+        help="local: this process; ray: one Ray task per chunk of a video (pip install "
+        "'aquapose[ray]'), on a local cluster or the one at --address.",
+    ),
+    address: str | None = typer.Option(
+        None, help="--engine ray: join this cluster (e.g. auto) instead of starting one."
+    ),
+    chunk_frames: int = typer.Option(
+        1800, min=0, help="--engine ray: frames per task (0 = one task per video)."
+    ),
+    chunk_overlap: int = typer.Option(
+        150, min=0, help="--engine ray: frames a chunk starts early to rebuild fish tracks."
+    ),
+    gpus_per_task: float = typer.Option(
+        0.0, min=0.0, help="--engine ray: GPUs per task (0.5: two tasks share a GPU)."
+    ),
+    seek: bool = typer.Option(
+        True,
+        "--seek/--no-seek",
+        help="--engine ray: a chunk seeks to its start (checked on the overlap frames) "
+        "instead of decoding its video from frame 0.",
+    ),
     config: Path | None = config_option(),
     print_config: bool = print_config_option(SegmentConfig),
 ) -> None:
@@ -73,6 +96,11 @@ def segment(
     frame-space RLE masks with scores, and OUT/segment_config.yaml. Progress streams
     to OUT/segments.jsonl, so an interrupted run, started again with the same
     arguments, continues after the last finished frame.
+
+    With --engine ray the videos are cut into chunks of --chunk-frames frames, one Ray
+    task each (finished chunks are kept in OUT/chunks/ and not redone by a re-run);
+    results.json is the same as this process alone would write. Every node must see
+    the videos and the model at the same paths.
     """
     from aquapose.segmentation.io.video import find_videos
     from aquapose.segmentation.model import MaskRCNNSegmentor
@@ -81,22 +109,60 @@ def segment(
     names = ["every", "score_threshold", "batch_size", "recheck_frames", "recheck_misses"]
     names += ["tile_every", "refine_pad", "blob_contrast"]
     cfg = resolve_config(SegmentConfig, ctx, config, {name: name for name in names})
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"--engine must be local or ray, got {engine!r}")
     video_paths = find_videos(videos)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: --out exists and is not a folder")
-    segmentor = MaskRCNNSegmentor.load(model)
     processed = 0
     start = time.perf_counter()
     with progress_tasks(lambda camera_id: f"segment {camera_id}") as progress:
+        if engine == "ray":
+            from aquapose.segmentation.cluster import RayConfig, segment_videos_ray
+            from aquapose.segmentation.io.video import video_info
+            from aquapose.segmentation.segment import Chunk
 
-        def on_frame(camera_id: str, frame_index: int, total: int) -> None:
-            nonlocal processed
-            processed += 1
-            progress(camera_id, frame_index + 1, total)
+            MaskRCNNSegmentor.load(model, device="cpu")  # a bad checkpoint fails here, once
+            totals = {v.stem: video_info(v)[0] for v in video_paths}
+            done = dict.fromkeys(totals, 0)
 
-        results = segment_videos(
-            video_paths, segmentor, out, cfg, overwrite=overwrite, on_frame=on_frame
-        )
+            def on_chunk(chunk: Chunk, status: str) -> None:
+                nonlocal processed
+                if status != "redo":
+                    total = totals[chunk.camera_id]
+                    frames = (total if chunk.stop is None else chunk.stop) - chunk.start
+                    done[chunk.camera_id] += frames
+                    if status == "done":  # not "cached": finished by an earlier run
+                        processed += (frames + cfg.every - 1) // cfg.every
+                    progress(chunk.camera_id, done[chunk.camera_id], total)
+
+            cluster = RayConfig(
+                address=address,
+                chunk_frames=chunk_frames,
+                overlap_frames=chunk_overlap,
+                gpus_per_task=gpus_per_task,
+                seek=seek,
+            )
+            results = segment_videos_ray(
+                video_paths,
+                model.resolve(),
+                out,
+                cfg,
+                cluster,
+                overwrite=overwrite,
+                on_chunk=on_chunk,
+            )
+        else:
+            segmentor = MaskRCNNSegmentor.load(model)
+
+            def on_frame(camera_id: str, frame_index: int, total: int) -> None:
+                nonlocal processed
+                processed += 1
+                progress(camera_id, frame_index + 1, total)
+
+            results = segment_videos(
+                video_paths, segmentor, out, cfg, overwrite=overwrite, on_frame=on_frame
+            )
     if overlay_video:
         for video in video_paths:
             path = out / f"{video.stem}_overlay.mp4"

@@ -908,6 +908,8 @@ def detect_video(
     every: int = 1,
     detector: MOG2Detector | None = None,
     start: int = 0,
+    stop: int | None = None,
+    seek: bool = False,
 ) -> Iterator[tuple[int, np.ndarray, list[Detection]]]:
     """Run a detector over a whole video, yielding ``(frame_index, frame_bgr, detections)``.
 
@@ -919,7 +921,10 @@ def detect_video(
     ``detector`` lets the caller read counters (e.g. ``rejected_frames``) afterwards;
     its config wins over ``config``. ``start`` resumes at that frame: the frames before
     it are skipped, which gives the same detections only for a frozen model primed from
-    the clip (``learning_rate=0``, ``median_frames > 0``, the defaults).
+    the clip (``learning_rate=0``, ``median_frames > 0``, the defaults). ``stop`` ends
+    before that frame (a chunk ``[start, stop)`` of the clip). ``seek`` jumps to ``start``
+    (``CAP_PROP_POS_FRAMES``) instead of decoding the frames before it: fast, but not
+    frame-accurate on every codec, so the caller must check the frames it gets.
     """
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be an int >= 1, got {every!r}")
@@ -940,13 +945,17 @@ def detect_video(
     segment = cfg.median_window if cfg.median_window > 0 else max(count, 1)
     frozen = cfg.learning_rate == 0
     try:
-        index = 0
-        while True:
-            primes = index % segment == 0 and start < index + segment
+        index, primed = (start if seek else 0), -1
+        if index:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        while stop is None or index < stop:
+            first = index - index % segment  # of this frame's background segment
+            primes = first != primed and start < first + segment
             if cfg.median_frames > 0 and count > 0 and primes and index < count:
-                sample = sample_frames(path, index, min(index + segment, count), cfg.median_frames)
+                sample = sample_frames(path, first, min(first + segment, count), cfg.median_frames)
                 if sample:
                     det.prime(sample)
+                primed = first
             keep = index % every == 0 and index >= start
             if index < start or (not keep and frozen and det.is_ready):
                 # A frozen model learns nothing from a frame: skip its decode and apply.

@@ -25,10 +25,15 @@ the low score ``blob_score``.
   (``<video>#frame=<index>``, no image file is written), frame-space RLE masks with
   ``score`` and ``source`` (``detection``, ``recheck``, ``tile`` or ``blob``);
 - ``segment_config.yaml``: the resolved config.
+
+:func:`segment_chunk` segments frames ``[start, stop)`` of one video as one pass would
+(the unit of work of :mod:`~aquapose.segmentation.cluster`, which runs chunks on Ray and
+merges them with :func:`write_chunk_results` into the same two files).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +43,7 @@ import cv2
 import numpy as np
 
 from aquapose.segmentation.crops import compute_crop_region, extract_crop, paste_mask
-from aquapose.segmentation.detector import DetectorConfig, detect_video
+from aquapose.segmentation.detector import DetectorConfig, detect_video, resumable
 from aquapose.segmentation.draw import overlay_masks
 from aquapose.segmentation.grabcut import ClassicalConfig, GrabCutSegmenter
 from aquapose.segmentation.io.coco import (
@@ -63,7 +68,17 @@ from aquapose.segmentation.types import AnnotatedFrame, CropRegion, Instance
 if TYPE_CHECKING:
     from aquapose.segmentation.model import MaskRCNNSegmentor
 
-__all__ = ["Candidate", "SegmentConfig", "VideoSegmenter", "segment_videos", "write_overlay_video"]
+__all__ = [
+    "Candidate",
+    "Chunk",
+    "ChunkResult",
+    "SegmentConfig",
+    "VideoSegmenter",
+    "plan_chunks",
+    "segment_chunk",
+    "segment_videos",
+    "write_overlay_video",
+]
 
 # Ring around a missed blob, from 2 to 4 pixels out, for its contrast with the floor.
 _RING_PX = 4
@@ -367,6 +382,19 @@ class VideoSegmenter:
         horizon = frame_index - self.config.recheck_frames
         self.tracks = [t for t in self.tracks if t.last_frame >= horizon]
 
+    def state(self) -> dict[str, Any]:
+        """Everything that carries from one frame to the next (JSON-ready): the tracks, in
+        order, and the count of processed frames. Equal states give equal results after."""
+        tracks = [[*(float(v) for v in t.box_xyxy), t.last_frame, t.misses] for t in self.tracks]
+        return {"processed": self._processed, "tracks": tracks}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` (e.g. the end of the previous chunk)."""
+        self._processed = int(state["processed"])
+        self.tracks = [
+            _Track(np.asarray(t[:4], float), int(t[4]), int(t[5])) for t in state["tracks"]
+        ]
+
     def seed_tracks(self, last: AnnotatedFrame) -> None:
         """Restore tracks from the last frame written before an interruption."""
         for inst in last.instances:
@@ -389,6 +417,11 @@ def _segments_frame(
     return AnnotatedFrame(
         0, name, int(frame_hw[1]), int(frame_hw[0]), camera_id, frame_index, video, instances
     )
+
+
+def run_settings(videos: Sequence[str | Path], config: SegmentConfig) -> dict[str, Any]:
+    """The settings a run's journal starts with: results made with others do not mix."""
+    return {"videos": [str(v) for v in videos], **config_to_dict(config)}
 
 
 def segment_videos(
@@ -414,7 +447,7 @@ def segment_videos(
     camera_ids = [Path(v).stem for v in videos]
     if len(set(camera_ids)) != len(camera_ids):
         raise ValueError(f"video file names must be unique per camera, got {camera_ids}")
-    settings = {"videos": [str(v) for v in videos], **config_to_dict(config)}
+    settings = run_settings(videos, config)
     write_config(config, out / "segment_config.yaml")
     journal_path = out / "segments.jsonl"
     with Journal(journal_path, settings, overwrite=overwrite) as journal:
@@ -456,6 +489,161 @@ def _segment_video(
         journal.append(frame_record(result))
         if on_frame:
             on_frame(camera_id, frame_index, total)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Frames ``[start, stop)`` of one camera's video (``stop`` None: to its end): the unit
+    of work of a cluster run."""
+
+    video: str
+    camera_id: str
+    start: int
+    stop: int | None
+
+    @property
+    def name(self) -> str:
+        stop = "end" if self.stop is None else f"{self.stop:08d}"
+        return f"{self.camera_id}_{self.start:08d}_{stop}"
+
+
+@dataclass
+class ChunkResult:
+    """A segmented chunk: its journal records (frames ``[start, stop)``, in order) and the
+    segmenter's :meth:`~VideoSegmenter.state` on entering ``start`` and after the last
+    frame. A chunk whose ``start_state`` equals the previous chunk's ``end_state`` (and,
+    when it ``seeked``, whose ``head`` equals the previous chunk's ``tail``) gives exactly
+    what one pass over the whole video gives.
+
+    ``head`` and ``tail``: ``[frame_index, fingerprint]`` of the processed frames before
+    ``start`` (the warm-up) and of the last ``warmup`` frames before ``stop``.
+    """
+
+    chunk: Chunk
+    records: list[dict[str, Any]]
+    start_state: dict[str, Any]
+    end_state: dict[str, Any]
+    head: list[list[Any]] = field(default_factory=list)
+    tail: list[list[Any]] = field(default_factory=list)
+    seeked: bool = False
+
+
+def frame_fingerprint(frame: np.ndarray) -> str:
+    """A short hash of a decoded frame's pixels (two decoders agree on a frame)."""
+    return hashlib.blake2b(np.ascontiguousarray(frame).data, digest_size=8).hexdigest()
+
+
+def plan_chunks(
+    videos: Sequence[str | Path], chunk_frames: int, config: SegmentConfig
+) -> list[Chunk]:
+    """Each video cut into chunks of ``chunk_frames`` frames (0 = whole videos), in order.
+
+    The last chunk of a video reads to its end (a frame count can be off by a few). A
+    detector that cannot start mid-clip (not :func:`~aquapose.segmentation.detector.resumable`)
+    or a video whose frame count is unknown gets one chunk for the whole video.
+    """
+    if chunk_frames < 0:
+        raise ValueError(f"chunk_frames must be >= 0, got {chunk_frames}")
+    chunks: list[Chunk] = []
+    for video in videos:
+        camera_id = Path(video).stem
+        total, _ = video_info(video)
+        if chunk_frames == 0 or total <= 0 or not resumable(config.detector):
+            chunks.append(Chunk(str(video), camera_id, 0, None))
+            continue
+        starts = list(range(0, total, chunk_frames))
+        stops: list[int | None] = [*starts[1:], None]
+        chunks += [Chunk(str(video), camera_id, a, b) for a, b in zip(starts, stops, strict=True)]
+    return chunks
+
+
+def segment_chunk(
+    chunk: Chunk,
+    model: MaskRCNNSegmentor,
+    config: SegmentConfig,
+    *,
+    warmup: int = 0,
+    state: dict[str, Any] | None = None,
+    seek: bool = False,
+) -> ChunkResult:
+    """Segment frames ``[chunk.start, chunk.stop)`` of one video, as one pass would.
+
+    The detector is primed for the whole video (or its ``median_window`` segment), so
+    its detections equal one pass's. The chunk starts ``warmup`` frames early. Frames
+    are decoded straight through from frame 0 (exact), or with ``seek`` from a seek to
+    the warm-up's first frame (fast, not exact on every codec: compare ``head`` with the
+    previous chunk's ``tail``). The fish tracks carry between frames: ``state`` (the
+    previous chunk's ``end_state``) continues them exactly (the warm-up frames are then
+    only fingerprinted); without it the warm-up frames rebuild them from none and their
+    results are dropped: ``start_state`` then equals one pass's unless a fish was lost
+    (re-checked) over the whole warm-up. Compare it with the previous ``end_state``.
+    """
+    first = max(0, chunk.start - warmup)
+    if first and not resumable(config.detector):
+        raise ValueError(
+            f"{chunk.video}: a chunk starting at frame {first} needs a detector primed from "
+            "the clip and frozen (median_frames > 0, learning_rate=0)"
+        )
+    segmenter = VideoSegmenter(model, config, chunk.camera_id)
+    if state is not None:
+        segmenter.restore(state)
+    else:
+        segmenter._processed = len(range(0, first, config.every))  # primed: all ready
+    start_state = segmenter.state() if first == chunk.start or state is not None else None
+    records: list[dict[str, Any]] = []
+    head: list[list[Any]] = []
+    tail: list[list[Any]] = []
+    tail_from = None if chunk.stop is None or not warmup else chunk.stop - warmup
+    for frame_index, frame, detections in detect_video(
+        chunk.video,
+        config=config.detector,
+        camera_id=chunk.camera_id,
+        every=config.every,
+        start=first,
+        stop=chunk.stop,
+        seek=seek,
+    ):
+        in_tail = tail_from is not None and frame_index >= tail_from
+        if frame_index < chunk.start or in_tail:
+            fingerprint = frame_fingerprint(frame)
+            if in_tail:
+                tail.append([frame_index, fingerprint])
+        if frame_index < chunk.start:
+            head.append([frame_index, fingerprint])
+            if state is not None:
+                continue
+        elif start_state is None:
+            start_state = segmenter.state()
+        kept = segmenter.segment_frame(
+            frame, frame_index, [d.box_xyxy for d in detections], [d.blob_mask for d in detections]
+        )
+        if frame_index >= chunk.start:
+            result = _segments_frame(
+                kept, chunk.camera_id, frame_index, chunk.video, frame.shape[:2]
+            )
+            records.append(frame_record(result))
+    if start_state is None:  # no frame of the chunk was processed
+        start_state = segmenter.state()
+    seeked = seek and first > 0
+    return ChunkResult(chunk, records, start_state, segmenter.state(), head, tail, seeked)
+
+
+def write_chunk_results(
+    out_dir: str | Path,
+    settings: dict[str, Any],
+    records: Iterator[dict[str, Any]] | list[dict[str, Any]],
+) -> Path:
+    """Chunks' records, in video and frame order, as ``segments.jsonl`` and ``results.json``:
+    the files a single-process run writes (which can then resume from them)."""
+    out = Path(out_dir)
+    with Journal(out / "segments.jsonl", settings, overwrite=True) as journal:
+        empty = True
+        for record in records:
+            journal.append(record)
+            empty = False
+        if empty:
+            journal.rewrite([])
+    return _write_results(out / "segments.jsonl", out / "results.json")
 
 
 def iter_segments(jsonl: str | Path) -> Iterator[AnnotatedFrame]:
