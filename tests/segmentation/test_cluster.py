@@ -6,11 +6,8 @@ the fish and some specks, so tracks and re-checks carry across chunk boundaries)
 
 from __future__ import annotations
 
-import _thread
-import contextlib
 import functools
 import json
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import _stand_ins
 import numpy as np
 import pytest
 from _stand_ins import ContrastModel, CrashOnceModel
+from _timeouts import deadline
 
 from aquapose.segmentation.detector import detect_video
 from aquapose.segmentation.io.video import find_videos
@@ -164,27 +162,6 @@ def test_verify_accepts_matching_chunks_and_reruns_the_first_that_differs():
     assert redo == [(10, mid, False)]
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float):
-    """Fail the test if its block runs longer than ``seconds`` (interrupts the main thread)."""
-    fired = threading.Event()
-
-    def interrupt() -> None:
-        fired.set()
-        _thread.interrupt_main()
-
-    timer = threading.Timer(seconds, interrupt)
-    timer.start()
-    try:
-        yield
-    except KeyboardInterrupt:
-        if fired.is_set():
-            pytest.fail(f"did not finish within {seconds} s")
-        raise
-    finally:
-        timer.cancel()
-
-
 @pytest.mark.slow
 def test_ray_engine_equals_one_process_survives_a_killed_task_and_resumes(
     rig, single, tmp_path, monkeypatch
@@ -201,7 +178,7 @@ def test_ray_engine_equals_one_process_survives_a_killed_task_and_resumes(
     cluster = RayConfig(chunk_frames=20, overlap_frames=5, num_cpus=2, max_retries=2)
     out = tmp_path / "ray"
     statuses: list[str] = []
-    with _deadline(TIMEOUT_S):
+    with deadline(TIMEOUT_S):
         segment_videos_ray(
             rig, model, out, CONFIG, cluster, on_chunk=lambda c, s: statuses.append(s)
         )
@@ -216,7 +193,7 @@ def test_ray_engine_equals_one_process_survives_a_killed_task_and_resumes(
     assert len(files) == 9
     stamps = [f.stat().st_mtime_ns for f in files]
     statuses.clear()
-    with _deadline(TIMEOUT_S):
+    with deadline(TIMEOUT_S):
         segment_videos_ray(
             rig, model, out, CONFIG, cluster, on_chunk=lambda c, s: statuses.append(s)
         )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import _thread
-import contextlib
 import json
 import os
 import shutil
 import socket
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from _model_data import make_tiny_coco
+from _timeouts import deadline
 
 import aquapose.segmentation.training as training
 from aquapose.segmentation.distributed import pick_device
@@ -221,10 +219,10 @@ def test_ddp_on_two_gloo_processes_trains_in_step_and_resumes_exactly(tmp_path):
         join=False,
         start_method="spawn",
     )
-    deadline = time.monotonic() + TIMEOUT_S
+    stop_at = time.monotonic() + TIMEOUT_S
     try:
         while not context.join(timeout=1):
-            if time.monotonic() > deadline:
+            if time.monotonic() > stop_at:
                 pytest.fail(f"the 2 DDP processes did not finish within {TIMEOUT_S} s")
     finally:
         for process in context.processes:
@@ -245,32 +243,11 @@ def test_ddp_on_two_gloo_processes_trains_in_step_and_resumes_exactly(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float):
-    """Fail the test if its block runs longer than ``seconds`` (interrupts the main thread)."""
-    fired = threading.Event()
-
-    def interrupt() -> None:
-        fired.set()
-        _thread.interrupt_main()
-
-    timer = threading.Timer(seconds, interrupt)
-    timer.start()
-    try:
-        yield
-    except KeyboardInterrupt:
-        if fired.is_set():
-            pytest.fail(f"did not finish within {seconds} s")
-        raise
-    finally:
-        timer.cancel()
-
-
 @pytest.mark.slow
 def test_launch_training_runs_torchrun_with_two_processes(tmp_path):
     data = _data(tmp_path)
     cfg = _config(data, tmp_path / "run", epochs=1, val_every=1)
-    with _deadline(TIMEOUT_S):
+    with deadline(TIMEOUT_S):
         best = launch_training(cfg, 2)
     assert best == tmp_path / "run" / "best.pt"
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -286,7 +263,7 @@ def test_launch_training_runs_torchrun_with_two_processes(tmp_path):
 def test_launch_training_on_two_gpus_with_nccl_and_sync_bn(tmp_path):
     data = _data(tmp_path)
     cfg = _config(data, tmp_path / "run", epochs=1, val_every=1, device=None, sync_bn=True)
-    with _deadline(TIMEOUT_S):
+    with deadline(TIMEOUT_S):
         best = launch_training(cfg, 2)
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert last["world_size"] == 2 and last["epoch"] == 1
