@@ -76,6 +76,7 @@ from aquapose.segmentation._blobs import (
     split_by_sign,
     trim_shadows,
 )
+from aquapose.segmentation._frozen_mog2 import FrozenMOG2
 from aquapose.segmentation.background import (
     LightField,
     check_frame,
@@ -434,6 +435,10 @@ class MOG2Detector:
         )
         self._mog.setShadowThreshold(c.shadow_threshold)
         self._mog.setVarMin(c.var_min)
+        # MOG2's test without its update loop, once primed with a zero learning rate
+        # (checked against ``apply`` on the first frame): see ``_frozen_mog2``.
+        self._frozen: FrozenMOG2 | None = None
+        self._frozen_checked = False
         self._frames_seen = 0
         self._primed = False
         self._light: LightField | None = None
@@ -531,6 +536,15 @@ class MOG2Detector:
         for i in range(c.prime_repeats):
             self._mog.apply(work, learningRate=1.0 / (i + 1))
         self._primed = True
+        if c.learning_rate == 0 and np.float32(variance) <= self._mog.getVarMax():
+            self._frozen = FrozenMOG2(
+                work,
+                variance,
+                self._mog.getVarThreshold(),
+                self._mog.getShadowThreshold(),
+                self._mog.getDetectShadows(),
+                self._mog.getShadowValue(),
+            )
 
     # -- per frame ---------------------------------------------------------------------
     def foreground_mask(self, frame_bgr: np.ndarray) -> np.ndarray:
@@ -553,7 +567,23 @@ class MOG2Detector:
         self._last_work = work
         self._last_grey = None
         self._last_grey_half = None
+        if self._frozen is not None:
+            return self._frozen_mask(work)
         return self._mog.apply(work, learningRate=c.learning_rate)
+
+    def _frozen_mask(self, work: np.ndarray) -> np.ndarray:
+        """MOG2's mask of ``work`` from the frozen model's test (~5x faster than ``apply``);
+        on the first frame after priming both are run, and a difference (a model that is
+        not what priming should give) falls back to ``apply`` for good."""
+        assert self._frozen is not None
+        if self._frozen_checked:
+            return self._frozen.apply(work)
+        fg = self._mog.apply(work, learningRate=self.config.learning_rate)
+        if np.array_equal(fg, self._frozen.apply(work)):
+            self._frozen_checked = True
+        else:
+            self._frozen = None
+        return fg
 
     def detect(
         self, frame_bgr: np.ndarray, camera_id: str = "cam0", frame_index: int | None = None
