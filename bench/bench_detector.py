@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import BenchRow, format_table  # noqa: E402
+from aquapose.segmentation._blobs import detection_rle  # noqa: E402
 from aquapose.segmentation.detector import DetectorConfig, MOG2Detector  # noqa: E402
 from aquapose.segmentation.masks import encode_rle  # noqa: E402
 from aquapose.segmentation.metrics import match_masks  # noqa: E402
@@ -105,7 +106,7 @@ def _recall(results: list, masks: list[list[np.ndarray]]) -> float:
     found = total = 0
     for detections, frame_masks in zip(results, masks, strict=True):
         gt = [encode_rle(m) for m in frame_masks if m.any()]
-        pred = [encode_rle(d.blob_mask) for d in detections]
+        pred = [detection_rle(d) for d in detections]
         found += len(match_masks(gt, pred, threshold=0.3))
         total += len(gt)
     return found / max(total, 1)

@@ -377,17 +377,39 @@ def test_detect_batch_counts_frame_indices(rng):
     "box",
     [(3, 4, 9, 10), (0, 0, 5, 7), (150, 110, 160, 120), (20, 0, 23, 120), (0, 0, 160, 120)],
 )
-def test_detection_rle_equals_full_frame_encoding(box, rng):
+def test_windowed_blob_equals_the_full_frame_mask(box, rng):
+    """A detection's window (from a frame mask, or a loose window as the detector's at
+    scale < 1) gives the frame mask back, and its RLE is pycocotools' of the frame mask."""
+    from pycocotools import mask as mask_utils
+
     from aquapose.segmentation.types import Detection
 
     x0, y0, x1, y1 = box
     mask = np.zeros((H, W), bool)
     mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) > 0.4
     mask[y0, x0] = mask[y1 - 1, x1 - 1] = True
-    det = Detection(box, 1.0, "c", 0, blob_mask=mask)
-    assert detection_rle(det) == encode_rle(mask)
-    with pytest.raises(ValueError, match="outside its box"):
-        detection_rle(Detection((x0, y0, x0 + 1, y0 + 1), 1.0, "c", 0, blob_mask=mask | ~mask))
+    coco = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+    loose = Detection(box, 1.0, "c", 0, mask[y0:, x0:], (x0, y0), (H, W))  # to the frame's edge
+    for det in (Detection.from_frame_mask(box, 1.0, "c", 0, mask), loose):
+        np.testing.assert_array_equal(det.blob_mask, mask)
+        assert detection_rle(det) == encode_rle(mask) == {"size": [H, W], "counts": coco}
+    empty = Detection.from_frame_mask(box, 1.0, "c", 0, np.zeros((H, W), bool))
+    assert empty.window_mask.shape == (0, 0) and not empty.blob_mask.any()
+    assert detection_rle(empty) == encode_rle(np.zeros((H, W), bool))
+    with pytest.raises(ValueError, match="no blob mask"):
+        detection_rle(Detection(box, 1.0, "c", 0))
+
+
+def test_detections_keep_the_blob_in_a_window(rng):
+    """The detector's blobs are small windows inside the frame, never frame-size arrays."""
+    floor = _floor()
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    (found,) = det.detect(_render(floor, [_fish_mask(60, 50)], rng))
+    (x0, y0), (h, w) = found.window_xy, found.window_mask.shape
+    assert found.frame_hw == (H, W) and h * w < H * W // 10
+    assert found.window_mask[0].any() and found.window_mask[:, 0].any()  # tight at scale 1
+    assert found.blob_mask[y0 : y0 + h, x0 : x0 + w].sum() == found.blob_mask.sum() > 0
 
 
 def _write_video(path: Path, frames) -> Path:

@@ -51,7 +51,7 @@ def _detections(fish: list[np.ndarray], shadow_blob: bool = True) -> list[Detect
             blob = cv2.dilate(blob.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         box = mask_to_box_xyxy(blob) + np.array([-4, -4, 4, 4])
         box = np.clip(box, 0, [160, 120, 160, 120])
-        dets.append(Detection(box, 0.95, "cam0", 3, blob))
+        dets.append(Detection.from_frame_mask(box, 0.95, "cam0", 3, blob))
     return dets
 
 
@@ -106,7 +106,7 @@ def test_classical_downscaled_window_maps_back_to_the_frame() -> None:
     gt = np.zeros((300, 400), np.uint8)
     cv2.ellipse(gt, (210, 160), (120, 40), 10, 0, 360, 1, -1)
     frame[gt.astype(bool)] = (40, 60, 50)
-    det = Detection(
+    det = Detection.from_frame_mask(
         mask_to_box_xyxy(gt.astype(bool)) + [-6, -6, 6, 6], 1.0, "c", 0, gt.astype(bool)
     )
     (mask,) = SAMPseudoLabeler(classical=ClassicalConfig(max_side=64)).label_frame(frame, [det])
@@ -120,7 +120,7 @@ def test_label_frame_validates_inputs() -> None:
     assert labeler.label_frame(frame, []) == []
     with pytest.raises(ValueError, match="uint8 \\(H, W, 3\\)"):
         labeler.label_frame(frame[..., 0], dets)
-    with pytest.raises(ValueError, match="blob_mask shape"):
+    with pytest.raises(ValueError, match="frame_hw"):
         labeler.label_frame(frame[:60], dets)
     with pytest.raises(ValueError, match="background_bgr"):
         labeler.label_frame(frame, dets, background_bgr=frame[:10])

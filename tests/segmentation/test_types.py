@@ -34,8 +34,17 @@ def test_bool_mask_refuses_lossy_input():
 
 
 def test_detection_validates():
-    det = Detection([0, 0, 4, 4], 0.5, "cam0", 3, blob_mask=np.ones((5, 5), np.uint8))
-    assert det.blob_mask is not None and det.blob_mask.dtype == bool
+    det = Detection([0, 0, 4, 4], 0.5, "cam0", 3, np.ones((2, 3), np.uint8), (1, 2), (5, 6))
+    assert det.window_mask is not None and det.window_mask.dtype == bool
+    assert det.blob_mask is not None and det.blob_mask.shape == (5, 6)
+    assert np.argwhere(det.blob_mask).tolist() == [[y, x] for y in (2, 3) for x in (1, 2, 3)]
+    assert Detection([0, 0, 4, 4], 0.5, "cam0", 3).blob_mask is None
+    with pytest.raises(ValueError, match="frame_hw"):
+        Detection([0, 0, 4, 4], 0.5, "cam0", 3, np.ones((2, 3), bool))
+    with pytest.raises(ValueError, match="outside the"):
+        Detection([0, 0, 4, 4], 0.5, "cam0", 3, np.ones((2, 3), bool), (4, 0), (5, 6))
+    with pytest.raises(ValueError, match="window_xy"):
+        Detection([0, 0, 4, 4], 0.5, "cam0", 3, np.ones((2, 3), bool), (-1, 0), (5, 6))
     with pytest.raises(ValueError, match="score"):
         Detection([0, 0, 4, 4], 1.5, "cam0", 0)
     with pytest.raises(ValueError, match="camera_id"):

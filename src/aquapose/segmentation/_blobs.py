@@ -8,8 +8,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from aquapose.segmentation.masks import window_rle
 from aquapose.segmentation.types import Detection
 
 __all__ = [
@@ -296,42 +296,8 @@ def split_bridged(
 
 
 def detection_rle(detection: Detection) -> dict[str, Any]:
-    """COCO compressed RLE of a detection's blob mask, encoded from its box window only.
-
-    Equal to ``encode_rle(detection.blob_mask)`` but does not scan the full frame.
-    """
-    mask = detection.blob_mask
-    if mask is None:
-        raise ValueError("detection has no blob_mask to encode")
-    frame_h, frame_w = mask.shape
-    x0, y0, x1, y1 = (int(v) for v in np.round(detection.box_xyxy))
-    x0, y0 = max(0, x0), max(0, y0)
-    x1, y1 = min(frame_w, x1), min(frame_h, y1)
-    window = mask[y0:y1, x0:x1]
-    # Column-major runs inside the window, one padded column at a time.
-    cols = np.zeros((x1 - x0, (y1 - y0) + 2), dtype=np.int8)
-    cols[:, 1:-1] = window.T
-    change = np.diff(cols, axis=1)
-    start_c, start_r = np.nonzero(change == 1)
-    end_c, end_r = np.nonzero(change == -1)
-    starts = (x0 + start_c).astype(np.int64) * frame_h + y0 + start_r
-    ends = (x0 + end_c).astype(np.int64) * frame_h + y0 + end_r
-    if starts.size:
-        # Join runs that continue from the bottom of one column to the top of the next.
-        keep = np.ones(starts.size, dtype=bool)
-        keep[1:] = starts[1:] != ends[:-1]
-        keep_end = np.ones(ends.size, dtype=bool)
-        keep_end[:-1] = keep[1:]
-        starts, ends = starts[keep], ends[keep_end]
-    edges = np.empty(2 * starts.size + 2, dtype=np.int64)
-    edges[0] = 0
-    edges[1:-1:2] = starts
-    edges[2:-1:2] = ends
-    edges[-1] = frame_h * frame_w
-    counts = np.diff(edges).tolist()
-    if len(counts) > 1 and counts[-1] == 0:
-        counts.pop()  # a mask ending on the last pixel: pycocotools writes no empty last run
-    if mask[y0:y1, x0:x1].sum() != mask.sum():
-        raise ValueError("detection blob_mask reaches outside its box")
-    rle = mask_utils.frPyObjects({"size": [frame_h, frame_w], "counts": counts}, frame_h, frame_w)
-    return {"size": [frame_h, frame_w], "counts": rle["counts"].decode("ascii")}
+    """COCO compressed RLE of a detection's frame-space blob mask, encoded from its window
+    (:func:`~aquapose.segmentation.masks.window_rle`; never builds the full-frame mask)."""
+    if detection.window_mask is None or detection.frame_hw is None:
+        raise ValueError("detection has no blob mask (window_mask) to encode")
+    return window_rle(detection.window_mask, detection.window_xy, detection.frame_hw)

@@ -892,20 +892,20 @@ class MOG2Detector:
         x0, y0 = x + int(xs[0]), y + int(ys[0])
         frame_h, frame_w = frame_hw
         area_work = float(np.count_nonzero(part))
-        frame_mask = np.zeros((frame_h, frame_w), dtype=bool)
+        # The blob's window in frame pixels [fy0:fy1, fx0:fx1] (never a full-frame array).
         if self.config.scale == 1.0:
             fx0, fy0 = x0, y0
             fx1, fy1 = x0 + part.shape[1], y0 + part.shape[0]
-            frame_mask[fy0:fy1, fx0:fx1] = part > 0
+            window = part > 0
         else:
             sx, sy = frame_w / work_hw[1], frame_h / work_hw[0]
             fx0, fy0 = int(math.floor(x0 * sx)), int(math.floor(y0 * sy))
             fx1 = min(frame_w, int(math.ceil((x0 + part.shape[1]) * sx)))
             fy1 = min(frame_h, int(math.ceil((y0 + part.shape[0]) * sy)))
             up = cv2.resize(part * 255, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_LINEAR)
-            frame_mask[fy0:fy1, fx0:fx1] = up >= 128
-            if not frame_mask[fy0:fy1, fx0:fx1].any():
-                frame_mask[fy0:fy1, fx0:fx1] = (
+            window = up >= 128
+            if not window.any():
+                window = (
                     cv2.resize(part, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_NEAREST) > 0
                 )
         pad = self.config.box_padding
@@ -922,7 +922,9 @@ class MOG2Detector:
             score=float(min(max(score, 0.0), 1.0)),
             camera_id=camera_id,
             frame_index=frame_index,
-            blob_mask=frame_mask,
+            window_mask=window,
+            window_xy=(fx0, fy0),
+            frame_hw=(frame_h, frame_w),
         )
 
 

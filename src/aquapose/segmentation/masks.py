@@ -46,6 +46,51 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     }
 
 
+def window_rle(
+    window_mask: np.ndarray, window_xy: tuple[int, int], frame_hw: tuple[int, int]
+) -> dict[str, Any]:
+    """COCO compressed RLE of a frame-space mask that is all False outside a window.
+
+    Equal to ``encode_rle(frame_mask)`` where ``frame_mask`` is (H, W) = ``frame_hw``,
+    zero but for ``window_mask`` (bool (h, w)) pasted with its top-left pixel at frame
+    pixel ``window_xy`` = (x0, y0); only the window is scanned.
+    """
+    window = as_bool_mask(window_mask, "window_mask")
+    frame_h, frame_w = (int(v) for v in frame_hw)
+    x0, y0 = (int(v) for v in window_xy)
+    h, w = window.shape
+    if x0 < 0 or y0 < 0 or y0 + h > frame_h or x0 + w > frame_w:
+        raise ValueError(
+            f"window_mask of shape {window.shape} at {(x0, y0)} reaches outside the "
+            f"(H, W) {(frame_h, frame_w)} frame"
+        )
+    # Column-major runs inside the window, one zero-padded column at a time.
+    cols = np.zeros((w, h + 2), dtype=np.int8)
+    cols[:, 1:-1] = window.T
+    change = np.diff(cols, axis=1)
+    start_c, start_r = np.nonzero(change == 1)
+    end_c, end_r = np.nonzero(change == -1)
+    starts = (x0 + start_c).astype(np.int64) * frame_h + y0 + start_r
+    ends = (x0 + end_c).astype(np.int64) * frame_h + y0 + end_r
+    if starts.size:
+        # Join runs that continue from the bottom of one column to the top of the next.
+        keep = np.ones(starts.size, dtype=bool)
+        keep[1:] = starts[1:] != ends[:-1]
+        keep_end = np.ones(ends.size, dtype=bool)
+        keep_end[:-1] = keep[1:]
+        starts, ends = starts[keep], ends[keep_end]
+    edges = np.empty(2 * starts.size + 2, dtype=np.int64)
+    edges[0] = 0
+    edges[1:-1:2] = starts
+    edges[2:-1:2] = ends
+    edges[-1] = frame_h * frame_w
+    counts = np.diff(edges).tolist()
+    if len(counts) > 1 and counts[-1] == 0:
+        counts.pop()  # a mask ending on the last pixel: pycocotools writes no empty last run
+    rle = mask_utils.frPyObjects({"size": [frame_h, frame_w], "counts": counts}, frame_h, frame_w)
+    return {"size": [frame_h, frame_w], "counts": rle["counts"].decode("ascii")}
+
+
 def _to_coco_rle(rle: dict[str, Any]) -> dict[str, Any]:
     """Any COCO RLE dict (compressed str/bytes or uncompressed list) -> pycocotools' form."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:

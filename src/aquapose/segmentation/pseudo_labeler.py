@@ -384,8 +384,8 @@ class SAMPseudoLabeler:
 
         Args:
             frame_bgr: uint8 (H, W, 3) BGR frame.
-            detections: boxes (frame pixels) of this frame; ``blob_mask`` (bool (H, W))
-                seeds the classical backend and is ignored by the SAM backends.
+            detections: boxes (frame pixels) of this frame; their blob masks seed the
+                classical backend and are ignored by the SAM backends.
         Returns:
             bool (H, W) frame masks; an empty mask where nothing was found.
         """
@@ -397,10 +397,10 @@ class SAMPseudoLabeler:
         for det in detections:
             if not isinstance(det, Detection):
                 raise TypeError(f"detections must be Detection objects, got {type(det).__name__}")
-            if det.blob_mask is not None and det.blob_mask.shape != frame.shape[:2]:
+            if det.window_mask is not None and det.frame_hw != frame.shape[:2]:
                 raise ValueError(
-                    f"blob_mask shape {det.blob_mask.shape} does not match the frame's "
-                    f"(H, W) {frame.shape[:2]}"
+                    f"detection frame_hw {det.frame_hw} (its blob mask's frame) does not "
+                    f"match the frame's (H, W) {frame.shape[:2]}"
                 )
         if not detections:
             return []

@@ -210,12 +210,12 @@ def _label_frame(
             f"{frame.width}x{frame.height}"
         )
     dets = [
-        Detection(
+        Detection.from_frame_mask(
             box_xyxy=inst.box_xyxy,
             score=1.0 if inst.score is None else inst.score,
             camera_id=frame.camera_id,
             frame_index=frame.frame_index,
-            blob_mask=inst.mask() if inst.rle is not None else None,
+            frame_mask=inst.mask() if inst.rle is not None else None,
         )
         for inst in frame.instances
     ]

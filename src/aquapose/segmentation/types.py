@@ -46,19 +46,32 @@ def _check_frame_ref(camera_id: str, frame_index: int) -> None:
 class Detection:
     """One foreground blob found by the detector in one frame.
 
+    The blob is kept in its window, not as a full-frame array (a 1600x1200 frame mask is
+    1.9 MB; a fish's window a few kB): ``window_mask[r, c]`` is frame pixel
+    ``(x, y) = (window_xy[0] + c, window_xy[1] + r)``. :attr:`blob_mask` builds the
+    frame-space mask for consumers that need one;
+    :func:`~aquapose.segmentation.masks.window_rle` encodes the window straight to the
+    frame-space COCO RLE.
+
     Attributes:
         box_xyxy: float64 (4,), frame pixels.
         score: detection confidence in [0, 1].
         camera_id: camera the frame came from.
         frame_index: index of the frame in its video (0-based).
-        blob_mask: optional bool (H, W) frame-space foreground mask of this blob.
+        window_mask: optional bool (h, w) mask of the blob in its window (window space);
+            the window holds all of the blob and lies inside the frame (it need not be
+            tight, and may be empty (0, 0) for an empty blob).
+        window_xy: (x0, y0) int frame pixels of the window's top-left pixel.
+        frame_hw: (H, W) of the frame; required with ``window_mask``.
     """
 
     box_xyxy: np.ndarray
     score: float
     camera_id: str
     frame_index: int
-    blob_mask: np.ndarray | None = None
+    window_mask: np.ndarray | None = None
+    window_xy: tuple[int, int] = (0, 0)
+    frame_hw: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "box_xyxy", as_box_xyxy(self.box_xyxy))
@@ -66,8 +79,64 @@ class Detection:
             raise ValueError(f"score must be in [0, 1], got {self.score}")
         object.__setattr__(self, "score", float(self.score))
         _check_frame_ref(self.camera_id, self.frame_index)
-        if self.blob_mask is not None:
-            object.__setattr__(self, "blob_mask", as_bool_mask(self.blob_mask, "blob_mask"))
+        object.__setattr__(self, "window_xy", _int_pair(self.window_xy, "window_xy", 0))
+        if self.frame_hw is not None:
+            object.__setattr__(self, "frame_hw", _int_pair(self.frame_hw, "frame_hw", 1))
+        if self.window_mask is None:
+            return
+        window = as_bool_mask(self.window_mask, "window_mask")
+        object.__setattr__(self, "window_mask", window)
+        if self.frame_hw is None:
+            raise ValueError("frame_hw (H, W) is required with window_mask")
+        (x0, y0), (h, w) = self.window_xy, window.shape
+        if y0 + h > self.frame_hw[0] or x0 + w > self.frame_hw[1]:
+            raise ValueError(
+                f"window_mask of shape {window.shape} at window_xy {self.window_xy} reaches "
+                f"outside the (H, W) {self.frame_hw} frame"
+            )
+
+    @classmethod
+    def from_frame_mask(
+        cls,
+        box_xyxy: Any,
+        score: float,
+        camera_id: str,
+        frame_index: int,
+        frame_mask: np.ndarray | None,
+    ) -> Detection:
+        """A detection whose blob is given as a frame-space bool (H, W) mask (kept as the
+        window of its bounding box); None: no blob mask."""
+        if frame_mask is None:
+            return cls(box_xyxy, score, camera_id, frame_index)
+        mask = as_bool_mask(frame_mask, "frame_mask")
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        window: np.ndarray = np.zeros((0, 0), bool)
+        xy = (0, 0)
+        if rows.size:
+            window = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
+            xy = (int(cols[0]), int(rows[0]))
+        return cls(box_xyxy, score, camera_id, frame_index, window, xy, mask.shape)
+
+    @property
+    def blob_mask(self) -> np.ndarray | None:
+        """Frame-space bool (H, W) mask of the blob (a new full-frame array on each call;
+        prefer ``window_mask``), or None without a mask."""
+        if self.window_mask is None or self.frame_hw is None:
+            return None
+        frame_mask = np.zeros(self.frame_hw, dtype=bool)
+        (x0, y0), (h, w) = self.window_xy, self.window_mask.shape
+        frame_mask[y0 : y0 + h, x0 : x0 + w] = self.window_mask
+        return frame_mask
+
+
+def _int_pair(value: Any, name: str, low: int) -> tuple[int, int]:
+    """``value`` as a tuple of two ints >= ``low``."""
+    pair = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else ()
+    if len(pair) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= low for v in pair
+    ):
+        raise ValueError(f"{name} must be two ints >= {low}, got {value!r}")
+    return int(pair[0]), int(pair[1])
 
 
 @dataclass(frozen=True)
