@@ -90,8 +90,8 @@ class FrozenMOG2:
         index = np.flatnonzero(largest.reshape(-1) >= self._min_channel)
         if index.size == 0:
             return mask.reshape(h, w)
-        d = diff.reshape(-1, 3)[index].astype(np.int32)
-        dist2 = (d * d).sum(axis=1).astype(np.float32)  # exact: at most 3 * 255^2
+        d = diff.reshape(-1, 3)[index].T.astype(np.float32)  # (3, N)
+        dist2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]  # an exact integer (< 2^24)
         index = index[dist2 >= self._threshold]  # not background
         mask[index] = 255
         if self._shadows and index.size:
@@ -103,18 +103,19 @@ class FrozenMOG2:
 
     def _shadow(self, pixels: np.ndarray, means: np.ndarray) -> np.ndarray:
         """OpenCV's ``detectShadowGMM`` for one mode of weight 1, per row (bool (N,))."""
-        x, m = pixels.astype(np.int32), means.astype(np.int32)
-        # Sums of integer products stay exact in float32 (< 2^24), as in OpenCV.
-        numerator = (x * m).sum(axis=1).astype(np.float32)
-        denominator = (m * m).sum(axis=1).astype(np.float32)
-        dark = (
+        x, m = pixels.T.astype(np.float32), means.T.astype(np.float32)  # (3, N)
+        # Sums of integer products: exact in float32 (< 2^24) in any order, as in OpenCV.
+        numerator = x[0] * m[0] + x[1] * m[1] + x[2] * m[2]
+        denominator = m[0] * m[0] + m[1] * m[1] + m[2] * m[2]
+        shadow = (
             (denominator != 0) & (numerator <= denominator) & (numerator >= self._tau * denominator)
         )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = numerator / denominator
-        xf, mf = x.astype(np.float32), m.astype(np.float32)
+        dark = np.flatnonzero(shadow)
+        a = numerator[dark] / denominator[dark]
+        x, m = x[:, dark], m[:, dark]
         dist2a = np.zeros(a.shape, np.float32)
         for c in range(3):  # dD = a * m - x; dist2a += dD * dD, channel by channel
-            dd = a * mf[:, c] - xf[:, c]
+            dd = a * m[c] - x[c]
             dist2a = dist2a + dd * dd
-        return dark & (dist2a < (self._threshold * a) * a)
+        shadow[dark] = dist2a < (self._threshold * a) * a
+        return shadow
