@@ -26,6 +26,7 @@ _EXPORTS = {
     "largest_component": "masks",
     "mask_iou": "masks",
     "mask_to_box_xyxy": "masks",
+    "window_rle": "masks",
     "Match": "metrics",
     "match_masks": "metrics",
     "CocoFormatError": "io.coco",
