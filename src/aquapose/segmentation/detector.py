@@ -572,7 +572,7 @@ class MOG2Detector:
         return self._mog.apply(work, learningRate=c.learning_rate)
 
     def _frozen_mask(self, work: np.ndarray) -> np.ndarray:
-        """MOG2's mask of ``work`` from the frozen model's test (~5x faster than ``apply``);
+        """MOG2's mask of ``work`` from the frozen model's test (5-8x faster than ``apply``);
         on the first frame after priming both are run, and a difference (a model that is
         not what priming should give) falls back to ``apply`` for good."""
         assert self._frozen is not None
