@@ -152,7 +152,9 @@ def evaluate(
             [s.region for s in samples],
             score_threshold=min_score,
             batch_size=batch_size,
-            backgrounds=[s.background_bgr for s in samples] if model.background_input else None,  # type: ignore[misc]
+            backgrounds=[s.background_bgr for s in samples]  # type: ignore[misc]
+            if model.background_input
+            else None,
         )
         for sample, results in zip(samples, outputs, strict=True):
             gt_per_image.append([encode_rle(m) for m in sample.crop_masks])

@@ -452,7 +452,7 @@ class MaskRCNNSegmentor:
             crop-space COCO RLE. Detections whose mask is empty are dropped.
         """
         checked = self._check_crops(crops, regions)
-        backgrounds = self._check_backgrounds(crops, backgrounds)
+        per_crop = self._check_backgrounds(crops, backgrounds)
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -468,7 +468,7 @@ class MaskRCNNSegmentor:
                     stop = start + batch_size
                     batch = [
                         self.to_tensor(c, b)
-                        for c, b in zip(crops[start:stop], backgrounds[start:stop], strict=True)
+                        for c, b in zip(crops[start:stop], per_crop[start:stop], strict=True)
                     ]
                     outputs = _detect(model, batch)
                     for out, region in zip(
