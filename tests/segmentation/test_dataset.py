@@ -259,6 +259,14 @@ def test_crops_touching_rejected_detections_are_skipped(tmp_path):
     assert centres[0] == compute_crop_region(mask_to_box_xyxy(a), (100, 60), 48)
     # the tiny 1x1 rejected box is noise and does not count; the key can be turned off
     assert len(CropDataset(coco, crop_size=48, ignore_boxes_key=None)) == 2
+    # box supervision: B's rejected box becomes a box-only fish with a crop of its own
+    boxed = CropDataset(coco, crop_size=48, rejected_as="box")
+    assert len(boxed) == 3 and boxed.num_skipped == 0 and boxed.partial
+    _, target = boxed[2]
+    untrusted = target["boxes"][~target["masks_trusted"]]
+    box_b = boxed.crop(2).region.frame_to_crop_xyxy(mask_to_box_xyxy(b))
+    assert len(untrusted) == 1
+    np.testing.assert_allclose(untrusted[0].numpy(), box_b, atol=1.0)
 
 
 def test_crops_slide_off_rejected_detections(tmp_path):
@@ -286,7 +294,7 @@ def test_crops_slide_off_rejected_detections(tmp_path):
     assert ignoring.crop(0).region == centred
     _, target = ignoring[(0, 0)]
     assert len(target["ignore_boxes"]) == 1 and target["masks_trusted"].all()
-    with pytest.raises(ValueError, match="rejected_as must be 'avoid' or 'ignore'"):
+    with pytest.raises(ValueError, match="rejected_as must be 'avoid', 'ignore' or 'box'"):
         CropDataset(coco, crop_size=48, rejected_as="skip")
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -316,9 +316,11 @@ class CropDataset(torch.utils.data.Dataset):
             ``min_border`` pixels from its edge); a fish with no such window is skipped,
             and so is an image without fish that has one.
         min_border: see ``ignore_boxes_key``.
-        rejected_as: what the ``ignore_boxes_key`` boxes do: ``"avoid"`` (default, above)
-            or ``"ignore"``: they become ignore regions (no loss inside, see
-            ``ignore_regions_key``) and no crop is moved or skipped for them.
+        rejected_as: what the ``ignore_boxes_key`` boxes do: ``"avoid"`` (default, above),
+            ``"ignore"``: they become ignore regions (no loss inside, see
+            ``ignore_regions_key``) and no crop is moved or skipped for them, or ``"box"``:
+            they become box-only fish (the box and class heads learn them, the mask head
+            does not) with crops of their own.
         ignore_regions_key: image field listing frame-space ``xyxy`` regions where the
             model takes no loss (e.g. a blob holding several fish): they reach the model
             as the target's crop-space ``ignore_boxes`` (see ``partial_loss``).
@@ -389,14 +391,20 @@ class CropDataset(torch.utils.data.Dataset):
         self.samples: list[tuple[int, int]] = []
         #: per sample, the frame-pixel (dx, dy) moving its window off the ignore boxes
         self._clear_shift: list[np.ndarray] = []
-        if rejected_as not in ("avoid", "ignore"):
-            raise ValueError(f"rejected_as must be 'avoid' or 'ignore', got {rejected_as!r}")
+        if rejected_as not in ("avoid", "ignore", "box"):
+            raise ValueError(f"rejected_as must be 'avoid', 'ignore' or 'box', got {rejected_as!r}")
         rejected = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
         #: per frame, the regions without loss (frame-space xyxy)
         self._regions = [self._ignore_boxes(f, ignore_regions_key) for f in self.frames]
         if rejected_as == "ignore":
             self._regions = [
                 np.concatenate([r, b]) for r, b in zip(self._regions, rejected, strict=True)
+            ]
+            rejected = [np.zeros((0, 4)) for _ in self.frames]
+        elif rejected_as == "box":
+            self.frames = [
+                _with_box_only_fish(frame, boxes)
+                for frame, boxes in zip(self.frames, rejected, strict=True)
             ]
             rejected = [np.zeros((0, 4)) for _ in self.frames]
         #: per frame, the boxes no crop may overlap (frame-space xyxy)
@@ -756,6 +764,14 @@ def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tenso
         "ignore_boxes": boxes[keep & (kinds == 2)],
         "image_id": index,
     }
+
+
+def _with_box_only_fish(frame: AnnotatedFrame, boxes_xyxy: np.ndarray) -> AnnotatedFrame:
+    """``frame`` with a box-only fish (no mask, ``mask_trusted: false``) at each box."""
+    if not len(boxes_xyxy):
+        return frame
+    fish = tuple(Instance(box, extra={"mask_trusted": False}) for box in boxes_xyxy)
+    return replace(frame, instances=frame.instances + fish)
 
 
 def _mask_trusted(inst: Instance) -> bool:

@@ -120,7 +120,8 @@ class TrainConfig:
             pasted as faded copies. ``copy_paste_prob=0`` (default): off.
         rejected_as: ``"avoid"`` (default): training crops slide off the detections the
             labeler rejected, and are skipped when they cannot; ``"ignore"``: those
-            detections become regions without loss and no crop is skipped.
+            detections become regions without loss and no crop is skipped; ``"box"``: they
+            become box-only fish (box supervision, no mask loss) with crops of their own.
         backgrounds: folder of each camera's background (``<camera_id>.png``, written by
             ``aquapose detect`` into ``backgrounds/``): the model then takes the background
             as input too (6 channels: RGB and RGB minus the background) and needs it
@@ -195,9 +196,9 @@ class TrainConfig:
                 "TrainConfig.copy_paste_prob and copy_paste_fade_prob must be in [0, 1], got "
                 f"{self.copy_paste_prob} and {self.copy_paste_fade_prob}"
             )
-        if self.rejected_as not in ("avoid", "ignore"):
+        if self.rejected_as not in ("avoid", "ignore", "box"):
             raise ValueError(
-                f"TrainConfig.rejected_as must be 'avoid' or 'ignore', got {self.rejected_as!r}"
+                f"TrainConfig.rejected_as must be 'avoid', 'ignore' or 'box', got {self.rejected_as!r}"
             )
         if (
             isinstance(self.copy_paste_max, bool)
