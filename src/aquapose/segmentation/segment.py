@@ -254,12 +254,10 @@ class VideoSegmenter:
         self.static_dropped = 0
         if cfg.static_fraction and background_bgr is not None and kept:
             blobs = [m for m in detection_masks if m is not None]
-            foreground = np.logical_or.reduce(blobs) if blobs else None
             moving = [
                 c
                 for c in kept
-                if c.source == "recheck"
-                or not self._static(c, frame_bgr, background_bgr, foreground)
+                if c.source == "recheck" or not self._static(c, frame_bgr, background_bgr, blobs)
             ]
             self.static_dropped = len(kept) - len(moving)
             kept = moving
@@ -386,19 +384,21 @@ class VideoSegmenter:
         candidate: Candidate,
         frame_bgr: np.ndarray,
         background_bgr: np.ndarray,
-        foreground: np.ndarray | None,
+        blobs: Sequence[np.ndarray],
     ) -> bool:
         """Whether a mask's pixels match the background (a static structure, not a fish):
-        it touches no detection blob (``foreground``, bool (H, W)) and few of its pixels
-        differ from the background."""
+        few of its pixels differ from the background and it touches no detection blob
+        (``blobs``: bool (H, W) each)."""
         x0, y0, x1, y1 = (int(v) for v in rle_to_box_xyxy(candidate.rle))
         window = (slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1)))
         inside = decode_rle(candidate.rle)[window]
-        if not inside.any() or (foreground is not None and foreground[window][inside].any()):
+        if not inside.any():
             return False
         diff = cv2.absdiff(frame_bgr[window], background_bgr[window]).max(axis=2)
         differs = np.count_nonzero(diff[inside] >= self.config.static_diff)
-        return differs < self.config.static_fraction * np.count_nonzero(inside)
+        if differs >= self.config.static_fraction * np.count_nonzero(inside):
+            return False
+        return not any(blob[window][inside].any() for blob in blobs)
 
     def _refine(
         self, refiner: GrabCutSegmenter, frame_bgr: np.ndarray, kept: list[Candidate]
