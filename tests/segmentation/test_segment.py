@@ -297,3 +297,24 @@ def test_masks_of_static_structures_are_dropped_and_counted(tmp_path):
 
     assert stones(raw) == (8, 8, 0)
     assert stones(kept) == (0, 8, 8)
+
+
+def test_a_background_model_gets_the_detectors_background_of_each_crop(clip, tmp_path):
+    video, truth = clip
+
+    class BackgroundModel(DarkPixelModel):
+        background_input = True
+        seen: list[float] = []
+
+        def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
+            assert backgrounds is not None and len(backgrounds) == len(crops)
+            for crop, background, region in zip(crops, backgrounds, regions, strict=True):
+                assert background.shape == crop.shape and background.dtype == np.uint8
+                if region.box_xyxy[1] + region.box_xyxy[3] > 120:  # the always-swimming fish
+                    self.seen.append(float(np.percentile(background, 5)))
+            return super().predict(crops, regions, score_threshold, batch_size)
+
+    model = BackgroundModel()
+    segment_videos([video], model, tmp_path / "bg", SegmentConfig(every=10, recheck_frames=0))
+    # its crops' background is the floor (~150 grey) without the fish (30 grey) in it
+    assert len(model.seen) >= 8 and min(model.seen) > 100
