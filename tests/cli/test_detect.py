@@ -78,6 +78,12 @@ def test_detect_writes_coco_frames_and_overlays(clip, tmp_path, capsys):
     assert raw["images"][0]["video"] == str(video.resolve())
     config = yaml.safe_load((out / "detect_config.yaml").read_text())
     assert config["every"] == 5 and config["overlay"] is True
+    # the floor the frames were compared with: the fish is not in it
+    background = cv2.imread(str(out / "backgrounds" / "camA.png"))
+    assert background is not None and background.shape == (H, W, 3)
+    first = cv2.imread(str(out / frames[0].image_path)).astype(int)
+    fish = masks[0]
+    assert np.abs(first - background)[fish].mean() > 40 > np.abs(first - background)[~fish].mean()
     assert config["detector"]["scale"] == 1.0 and config["detector"]["median_frames"] == 25
 
     # The same run scored against its own ground truth.

@@ -16,11 +16,12 @@ class DarkPixelModel:
     """Test stand-in with MaskRCNNSegmentor's predict signature: one result per dark blob."""
 
     crop_size = 64
+    background_input = False
 
     def __init__(self) -> None:
         self.calls = 0  # one call per frame that has crops
 
-    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
         self.calls += 1
         out = []
         for crop, region in zip(crops, regions, strict=True):
@@ -46,7 +47,7 @@ class ContrastModel(DarkPixelModel):
         super().__init__()
         self.level = level
 
-    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
         self.calls += 1
         out = []
         for crop, region in zip(crops, regions, strict=True):
@@ -73,7 +74,7 @@ class CrashOnceModel(ContrastModel):
         self.marker = Path(marker)
         self.raise_marker = Path(raise_marker)
 
-    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
         if not self.marker.exists():
             self.marker.write_text("crashed")
             os._exit(1)

@@ -259,6 +259,14 @@ def test_crops_touching_rejected_detections_are_skipped(tmp_path):
     assert centres[0] == compute_crop_region(mask_to_box_xyxy(a), (100, 60), 48)
     # the tiny 1x1 rejected box is noise and does not count; the key can be turned off
     assert len(CropDataset(coco, crop_size=48, ignore_boxes_key=None)) == 2
+    # box supervision: B's rejected box becomes a box-only fish with a crop of its own
+    boxed = CropDataset(coco, crop_size=48, rejected_as="box")
+    assert len(boxed) == 3 and boxed.num_skipped == 0 and boxed.partial
+    _, target = boxed[2]
+    untrusted = target["boxes"][~target["masks_trusted"]]
+    box_b = boxed.crop(2).region.frame_to_crop_xyxy(mask_to_box_xyxy(b))
+    assert len(untrusted) == 1
+    np.testing.assert_allclose(untrusted[0].numpy(), box_b, atol=1.0)
 
 
 def test_crops_slide_off_rejected_detections(tmp_path):
@@ -286,7 +294,7 @@ def test_crops_slide_off_rejected_detections(tmp_path):
     assert ignoring.crop(0).region == centred
     _, target = ignoring[(0, 0)]
     assert len(target["ignore_boxes"]) == 1 and target["masks_trusted"].all()
-    with pytest.raises(ValueError, match="rejected_as must be 'avoid' or 'ignore'"):
+    with pytest.raises(ValueError, match="rejected_as must be 'avoid', 'ignore' or 'box'"):
         CropDataset(coco, crop_size=48, rejected_as="skip")
 
 
@@ -379,3 +387,35 @@ def test_box_only_fish_and_ignore_regions_reach_the_targets(tmp_path):
     images, targets = collate_fn([aug[(0, 0)], aug[(0, 1)]])
     losses = model.train()(list(images), list(targets))
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_backgrounds_add_the_difference_channels_augmented_alike(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=3, num_negatives=1)
+    background = np.random.default_rng(1).integers(0, 60, (80, 96, 3), dtype=np.uint8)
+    write_image(tmp_path / "bg" / "cam0.png", background)
+    plain = CropDataset(coco, crop_size=48, augment=True, seed=3)
+    with_bg = CropDataset(coco, crop_size=48, augment=True, seed=3, backgrounds=tmp_path / "bg")
+    still = CropDataset(coco, crop_size=48, augment=False, backgrounds=tmp_path / "bg")
+    for i in range(len(plain)):
+        image, target = with_bg[i]
+        rgb, rgb_target = plain[i]
+        assert image.shape == (6, 48, 48)
+        torch.testing.assert_close(image[:3], rgb)  # the same augmentation
+        torch.testing.assert_close(target["masks"], rgb_target["masks"])
+        sample = still.crop(i)
+        expected = extract_crop(background, sample.region)
+        np.testing.assert_array_equal(sample.background_bgr, expected)
+        diff = still[i][0][3:]
+        frame_rgb = torch.from_numpy(sample.image_bgr[:, :, ::-1].copy()).permute(2, 0, 1) / 255
+        bg_rgb = torch.from_numpy(expected[:, :, ::-1].copy()).permute(2, 0, 1) / 255
+        torch.testing.assert_close(diff, frame_rgb.float() - bg_rgb.float())
+
+
+def test_a_missing_or_mis_sized_background_is_named(tmp_path):
+    coco = make_tiny_coco(tmp_path, num_frames=1, num_negatives=0)
+    (tmp_path / "bg").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"cam0\.png: no background for camera 'cam0'"):
+        CropDataset(coco, crop_size=48, backgrounds=tmp_path / "bg")[0]
+    write_image(tmp_path / "bg" / "cam0.png", np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"background is 10x10, but .* is 96x80"):
+        CropDataset(coco, crop_size=48, backgrounds=tmp_path / "bg")[0]

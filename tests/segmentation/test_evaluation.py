@@ -81,7 +81,7 @@ class OracleSegmentor(MaskRCNNSegmentor):
             self.lookup[sample.image_bgr.tobytes()] = sample.crop_masks
         self.fp = false_positive_on_negatives
 
-    def predict(self, crops, regions=None, score_threshold=0.1, batch_size=8):
+    def predict(self, crops, regions=None, score_threshold=0.1, batch_size=8, backgrounds=None):
         out = []
         for crop, region in zip(crops, regions, strict=True):
             masks = list(self.lookup[crop.tobytes()])

@@ -277,3 +277,47 @@ def test_exact_paste_inverts_the_mask_targets_of_thin_fish():
     assert iou(ours) > 0.95
     assert iou(ours) > iou(theirs) + 0.05
     assert paste_masks_exact(small[:0], box[:0], 64, 64).shape == (0, 64, 64)
+
+
+@pytest.mark.parametrize("arch", [LIGHT_ARCH, "maskrcnn_resnet18_fpn"])
+def test_background_input_with_zero_init_starts_as_the_rgb_model(arch):
+    from aquapose.segmentation.model import _take_background
+
+    torch.manual_seed(0)
+    rgb = build_model(arch, crop_size=64).eval()
+    widened = build_model(arch, crop_size=64).eval()
+    widened.load_state_dict(rgb.state_dict())
+    _take_background(widened, zero_init=True)
+    first = next(m for m in widened.backbone.body.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 6
+    image = torch.rand(3, 64, 64)
+    background = torch.rand(3, 64, 64)
+    with torch.no_grad():
+        features_rgb = rgb.backbone(rgb.transform([image])[0].tensors)
+        six = torch.cat([image, image - background])
+        features_six = widened.backbone(widened.transform([six])[0].tensors)
+    for key in features_rgb:
+        torch.testing.assert_close(features_six[key], features_rgb[key])
+
+
+def test_background_model_needs_backgrounds_and_keeps_the_flag(tmp_path):
+    torch.manual_seed(0)
+    settings = HeadSettings(box_detections_per_img=2)
+    seg = MaskRCNNSegmentor(
+        LIGHT_ARCH, crop_size=64, device="cpu", settings=settings, background_input=True
+    )
+    crop = np.full((64, 64, 3), 90, np.uint8)
+    with pytest.raises(ValueError, match="background as input"):
+        seg.predict([crop])
+    with pytest.raises(ValueError, match=r"backgrounds\[0\] must be a uint8 BGR array"):
+        seg.predict([crop], backgrounds=[np.zeros((32, 32, 3), np.uint8)])
+    assert len(seg.predict([crop], backgrounds=[crop])) == 1
+    # the difference channels reach the network: another background, another output
+    tensor = seg.to_tensor(crop, np.full((64, 64, 3), 30, np.uint8))
+    assert tensor.shape == (6, 64, 64)
+    torch.testing.assert_close(tensor[3:], torch.full((3, 64, 64), 60 / 255))
+    loaded = MaskRCNNSegmentor.load(seg.save(tmp_path / "bg.pt"), device="cpu")
+    assert loaded.background_input
+    rgb = MaskRCNNSegmentor(LIGHT_ARCH, crop_size=64, device="cpu", settings=settings)
+    with pytest.raises(ValueError, match="without the background"):
+        rgb.predict([crop], backgrounds=[crop])

@@ -98,7 +98,7 @@ def test_recheck_stops_where_the_fish_is_gone(tmp_path):
             super().__init__()
             self.crops: list[int] = []
 
-        def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+        def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
             self.crops.append(len(crops))
             return super().predict(crops, regions, score_threshold, batch_size)
 
@@ -136,7 +136,7 @@ def test_results_are_valid_coco_without_duplicates(clip, tmp_path):
 class SloppyModel(DarkPixelModel):
     """Finds the fish but outlines them loosely: each mask grown by 4 pixels."""
 
-    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
         grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
         out = []
         for results in super().predict(crops, regions, score_threshold, batch_size):
@@ -174,7 +174,7 @@ def test_refine_snaps_loose_masks_to_the_fish(clip, tmp_path):
 class BlindModel(DarkPixelModel):
     """Finds nothing: every fish is one the model missed."""
 
-    def predict(self, crops, regions, score_threshold=0.1, batch_size=8):
+    def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
         self.calls += 1
         return [[] for _ in crops]
 
@@ -267,3 +267,54 @@ def test_overlay_video_has_every_frame_and_outlines(clip, tmp_path):
     magenta = lambda f: ((f[..., 0] > 150) & (f[..., 1] < 100) & (f[..., 2] > 150)).sum()  # noqa: E731
     assert magenta(frames[20]) > 20  # processed frame: outlines drawn
     assert magenta(frames[21]) < 5  # skipped frame: untouched
+
+
+def test_masks_of_static_structures_are_dropped_and_counted(tmp_path):
+    """A dark stone is part of the floor: the stand-in finds it in the tiles, and it is
+    dropped as a static structure (counted per frame) while the swimming fish is kept."""
+    rng = np.random.default_rng(0)
+    floor = (150 + rng.integers(-8, 8, (H, W, 1))).astype(np.uint8).repeat(3, axis=2)
+    cv2.circle(floor, (130, 30), 6, (30, 30, 30), -1)  # the stone
+    writer = cv2.VideoWriter(
+        str(tmp_path / "cam0.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (W, H)
+    )
+    for t in range(40):
+        frame = floor.copy()
+        frame[_fish_mask(20 + 2 * t, 90)] = 30
+        writer.write(frame)
+    writer.release()
+    config = SegmentConfig(every=5, tile_every=1, refine_pad=0)
+    kept = segment_videos([tmp_path / "cam0.avi"], DarkPixelModel(), tmp_path / "on", config)
+    off = replace(config, static_fraction=0.0)
+    raw = segment_videos([tmp_path / "cam0.avi"], DarkPixelModel(), tmp_path / "off", off)
+
+    def stones(results: Path) -> tuple[int, int, int]:
+        data = json.loads(results.read_text())
+        anns = data["annotations"]
+        stone = sum(1 for a in anns if a["bbox"][0] > 110 and a["bbox"][1] < 50)
+        frames_with_fish = len({a["image_id"] for a in anns if a["bbox"][1] > 70})
+        return stone, frames_with_fish, sum(i.get("static_dropped", 0) for i in data["images"])
+
+    assert stones(raw) == (8, 8, 0)
+    assert stones(kept) == (0, 8, 8)
+
+
+def test_a_background_model_gets_the_detectors_background_of_each_crop(clip, tmp_path):
+    video, truth = clip
+
+    class BackgroundModel(DarkPixelModel):
+        background_input = True
+        seen: list[float] = []
+
+        def predict(self, crops, regions, score_threshold=0.1, batch_size=8, backgrounds=None):
+            assert backgrounds is not None and len(backgrounds) == len(crops)
+            for crop, background, region in zip(crops, backgrounds, regions, strict=True):
+                assert background.shape == crop.shape and background.dtype == np.uint8
+                if region.box_xyxy[1] + region.box_xyxy[3] > 120:  # the always-swimming fish
+                    self.seen.append(float(np.percentile(background, 5)))
+            return super().predict(crops, regions, score_threshold, batch_size)
+
+    model = BackgroundModel()
+    segment_videos([video], model, tmp_path / "bg", SegmentConfig(every=10, recheck_frames=0))
+    # its crops' background is the floor (~150 grey) without the fish (30 grey) in it
+    assert len(model.seen) >= 8 and min(model.seen) > 100

@@ -162,7 +162,7 @@ def test_copy_paste_settings_reach_the_training_crops(data, tmp_path, monkeypatc
     assert seen["copy_paste_prob"] == 0.5 and seen["copy_paste_max"] == 2
     assert seen["copy_paste_fade_prob"] == 0.25 and seen["augment"] is True
     assert seen["rejected_as"] == "avoid"
-    with pytest.raises(ValueError, match="rejected_as must be 'avoid' or 'ignore'"):
+    with pytest.raises(ValueError, match="rejected_as must be 'avoid', 'ignore' or 'box'"):
         config(data, tmp_path / "x", rejected_as="skip")
     with pytest.raises(ValueError, match="copy_paste_prob and copy_paste_fade_prob"):
         config(data, tmp_path / "x", copy_paste_prob=1.5)

@@ -30,7 +30,13 @@ _TRAIN_FLAGS: dict[str, str | tuple[str, ...]] = {
     "resume": "resume",
     "image_root": ("train_image_root", "val_image_root"),
     "sync_bn": "sync_bn",
+    "backgrounds": "backgrounds",
 }
+
+_BACKGROUNDS_HELP = (
+    "Folder of each camera's background, <camera_id>.png (aquapose detect writes "
+    "DETECT_DIR/backgrounds): the model also sees the background of every crop."
+)
 
 
 @app.command()
@@ -83,6 +89,12 @@ def train(
     sync_bn: bool = typer.Option(
         False, "--sync-bn", help="With several GPUs: batch norm over the total batch."
     ),
+    backgrounds: Path | None = typer.Option(
+        None,
+        "--backgrounds",
+        help=_BACKGROUNDS_HELP + " Such a model needs it wherever it runs (segment passes "
+        "the detector's).",
+    ),
     config: Path | None = config_option(),
     print_config: bool = print_config_option("aquapose.segmentation.training:TrainConfig"),
 ) -> None:
@@ -124,6 +136,9 @@ def evaluate(
     json_out: Path | None = typer.Option(
         None, "--json", help="Also write the report as JSON here."
     ),
+    backgrounds: Path | None = typer.Option(
+        None, "--backgrounds", help=_BACKGROUNDS_HELP + " Needed by such a model."
+    ),
     device: str | None = typer.Option(
         None, "--device", help="cpu, cuda... (default: CUDA if any)."
     ),
@@ -144,7 +159,7 @@ def evaluate(
 
     cfg = resolve_config(EvaluateConfig, ctx, config, {"score_threshold": "score_threshold"})
     segmentor = MaskRCNNSegmentor.load(model, device=device)
-    report = run_evaluation(segmentor, data, image_root, **asdict(cfg))
+    report = run_evaluation(segmentor, data, image_root, backgrounds=backgrounds, **asdict(cfg))
     table = Table(title=f"{model} on {data}")
     table.add_column("metric")
     table.add_column("value", justify="right")

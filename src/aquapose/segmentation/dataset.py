@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class CropSample:
         crop_boxes_only: float ``(M, 4)`` crop-space ``xyxy`` of the fish without a trusted
             mask (box-only), rounded out to whole pixels and clipped to the crop.
         crop_ignore_xyxy: float ``(K, 4)`` crop-space ignore regions (same rounding).
+        background_bgr: uint8 ``(crop_size, crop_size, 3)`` the same crop of the camera's
+            background (None when the data set has no backgrounds).
     """
 
     image_bgr: np.ndarray
@@ -77,6 +79,7 @@ class CropSample:
     instance_index: int
     crop_boxes_only: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     crop_ignore_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    background_bgr: np.ndarray | None = None
 
 
 class RandomRot90(v2.Transform):
@@ -147,7 +150,8 @@ class CopyPaste(v2.Transform):
     clear of the other fish, to teach faint, low-contrast fish.
 
     Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask, "labels":
-    Tensor, ...})`` like :func:`build_augmentation`. Pasted fish get label 1 and, when the
+    Tensor, ...})`` like :func:`build_augmentation`; an image ``[2, 3, H, W]`` is a frame and
+    its background, and fish are pasted into the frame only. Pasted fish get label 1 and, when the
     target has ``masks_trusted``, a trusted mask; they are never put over an untrusted
     (box-only) fish or an ``ignore_boxes`` region, whose masks cannot be cut. Random numbers
     come from torch's global RNG (seeded per sample by :class:`CropDataset`); with
@@ -218,7 +222,7 @@ class CopyPaste(v2.Transform):
             h, w = fish.shape
             full = torch.zeros((height, width), dtype=torch.bool)
             full[y : y + h, x : x + w] = fish
-            region = out[:, y : y + h, x : x + w]
+            region = (out[0] if out.ndim == 4 else out)[:, y : y + h, x : x + w]
             if fade:
                 low, high = self.fade_alpha
                 alpha = low + (high - low) * float(torch.rand(()))
@@ -312,9 +316,11 @@ class CropDataset(torch.utils.data.Dataset):
             ``min_border`` pixels from its edge); a fish with no such window is skipped,
             and so is an image without fish that has one.
         min_border: see ``ignore_boxes_key``.
-        rejected_as: what the ``ignore_boxes_key`` boxes do: ``"avoid"`` (default, above)
-            or ``"ignore"``: they become ignore regions (no loss inside, see
-            ``ignore_regions_key``) and no crop is moved or skipped for them.
+        rejected_as: what the ``ignore_boxes_key`` boxes do: ``"avoid"`` (default, above),
+            ``"ignore"``: they become ignore regions (no loss inside, see
+            ``ignore_regions_key``) and no crop is moved or skipped for them, or ``"box"``:
+            they become box-only fish (the box and class heads learn them, the mask head
+            does not) with crops of their own.
         ignore_regions_key: image field listing frame-space ``xyxy`` regions where the
             model takes no loss (e.g. a blob holding several fish): they reach the model
             as the target's crop-space ``ignore_boxes`` (see ``partial_loss``).
@@ -327,6 +333,10 @@ class CropDataset(torch.utils.data.Dataset):
         copy_paste_max: at most this many fish pasted into one crop.
         copy_paste_fade_prob: the probability that a pasted fish is a faded copy
             (alpha-blended over the floor, a faint fish).
+        backgrounds: folder of each camera's background, ``<camera_id>.png`` (``aquapose
+            detect`` writes ``backgrounds/``): samples are then 6-channel images, RGB and
+            RGB minus the background (``model.MaskRCNNSegmentor(background_input=True)``),
+            augmented alike. None: 3-channel RGB.
     """
 
     def __init__(
@@ -350,6 +360,7 @@ class CropDataset(torch.utils.data.Dataset):
         copy_paste_prob: float = 0.0,
         copy_paste_max: int = 2,
         copy_paste_fade_prob: float = 0.0,
+        backgrounds: str | Path | None = None,
     ) -> None:
         if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < 32:
             raise ValueError(f"crop_size must be an int >= 32, got {crop_size!r}")
@@ -370,20 +381,30 @@ class CropDataset(torch.utils.data.Dataset):
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self.frames = read_coco(self.coco_json)
+        self.backgrounds = Path(backgrounds) if backgrounds is not None else None
+        self._background_cache: dict[str, np.ndarray] = {}
+        if self.backgrounds is not None and not self.backgrounds.is_dir():
+            raise FileNotFoundError(f"backgrounds: {self.backgrounds} is not a folder")
         self.epoch = 0
         self._transform = build_augmentation(brightness, contrast) if augment else None
         # (frame index, instance index or -1 for a negative)
         self.samples: list[tuple[int, int]] = []
         #: per sample, the frame-pixel (dx, dy) moving its window off the ignore boxes
         self._clear_shift: list[np.ndarray] = []
-        if rejected_as not in ("avoid", "ignore"):
-            raise ValueError(f"rejected_as must be 'avoid' or 'ignore', got {rejected_as!r}")
+        if rejected_as not in ("avoid", "ignore", "box"):
+            raise ValueError(f"rejected_as must be 'avoid', 'ignore' or 'box', got {rejected_as!r}")
         rejected = [self._ignore_boxes(f, ignore_boxes_key) for f in self.frames]
         #: per frame, the regions without loss (frame-space xyxy)
         self._regions = [self._ignore_boxes(f, ignore_regions_key) for f in self.frames]
         if rejected_as == "ignore":
             self._regions = [
                 np.concatenate([r, b]) for r, b in zip(self._regions, rejected, strict=True)
+            ]
+            rejected = [np.zeros((0, 4)) for _ in self.frames]
+        elif rejected_as == "box":
+            self.frames = [
+                _with_box_only_fish(frame, boxes)
+                for frame, boxes in zip(self.frames, rejected, strict=True)
             ]
             rejected = [np.zeros((0, 4)) for _ in self.frames]
         #: per frame, the boxes no crop may overlap (frame-space xyxy)
@@ -539,6 +560,8 @@ class CropDataset(torch.utils.data.Dataset):
                 f"{image.shape[0]}, but {self.coco_json} says {frame.width}x{frame.height}"
             )
         crop_bgr = extract_crop(image, region)
+        background = self._background(f_idx)
+        crop_background = extract_crop(background, region) if background is not None else None
         window = region.box_xyxy
         masks: list[np.ndarray] = []
         boxes_only: list[np.ndarray] = []
@@ -570,7 +593,37 @@ class CropDataset(torch.utils.data.Dataset):
             i_idx,
             np.array(boxes_only).reshape(-1, 4),
             np.array([r for r in regions if r is not None]).reshape(-1, 4),
+            crop_background,
         )
+
+    def _background(self, f_idx: int) -> np.ndarray | None:
+        """The background under frame ``f_idx`` (uint8 BGR, the frame's size), or None.
+
+        A negative crop image (``crop_box_xyxy``) gets that window of its camera's.
+        """
+        if self.backgrounds is None:
+            return None
+        frame = self.frames[f_idx]
+        camera = frame.camera_id
+        if camera not in self._background_cache:
+            path = self.backgrounds / f"{camera}.png"
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path}: no background for camera {camera!r} of {self.coco_json} "
+                    "(aquapose detect writes backgrounds/<camera_id>.png)"
+                )
+            self._background_cache[camera] = read_image(path)
+        background = self._background_cache[camera]
+        if "crop_box_xyxy" in frame.extra:
+            x0, y0, x1, y1 = (int(round(v)) for v in frame.extra["crop_box_xyxy"])
+            background = background[y0:y1, x0:x1]
+        if background.shape[:2] != (frame.height, frame.width):
+            raise ValueError(
+                f"{self.backgrounds / (camera + '.png')}: background is {background.shape[1]}x"
+                f"{background.shape[0]}, but {self.coco_json} image {frame.image_path} is "
+                f"{frame.width}x{frame.height}"
+            )
+        return background
 
     def _crop_box(self, region: CropRegion, box_xyxy: np.ndarray) -> np.ndarray | None:
         """Crop-space box rounded out to whole pixels and clipped to the crop; None when
@@ -612,8 +665,9 @@ class CropDataset(torch.utils.data.Dataset):
             raise IndexError(f"sample index {index} out of range [0, {len(self.samples)})")
         rng = np.random.default_rng([self.seed, epoch if self.augment else 0, index])
         sample = self._load(index, rng, shift=self.augment)
-        rgb = cv2.cvtColor(sample.image_bgr, cv2.COLOR_BGR2RGB)
-        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0))
+        image = tv_tensors.Image(_rgb(sample.image_bgr))
+        if sample.background_bgr is not None:  # [2, 3, H, W]: augmented alike
+            image = tv_tensors.Image(torch.stack([image, _rgb(sample.background_bgr)]))
         crop_masks = sample.crop_masks
         if self.partial:  # box-only fish: their box, filled, stands in for the mask
             crop_masks = np.concatenate([crop_masks, self._box_masks(sample.crop_boxes_only)])
@@ -643,7 +697,10 @@ class CropDataset(torch.utils.data.Dataset):
                 image, target = self._transform(image, target)
         elif self.partial:
             target = self._as_rows(target)
-        return _plain(image, target, index)
+        image, target = _plain(image, target, index)
+        if image.ndim == 4:  # RGB, then RGB minus the background
+            image = torch.cat([image[0], image[0] - image[1]])
+        return image, target
 
     def _box_masks(self, boxes: np.ndarray) -> np.ndarray:
         """bool ``(N, crop_size, crop_size)``: each whole-pixel box filled."""
@@ -676,6 +733,12 @@ class CropDataset(torch.utils.data.Dataset):
         }
 
 
+def _rgb(image_bgr: np.ndarray) -> torch.Tensor:
+    """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1."""
+    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+
+
 def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tensor, Target]:
     """Strip the tv_tensor wrappers and fix dtypes for the model."""
     masks = target["masks"].as_subclass(torch.Tensor).to(torch.uint8)
@@ -701,6 +764,14 @@ def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tenso
         "ignore_boxes": boxes[keep & (kinds == 2)],
         "image_id": index,
     }
+
+
+def _with_box_only_fish(frame: AnnotatedFrame, boxes_xyxy: np.ndarray) -> AnnotatedFrame:
+    """``frame`` with a box-only fish (no mask, ``mask_trusted: false``) at each box."""
+    if not len(boxes_xyxy):
+        return frame
+    fish = tuple(Instance(box, extra={"mask_trusted": False}) for box in boxes_xyxy)
+    return replace(frame, instances=frame.instances + fish)
 
 
 def _mask_trusted(inst: Instance) -> bool:

@@ -5,6 +5,8 @@
 - ``detections.json``: COCO, one image per kept frame, one annotation per blob
   (box, score, RLE blob mask); every ``file_name`` is a frame written below;
 - ``frames/<camera_id>/<frame_index:06d>.png``: the kept frames;
+- ``backgrounds/<camera_id>.png``: each camera's background (the floor the detector
+  compares frames with; a model trained with the background as input reads it);
 - ``overlay/<camera_id>/<frame_index:06d>.png``: the frames with boxes (``overlay``);
 - ``detect_config.yaml``: the resolved config (``aquapose detect --config`` reads it);
 - ``detections.jsonl``: the journal. An interrupted run started again with the same
@@ -161,6 +163,9 @@ def _detect_camera(
     ):
         if config.max_frames is not None and index >= config.max_frames:
             break
+        background = out / "backgrounds" / f"{camera_id}.png"
+        if detector.background_bgr is not None and not background.exists():
+            write_image(background, detector.background_bgr)
         relative = f"frames/{camera_id}/{index:06d}.png"
         write_image(out / relative, frame)
         if config.overlay:

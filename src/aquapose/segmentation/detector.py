@@ -472,6 +472,17 @@ class MOG2Detector:
     def frames_seen(self) -> int:
         return self._frames_seen
 
+    @property
+    def background_bgr(self) -> np.ndarray | None:
+        """The background the frames are compared with: uint8 BGR (H, W, 3) at the frame's
+        size (the model's floor once primed or warmed up; None before)."""
+        if self._background is None or self._frame_shape is None:
+            return None
+        height, width = self._frame_shape
+        if self._background.shape[:2] == (height, width):
+            return self._background
+        return cv2.resize(self._background, (width, height), interpolation=cv2.INTER_LINEAR)
+
     def _to_work(self, frame: np.ndarray) -> np.ndarray:
         s = self.config.scale
         if s == 1.0:

@@ -100,6 +100,7 @@ def evaluate(
     ap_score_threshold: float = 0.05,
     batch_size: int = 8,
     seed: int = 0,
+    backgrounds: str | Path | None = None,
 ) -> EvalReport:
     """Evaluate ``model`` (a ``MaskRCNNSegmentor`` or a checkpoint path) on a COCO file.
 
@@ -111,6 +112,8 @@ def evaluate(
         ap_score_threshold: lowest confidence passed to COCO AP.
         batch_size: crops per forward pass.
         seed: picks the windows of the negative images.
+        backgrounds: folder of each camera's background (``<camera_id>.png``), needed by
+            a model trained with the background as input.
     """
     from aquapose.segmentation.dataset import CropDataset
     from aquapose.segmentation.model import MaskRCNNSegmentor
@@ -126,8 +129,18 @@ def evaluate(
         model = MaskRCNNSegmentor.load(model)
     if not isinstance(model, MaskRCNNSegmentor):
         raise TypeError(f"model must be a MaskRCNNSegmentor or a checkpoint path, got {model!r}")
+    if model.background_input and backgrounds is None:
+        raise ValueError(
+            "the model was trained with the background as input: pass the backgrounds "
+            "folder (aquapose detect's backgrounds/, --backgrounds)"
+        )
     dataset = CropDataset(
-        coco_json, image_root, crop_size=model.crop_size, augment=False, seed=seed
+        coco_json,
+        image_root,
+        crop_size=model.crop_size,
+        augment=False,
+        seed=seed,
+        backgrounds=backgrounds if model.background_input else None,
     )
     gt_per_image: list[list[dict[str, Any]]] = []
     pred_per_image: list[list[tuple[dict[str, Any], np.ndarray, float]]] = []
@@ -139,6 +152,9 @@ def evaluate(
             [s.region for s in samples],
             score_threshold=min_score,
             batch_size=batch_size,
+            backgrounds=[s.background_bgr for s in samples]  # type: ignore[misc]
+            if model.background_input
+            else None,
         )
         for sample, results in zip(samples, outputs, strict=True):
             gt_per_image.append([encode_rle(m) for m in sample.crop_masks])

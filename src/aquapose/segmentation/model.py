@@ -23,6 +23,14 @@ R50 default, ImageNet backbones for the light presets; loaded through torchvisio
 ``Weights.get_state_dict``, i.e. from torch hub's cache ``torch.hub.get_dir()/checkpoints``,
 downloaded there when missing; offline, the error names the file, its URL and the folder)
 or the path of a checkpoint written by :meth:`MaskRCNNSegmentor.save` or by training.
+
+The background as input (``background_input=True``): for a fixed camera the detector
+knows the empty floor. The model then takes 6 channels, the crop's RGB and the crop minus
+the same crop of the background (RGB, -1..1, normalised by ``BACKGROUND_DIFF_STD``), so a
+faint fish stands out as clearly as a dark one and a wall or stone that is part of the floor
+does not. The first convolution gets 3 more input channels (zero-initialised over
+pretrained weights). Such a model needs the background of every crop: ``predict`` refuses
+to run without it.
 """
 
 from __future__ import annotations
@@ -66,6 +74,9 @@ DEFAULT_ARCH = "maskrcnn_resnet50_fpn_v2"
 LIGHT_ARCH = "maskrcnn_mobilenet_v3_fpn"
 CHECKPOINT_FORMAT = "aquapose.maskrcnn"
 CHECKPOINT_VERSION = 1
+#: The scale of the frame-minus-background channels: a difference of this much (in 0..1
+#: units, ~13 grey levels) is one unit after normalisation.
+BACKGROUND_DIFF_STD = 0.05
 
 
 @dataclass(frozen=True)
@@ -230,6 +241,7 @@ def build_model(
     num_classes: int = 2,
     crop_size: int = 256,
     settings: HeadSettings | None = None,
+    background_input: bool = False,
 ) -> MaskRCNN:
     """Build a torchvision ``MaskRCNN`` of a registered architecture.
 
@@ -242,6 +254,8 @@ def build_model(
         num_classes: including background (2 = background + fish).
         crop_size: side of the square crops the model sees (its internal resize).
         settings: RPN/RoI settings; default ``HeadSettings()``.
+        background_input: take 6 channels, RGB and RGB minus the background (module
+            docstring).
     """
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHITECTURES)}")
@@ -256,6 +270,8 @@ def build_model(
     # partial supervision: targets may carry masks_trusted / ignore_boxes (partial_loss.py);
     # without them the model trains exactly as torchvision's
     model = partial_supervision(ARCHITECTURES[arch](num_classes, pretrained, crop_size, settings))
+    if background_input:
+        _take_background(model, zero_init=pretrained)
     if weights is not None and not pretrained:
         checkpoint = read_checkpoint(weights)
         state = checkpoint.get("model", checkpoint)
@@ -266,6 +282,38 @@ def build_model(
             )
         model.load_state_dict(state)
     return model
+
+
+def _take_background(model: MaskRCNN, zero_init: bool) -> None:
+    """Widen the backbone's first convolution from 3 to 6 input channels (RGB, then RGB
+    minus background) and extend the input normalisation to match. The new channels'
+    weights start at zero over pretrained weights (the network starts as it was trained)."""
+    body = model.backbone.body
+    parent, name, old = next(
+        (mod, child_name, child)
+        for mod in body.modules()
+        for child_name, child in mod.named_children()
+        if isinstance(child, nn.Conv2d)
+    )
+    if old.in_channels != 3:
+        raise ValueError(f"expected a first convolution over 3 channels, got {old.in_channels}")
+    new = nn.Conv2d(
+        6,
+        old.out_channels,
+        old.kernel_size,  # type: ignore[arg-type]
+        old.stride,  # type: ignore[arg-type]
+        old.padding,  # type: ignore[arg-type]
+        bias=old.bias is not None,
+    )
+    with torch.no_grad():
+        new.weight[:, :3] = old.weight
+        if zero_init:
+            new.weight[:, 3:] = 0.0
+        if old.bias is not None:
+            new.bias.copy_(old.bias)  # type: ignore[union-attr]
+    setattr(parent, name, new)
+    model.transform.image_mean = [*model.transform.image_mean, 0.0, 0.0, 0.0]
+    model.transform.image_std = [*model.transform.image_std, *[BACKGROUND_DIFF_STD] * 3]
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -299,6 +347,8 @@ class MaskRCNNSegmentor:
             ``compute_crop_region``).
         device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
         settings: RPN/RoI settings (``HeadSettings``).
+        background_input: the model also takes the background of each crop (see the
+            module docstring); ``predict`` then needs ``backgrounds``.
     """
 
     def __init__(
@@ -309,8 +359,10 @@ class MaskRCNNSegmentor:
         crop_size: int = 256,
         device: str | torch.device | None = None,
         settings: HeadSettings | None = None,
+        background_input: bool = False,
     ) -> None:
         self.arch = arch
+        self.background_input = bool(background_input)
         self.num_classes = num_classes
         self.crop_size = crop_size
         self.settings = settings or HeadSettings()
@@ -321,20 +373,28 @@ class MaskRCNNSegmentor:
             num_classes=num_classes,
             crop_size=crop_size,
             settings=self.settings,
+            background_input=self.background_input,
         ).to(self.device)
         self.model.eval()
         self.extra: dict[str, Any] = {}
 
     def __repr__(self) -> str:
+        background = ", background_input=True" if self.background_input else ""
         return (
             f"MaskRCNNSegmentor(arch={self.arch!r}, crop_size={self.crop_size}, "
-            f"device={str(self.device)!r})"
+            f"device={str(self.device)!r}{background})"
         )
 
-    def to_tensor(self, crop_bgr: np.ndarray) -> torch.Tensor:
-        """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1 on the model's device."""
-        tensor = torch.from_numpy(np.ascontiguousarray(crop_bgr[:, :, ::-1]))
-        return tensor.to(self.device).permute(2, 0, 1).float().div_(255.0)
+    def to_tensor(
+        self, crop_bgr: np.ndarray, background_bgr: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1 on the model's device;
+        with the crop's background (same shape), ``[6, H, W]``: RGB, then RGB minus the
+        background's RGB."""
+        rgb = _rgb_tensor(crop_bgr, self.device)
+        if background_bgr is None:
+            return rgb
+        return torch.cat([rgb, rgb - _rgb_tensor(background_bgr, self.device)])
 
     def _check_crops(
         self, crops: Sequence[np.ndarray], regions: Sequence[CropRegion] | None
@@ -373,6 +433,7 @@ class MaskRCNNSegmentor:
         regions: Sequence[CropRegion] | None = None,
         score_threshold: float = 0.1,
         batch_size: int = 8,
+        backgrounds: Sequence[np.ndarray] | None = None,
     ) -> list[list[SegmentationResult]]:
         """Segment the fish in each crop.
 
@@ -383,11 +444,15 @@ class MaskRCNNSegmentor:
             score_threshold: detections below this confidence are dropped (the mask
                 head only runs on the ones above it).
             batch_size: crops per forward pass.
+            backgrounds: the same crop of the camera's background for each crop (uint8
+                BGR, like the crops); needed by a model with ``background_input``,
+                refused by one without.
         Returns:
             One list per crop, highest confidence first; masks (probability >= 0.5) as
             crop-space COCO RLE. Detections whose mask is empty are dropped.
         """
         checked = self._check_crops(crops, regions)
+        per_crop = self._check_backgrounds(crops, backgrounds)
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -400,7 +465,11 @@ class MaskRCNNSegmentor:
         try:
             with torch.inference_mode():
                 for start in range(0, len(crops), batch_size):
-                    batch = [self.to_tensor(c) for c in crops[start : start + batch_size]]
+                    stop = start + batch_size
+                    batch = [
+                        self.to_tensor(c, b)
+                        for c, b in zip(crops[start:stop], per_crop[start:stop], strict=True)
+                    ]
                     outputs = _detect(model, batch)
                     for out, region in zip(
                         outputs, checked[start : start + batch_size], strict=True
@@ -411,6 +480,35 @@ class MaskRCNNSegmentor:
             model.train(was_training)
         return results
 
+    def _check_backgrounds(
+        self, crops: Sequence[np.ndarray], backgrounds: Sequence[np.ndarray] | None
+    ) -> list[np.ndarray | None]:
+        if not self.background_input:
+            if backgrounds is not None:
+                raise ValueError(
+                    "this model was trained without the background as input: pass no backgrounds"
+                )
+            return [None] * len(crops)
+        if backgrounds is None:
+            raise ValueError(
+                "this model was trained with the background as input: pass the background "
+                "crop of every crop (backgrounds=...; segment passes the detector's "
+                "background, train/evaluate read --backgrounds)"
+            )
+        if len(backgrounds) != len(crops):
+            raise ValueError(f"got {len(crops)} crops but {len(backgrounds)} backgrounds")
+        for n, (crop, background) in enumerate(zip(crops, backgrounds, strict=True)):
+            if (
+                not isinstance(background, np.ndarray)
+                or background.dtype != np.uint8
+                or background.shape != crop.shape
+            ):
+                raise ValueError(
+                    f"backgrounds[{n}] must be a uint8 BGR array shaped like its crop "
+                    f"{crop.shape}, got {getattr(background, 'shape', type(background).__name__)}"
+                )
+        return list(backgrounds)
+
     def checkpoint(self) -> dict[str, Any]:
         """The dict :meth:`save` writes (``torch.load(weights_only=True)``-safe)."""
         return {
@@ -420,6 +518,7 @@ class MaskRCNNSegmentor:
             "num_classes": self.num_classes,
             "crop_size": self.crop_size,
             "settings": asdict(self.settings),
+            "background_input": self.background_input,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             **self.extra,
         }
@@ -454,10 +553,17 @@ class MaskRCNNSegmentor:
             crop_size=int(data["crop_size"]),
             device=device,
             settings=settings or HeadSettings.from_dict(data["settings"]),
+            background_input=bool(data.get("background_input", False)),
         )
         seg.model.load_state_dict(data["model"])
         seg.extra = {k: data[k] for k in ("config", "metrics") if k in data}
         return seg
+
+
+def _rgb_tensor(image_bgr: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1 on ``device``."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1]))
+    return tensor.to(device).permute(2, 0, 1).float().div_(255.0)
 
 
 def _detect(model: MaskRCNN, batch: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:

@@ -14,7 +14,11 @@ the fish's edges by GrabCut seeded with it (:mod:`~aquapose.segmentation.grabcut
 ``refine_pad``): the model finds and separates the fish, GrabCut draws the outline.
 A detection that no mask touches but that stands out clearly from the floor around it
 (``blob_contrast``) is a fish the model missed: its blob is kept (refined too) with
-the low score ``blob_score``.
+the low score ``blob_score``. A mask whose pixels match the detector's background (fewer
+than ``static_fraction`` of them differ from it by ``static_diff`` grey levels or more) is
+floor, a wall or a stone, not a fish, unless it touches a detection's blob: it is
+dropped, and the frame's ``static_dropped`` field counts it. Re-checked fish are exempt: a fish that rests for most of the clip is
+part of the background, and was seen moving before.
 
 ``segment_videos`` writes into ``out_dir``:
 
@@ -43,7 +47,7 @@ import cv2
 import numpy as np
 
 from aquapose.segmentation.crops import compute_crop_region, extract_crop, paste_mask
-from aquapose.segmentation.detector import DetectorConfig, detect_video, resumable
+from aquapose.segmentation.detector import DetectorConfig, MOG2Detector, detect_video, resumable
 from aquapose.segmentation.draw import overlay_masks
 from aquapose.segmentation.grabcut import ClassicalConfig, GrabCutSegmenter
 from aquapose.segmentation.io.coco import (
@@ -112,6 +116,10 @@ class SegmentConfig:
             or fish the model rightly doubts); 0 = off.
         blob_score: the score of such a blob, below the default ``score_threshold`` so
             that filtering at it keeps the model's own fish only.
+        static_diff, static_fraction: a mask that touches no detection blob and has fewer
+            than ``static_fraction`` of its pixels differing from the detector's background
+            by at least ``static_diff`` grey levels (in any colour channel) is a static
+            structure and is dropped (``static_fraction=0``: off).
         detector: the settings of the detector that finds the fish to crop.
     """
 
@@ -125,6 +133,8 @@ class SegmentConfig:
     refine_pad: int = 12
     blob_contrast: float = 25.0
     blob_score: float = 0.3
+    static_diff: float = 12.0
+    static_fraction: float = 0.25
     detector: DetectorConfig = field(default_factory=DetectorConfig)
 
     def __post_init__(self) -> None:
@@ -138,6 +148,11 @@ class SegmentConfig:
             raise ValueError(f"recheck_misses must be >= 1, got {self.recheck_misses}")
         if self.recheck_frames < 0 or self.tile_every < 0 or self.refine_pad < 0:
             raise ValueError("recheck_frames, tile_every and refine_pad must be >= 0")
+        if self.static_diff < 0 or not 0.0 <= self.static_fraction <= 1.0:
+            raise ValueError(
+                f"static_diff must be >= 0 and static_fraction in [0, 1], got "
+                f"{self.static_diff} and {self.static_fraction}"
+            )
         if self.blob_contrast < 0 or not 0.0 <= self.blob_score <= 1.0:
             raise ValueError(
                 f"blob_contrast must be >= 0 and blob_score in [0, 1], got "
@@ -214,6 +229,8 @@ class VideoSegmenter:
         self.tracks: list[_Track] = []
         self._processed = 0
         self._refiner = GrabCutSegmenter(ClassicalConfig()) if config.refine_pad else None
+        #: masks of the last frame dropped as static structures (matching the background)
+        self.static_dropped = 0
 
     def segment_frame(
         self,
@@ -221,17 +238,29 @@ class VideoSegmenter:
         frame_index: int,
         detection_boxes: Sequence[np.ndarray],
         detection_masks: Sequence[np.ndarray | None] = (),
+        background_bgr: np.ndarray | None = None,
     ) -> list[Candidate]:
         """The fish of one frame (frame-space masks, highest score first, missed blobs last).
 
         ``detection_boxes`` are the detections' xyxy boxes and ``detection_masks`` their
-        bool (H, W) blobs.
+        bool (H, W) blobs; ``background_bgr`` the detector's background (uint8 (H, W, 3)),
+        needed by a model trained with the background as input.
         """
         cfg = self.config
         targets, rechecked = self._targets(frame_bgr.shape[:2], frame_index, detection_boxes)
-        kept = self._nms(self._predict(frame_bgr, targets))
+        kept = self._nms(self._predict(frame_bgr, targets, background_bgr))
         if self._refiner is not None and kept:
             kept = self._refine(self._refiner, frame_bgr, kept)
+        self.static_dropped = 0
+        if cfg.static_fraction and background_bgr is not None and kept:
+            blobs = [m for m in detection_masks if m is not None]
+            moving = [
+                c
+                for c in kept
+                if c.source == "recheck" or not self._static(c, frame_bgr, background_bgr, blobs)
+            ]
+            self.static_dropped = len(kept) - len(moving)
+            kept = moving
         if cfg.blob_contrast and detection_masks:
             missed = self._missed_blobs(frame_bgr, detection_boxes, detection_masks, kept)
             if self._refiner is not None and missed:
@@ -270,16 +299,27 @@ class VideoSegmenter:
         self._processed += 1
         return targets, rechecked
 
-    def _predict(self, frame_bgr: np.ndarray, targets: list[_Target]) -> list[Candidate]:
+    def _predict(
+        self, frame_bgr: np.ndarray, targets: list[_Target], background_bgr: np.ndarray | None
+    ) -> list[Candidate]:
         """The model's fish in the targets' crops whose centre lies in the target's box."""
         if not targets:
             return []
         crops = [extract_crop(frame_bgr, t.region) for t in targets]
+        backgrounds = None
+        if self.model.background_input:
+            if background_bgr is None:
+                raise ValueError(
+                    f"camera {self.camera_id}: the model takes the background as input, but "
+                    "the detector has none yet (prime it: median_frames > 0)"
+                )
+            backgrounds = [extract_crop(background_bgr, t.region) for t in targets]
         results = self.model.predict(
             crops,
             [t.region for t in targets],
             score_threshold=self.config.score_threshold,
             batch_size=self.config.batch_size,
+            backgrounds=backgrounds,
         )
         candidates: list[Candidate] = []
         for target, crop_results in zip(targets, results, strict=True):
@@ -338,6 +378,27 @@ class VideoSegmenter:
             ):
                 missed.append(Candidate(self.config.blob_score, encode_rle(blob), "blob"))
         return missed
+
+    def _static(
+        self,
+        candidate: Candidate,
+        frame_bgr: np.ndarray,
+        background_bgr: np.ndarray,
+        blobs: Sequence[np.ndarray],
+    ) -> bool:
+        """Whether a mask's pixels match the background (a static structure, not a fish):
+        few of its pixels differ from the background and it touches no detection blob
+        (``blobs``: bool (H, W) each)."""
+        x0, y0, x1, y1 = (int(v) for v in rle_to_box_xyxy(candidate.rle))
+        window = (slice(y0, max(y1, y0 + 1)), slice(x0, max(x1, x0 + 1)))
+        inside = decode_rle(candidate.rle)[window]
+        if not inside.any():
+            return False
+        diff = cv2.absdiff(frame_bgr[window], background_bgr[window]).max(axis=2)
+        differs = np.count_nonzero(diff[inside] >= self.config.static_diff)
+        if differs >= self.config.static_fraction * np.count_nonzero(inside):
+            return False
+        return not any(blob[window][inside].any() for blob in blobs)
 
     def _refine(
         self, refiner: GrabCutSegmenter, frame_bgr: np.ndarray, kept: list[Candidate]
@@ -407,15 +468,26 @@ def _segments_frame(
     frame_index: int,
     video: str,
     frame_hw: tuple[int, ...],
+    static_dropped: int = 0,
 ) -> AnnotatedFrame:
-    """One processed frame as a COCO results frame (a video frame reference, no file)."""
+    """One processed frame as a COCO results frame (a video frame reference, no file);
+    ``static_dropped`` masks dropped as static structures are counted in its fields."""
     instances = tuple(
         Instance(rle_to_box_xyxy(c.rle), c.rle, score=c.score, extra={"source": c.source})
         for c in candidates
     )
     name = video_frame_name(video, frame_index)
+    extra = {"static_dropped": static_dropped} if static_dropped else {}
     return AnnotatedFrame(
-        0, name, int(frame_hw[1]), int(frame_hw[0]), camera_id, frame_index, video, instances
+        0,
+        name,
+        int(frame_hw[1]),
+        int(frame_hw[0]),
+        camera_id,
+        frame_index,
+        video,
+        instances,
+        extra=extra,
     )
 
 
@@ -477,15 +549,22 @@ def _segment_video(
         segmenter.seed_tracks(previous)
     last_done = previous.frame_index if previous is not None else -1
     total, _ = video_info(video)
+    detector = MOG2Detector(config.detector)
     for frame_index, frame, detections in detect_video(
-        video, config=config.detector, camera_id=camera_id, every=config.every
+        video, camera_id=camera_id, every=config.every, detector=detector
     ):
         if frame_index <= last_done:
             continue
         kept = segmenter.segment_frame(
-            frame, frame_index, [d.box_xyxy for d in detections], [d.blob_mask for d in detections]
+            frame,
+            frame_index,
+            [d.box_xyxy for d in detections],
+            [d.blob_mask for d in detections],
+            detector.background_bgr,
         )
-        result = _segments_frame(kept, camera_id, frame_index, str(video), frame.shape[:2])
+        result = _segments_frame(
+            kept, camera_id, frame_index, str(video), frame.shape[:2], segmenter.static_dropped
+        )
         journal.append(frame_record(result))
         if on_frame:
             on_frame(camera_id, frame_index, total)
@@ -594,9 +673,10 @@ def segment_chunk(
     head: list[list[Any]] = []
     tail: list[list[Any]] = []
     tail_from = None if chunk.stop is None or not warmup else chunk.stop - warmup
+    detector = MOG2Detector(config.detector)
     for frame_index, frame, detections in detect_video(
         chunk.video,
-        config=config.detector,
+        detector=detector,
         camera_id=chunk.camera_id,
         every=config.every,
         start=first,
@@ -615,11 +695,20 @@ def segment_chunk(
         elif start_state is None:
             start_state = segmenter.state()
         kept = segmenter.segment_frame(
-            frame, frame_index, [d.box_xyxy for d in detections], [d.blob_mask for d in detections]
+            frame,
+            frame_index,
+            [d.box_xyxy for d in detections],
+            [d.blob_mask for d in detections],
+            detector.background_bgr,
         )
         if frame_index >= chunk.start:
             result = _segments_frame(
-                kept, chunk.camera_id, frame_index, chunk.video, frame.shape[:2]
+                kept,
+                chunk.camera_id,
+                frame_index,
+                chunk.video,
+                frame.shape[:2],
+                segmenter.static_dropped,
             )
             records.append(frame_record(result))
     if start_state is None:  # no frame of the chunk was processed

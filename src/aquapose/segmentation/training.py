@@ -120,7 +120,12 @@ class TrainConfig:
             pasted as faded copies. ``copy_paste_prob=0`` (default): off.
         rejected_as: ``"avoid"`` (default): training crops slide off the detections the
             labeler rejected, and are skipped when they cannot; ``"ignore"``: those
-            detections become regions without loss and no crop is skipped.
+            detections become regions without loss and no crop is skipped; ``"box"``: they
+            become box-only fish (box supervision, no mask loss) with crops of their own.
+        backgrounds: folder of each camera's background (``<camera_id>.png``, written by
+            ``aquapose detect`` into ``backgrounds/``): the model then takes the background
+            as input too (6 channels: RGB and RGB minus the background) and needs it
+            wherever it runs (``segment`` passes the detector's). None: RGB only.
         resume: continue the run in ``out_dir`` from ``last.pt``.
         progress: show a progress bar on stderr.
     """
@@ -153,11 +158,19 @@ class TrainConfig:
     copy_paste_max: int = 2
     copy_paste_fade_prob: float = 0.0
     rejected_as: str = "avoid"
+    backgrounds: Path | None = None
     resume: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("train_json", "val_json", "out_dir", "train_image_root", "val_image_root"):
+        for name in (
+            "train_json",
+            "val_json",
+            "out_dir",
+            "train_image_root",
+            "val_image_root",
+            "backgrounds",
+        ):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -183,9 +196,9 @@ class TrainConfig:
                 "TrainConfig.copy_paste_prob and copy_paste_fade_prob must be in [0, 1], got "
                 f"{self.copy_paste_prob} and {self.copy_paste_fade_prob}"
             )
-        if self.rejected_as not in ("avoid", "ignore"):
+        if self.rejected_as not in ("avoid", "ignore", "box"):
             raise ValueError(
-                f"TrainConfig.rejected_as must be 'avoid' or 'ignore', got {self.rejected_as!r}"
+                f"TrainConfig.rejected_as must be 'avoid', 'ignore' or 'box', got {self.rejected_as!r}"
             )
         if (
             isinstance(self.copy_paste_max, bool)
@@ -477,6 +490,7 @@ def _build_run(config: TrainConfig, ctx: DistContext) -> _Run:
         crop_size=config.crop_size,
         device=ctx.device,
         settings=HeadSettings.from_dict(config.head_settings or {}),
+        background_input=config.backgrounds is not None,
     )
     if ctx.distributed:
         # the RPN/RoI samplers draw from the global RNG: a stream per process
@@ -494,6 +508,7 @@ def _build_run(config: TrainConfig, ctx: DistContext) -> _Run:
         copy_paste_max=config.copy_paste_max,
         copy_paste_fade_prob=config.copy_paste_fade_prob,
         rejected_as=config.rejected_as,
+        backgrounds=config.backgrounds,
     )
     sampler: EpochSampler = (
         DistributedEpochSampler(
@@ -725,7 +740,13 @@ def _validate_and_log(
     message = f"epoch {epoch + 1}/{config.epochs}  loss {losses.get('loss', math.nan):.4f}"
     if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
         started = time.perf_counter()
-        report = evaluate(seg, config.val_json, config.val_image_root, seed=config.seed)
+        report = evaluate(
+            seg,
+            config.val_json,
+            config.val_image_root,
+            seed=config.seed,
+            backgrounds=config.backgrounds,
+        )
         record.update({f"val_{k}": v for k, v in report.to_dict().items()})
         record["val_time_s"] = round(time.perf_counter() - started, 3)
         message += f"  val mean mask IoU {report.mean_mask_iou:.4f}"
