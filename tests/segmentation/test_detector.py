@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from aquapose.segmentation._blobs import detection_rle
-from aquapose.segmentation.background import LightField, median_background, robust_background
+from aquapose.segmentation.background import (
+    LightField,
+    heal_ghosts,
+    median_background,
+    robust_background,
+)
 from aquapose.segmentation.detector import (
     DetectorConfig,
     GlobalChangeWarning,
@@ -703,3 +708,19 @@ def test_soft_edge_ignores_the_border_with_the_blobs_other_parts(rng):
     assert shadow.sum() > SMALL["min_blob_area"] and not (fg[shadow > 0] == 255).any()
     assert det._soft_edged(shadow, parts, fg, 0, 0)
     assert not det._soft_edged(shadow, None, fg, 0, 0)  # the fish's edge would count
+
+
+def test_healing_needs_frames_that_agree_on_the_floor(rng):
+    """A ghost that two frames reveal is healed where they show the same floor, and left
+    alone where they disagree (one of them holds something else: a misjudged fish)."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    background = floor.copy()
+    ghost = _fish_mask(80, 60, half_len=16, half_w=6)
+    background[ghost] = 100
+    first = floor.copy()
+    second = floor.copy()
+    healed = heal_ghosts([first, second], background, 1.0, min_area=40)
+    assert np.abs(healed.astype(float) - floor)[ghost].mean() < 2
+    second[ghost] = 158  # a different floor there in one frame: not written
+    kept = heal_ghosts([first, second], background, 1.0, min_area=40)
+    assert np.abs(kept.astype(float) - background)[ghost].mean() < 2
