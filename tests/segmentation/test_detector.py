@@ -710,6 +710,34 @@ def test_soft_edge_ignores_the_border_with_the_blobs_other_parts(rng):
     assert not det._soft_edged(shadow, None, fg, 0, 0)  # the fish's edge would count
 
 
+def test_faint_light_level_follows_the_frames_noise(rng):
+    """Blotchy noise (compression, flicker left after the light correction: patches a few
+    grey levels bright) passes the fixed 3-level brightening threshold; relative to the
+    frame's own spread of the smoothed difference it does not. A fish 20 levels lighter
+    is still found."""
+    floor = _floor()
+    fish = _fish_mask(80, 60, angle=20)
+
+    def blotchy(masks):
+        field = cv2.GaussianBlur(rng.normal(0.0, 1.0, (H, W)).astype(np.float32), (0, 0), 3.0)
+        field *= 2.0 / field.std()
+        frame = _render(floor, masks, rng, delta=[20.0] * len(masks), noise=1.0)
+        return np.clip(frame + field[:, :, None], 0, 255).astype(np.uint8)
+
+    frames = [blotchy([]) for _ in range(12)]
+
+    def specks(**kwargs):
+        det = MOG2Detector(DetectorConfig(**SMALL, **kwargs))
+        det.prime(frames)
+        return sum(len(det.detect(f)) for f in frames), det
+
+    assert specks(faint_light_snr=0.0)[0] > 0
+    count, det = specks()
+    assert count == 0
+    found = [d.blob_mask for d in det.detect(blotchy([fish]))]
+    assert _best_iou(found, fish) > 0.6
+
+
 def test_healing_needs_frames_that_agree_on_the_floor(rng):
     """A ghost that two frames reveal is healed where they show the same floor, and left
     alone where they disagree (one of them holds something else: a misjudged fish)."""

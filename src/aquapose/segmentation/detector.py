@@ -14,8 +14,9 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   its fish (blurred by the fish's height over the floor; a fish's edge is sharp): dropped;
 - **faint fish lighter than the floor**: MOG2's per-pixel test misses a fish only a few
   grey levels lighter than the floor (its dark eyes pull its mean lower still); pixels
-  whose smoothed brightening over the background reaches ``faint_light_level`` are
-  candidates too. Shadows only darken, so this adds no cast shadows. Primed detectors
+  whose smoothed brightening over the background reaches ``faint_light_level`` (and
+  ``faint_light_snr`` x the frame's own spread of it: noise, flicker) are candidates
+  too. Shadows only darken, so this adds no cast shadows. Primed detectors
   only: a warm-up model's background still holds the fish it saw;
 - **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
   :func:`detect_video` primes it with a robust background of frames spread over the
@@ -172,6 +173,10 @@ class DetectorConfig:
             barely lighter than the floor; noise averages out in the smoothing); 0 = off.
             Used once primed (a warm-up background still holds the fish it saw).
         faint_light_blur: Gaussian sigma (full-frame pixels) of that smoothing.
+        faint_light_snr: ... and at least this many times the frame's own spread of that
+            smoothed difference (robust std over the frame: sensor noise, compression and
+            flicker left after the light correction), so a noisy or flickering clip does not
+            turn its brighter patches into fish; 0 = the fixed level only.
         max_shadow_reach: a trimmed-off piece whose farthest pixel from the fish is more
             than this many times its own half-thickness away is not a cast shadow (which
             lines the fish's edge, reach ~2) but a faint fish touching it: it is kept as a
@@ -245,6 +250,7 @@ class DetectorConfig:
     shadow_contrast: float = 0.35
     faint_light_level: float = 3.0
     faint_light_blur: float = 1.5
+    faint_light_snr: float = 5.0
     max_shadow_reach: float = 3.0
     min_faint_fraction: float = 0.15
     min_edge_sharpness: float = 0.2
@@ -339,6 +345,10 @@ class DetectorConfig:
         need(
             self.faint_light_blur > 0,
             f"faint_light_blur must be > 0, got {self.faint_light_blur}",
+        )
+        need(
+            self.faint_light_snr >= 0,
+            f"faint_light_snr must be >= 0, got {self.faint_light_snr}",
         )
         need(
             self.min_edge_sharpness >= 0,
@@ -746,7 +756,10 @@ class MOG2Detector:
         # numpy, not cv2.subtract(dtype=CV_32F) / cv2.compare: those are ~20x slower here.
         sigma = max(0.5, 0.5 * c.faint_light_blur * c.scale)
         smooth = cv2.GaussianBlur(grey.astype(np.float32) - self._grey_half(half), (0, 0), sigma)
-        lighter = (smooth >= c.faint_light_level).astype(np.uint8) * np.uint8(255)
+        level = c.faint_light_level
+        if c.faint_light_snr > 0:
+            level = max(level, c.faint_light_snr * _robust_std(smooth))
+        lighter = (smooth >= level).astype(np.uint8) * np.uint8(255)
         if not lighter.any():
             return None
         # MOG2's blobs at half size too (every other pixel): 4x fewer to trace.
@@ -894,6 +907,13 @@ class MOG2Detector:
             frame_index=frame_index,
             blob_mask=frame_mask,
         )
+
+
+def _robust_std(image: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation of every 3rd pixel of every 3rd row: the
+    spread of an image of differences that fish cover only a small part of."""
+    sample = image[::3, ::3]
+    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
 
 
 def resumable(config: DetectorConfig) -> bool:
