@@ -5,7 +5,10 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **dark fish labelled shadow**: candidate pixels are shadow (127) ∪ foreground (255);
   a blob holding several sizeable foreground-only cores (255) is split by a watershed
   on its distance transform, seeded by those cores (touching fish -> one box each);
-  a light fish touching a dark one is split by the sign of its contrast;
+  a part too small for a fish (a fin) joins its neighbour, and the split between the
+  others stands (``split_by_contrast`` also seeds dark fish labelled shadow all over by
+  their contrast: crowds); a light fish touching a dark one is split by the sign of its
+  contrast;
 - **cast shadows**: in a blob with a foreground core, shadow pixels far from the core
   and fainter than the fish (or darker than the floor under a light fish) are dropped,
   unless a dropped piece reaches far from the fish (a shadow only lines its edge) and
@@ -191,6 +194,13 @@ class DetectorConfig:
             height over the floor) ~0.1; 0 = off.
         split_touching: split blobs holding several foreground-only cores (and light +
             dark fish by contrast sign).
+        split_by_contrast: also seed the split of a blob by its strongest contrast when
+            MOG2 gives it fewer than two foreground cores (dark fish labelled shadow all
+            over), and judge whether parts stay apart on the fish's bodies rather than on
+            the blob (the faint halo or shadow that joins two dark fish 1-2 px apart).
+            Helps crowds of dark fish (sweep: crowd recall 0.935 -> 0.954, random median
+            0.935 -> 0.948) but cuts striped fish at their stripes (held-out precision
+            median 0.939 -> 0.911): off by default.
         bridge_contrast: a blob the closing joined from pieces of fish size is split
             between them when the pixels it added are floor: their median contrast below
             this fraction of the faintest piece's (fragments of one faint fish are joined
@@ -255,6 +265,7 @@ class DetectorConfig:
     min_faint_fraction: float = 0.15
     min_edge_sharpness: float = 0.2
     split_touching: bool = True
+    split_by_contrast: bool = False
     bridge_contrast: float = 0.3
     split_core_depth: float = 0.5
     min_core_area: int = 12
@@ -666,13 +677,18 @@ class MOG2Detector:
                     for p in trim_shadows(part, fg_window, contrast, rules, noise)
                 ]
             if c.split_touching:
+                by_contrast = contrast if c.split_by_contrast else None
                 if contrast is not None:
                     parts = [
                         p
                         for part in parts
                         for p in split_by_sign(part, contrast, fg_window, rules, noise)
                     ]
-                parts = [p for part in parts for p in split_by_cores(part, fg_window, rules)]
+                parts = [
+                    p
+                    for part in parts
+                    for p in split_by_cores(part, fg_window, rules, by_contrast, noise)
+                ]
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
                 if self._faint_speck(part, contrast, noise):
@@ -910,9 +926,11 @@ class MOG2Detector:
 
 
 def _robust_std(image: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation of every 3rd pixel of every 3rd row: the
-    spread of an image of differences that fish cover only a small part of."""
-    sample = image[::3, ::3]
+    """1.4826 x the median absolute deviation of a grid of ~10,000 of the image's pixels:
+    the spread of an image of differences that fish cover only a small part of (a fixed
+    sample size: well under 1 ms at any frame size)."""
+    step = max(1, int(math.sqrt(image.size / 10_000)))
+    sample = image[::step, ::step].ravel()
     return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
 
 
