@@ -9,8 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from aquapose.segmentation._blobs import detection_rle
-from aquapose.segmentation.background import LightField, median_background, robust_background
+from aquapose.segmentation._blobs import detection_rle, merge_small_parts, split_by_cores
+from aquapose.segmentation.background import (
+    LightField,
+    heal_ghosts,
+    median_background,
+    robust_background,
+)
 from aquapose.segmentation.detector import (
     DetectorConfig,
     GlobalChangeWarning,
@@ -725,3 +730,105 @@ def test_soft_edge_ignores_the_border_with_the_blobs_other_parts(rng):
     assert shadow.sum() > SMALL["min_blob_area"] and not (fg[shadow > 0] == 255).any()
     assert det._soft_edged(shadow, parts, fg, 0, 0)
     assert not det._soft_edged(shadow, None, fg, 0, 0)  # the fish's edge would count
+
+
+def test_faint_light_level_follows_the_frames_noise(rng):
+    """Blotchy noise (compression, flicker left after the light correction: patches a few
+    grey levels bright) passes the fixed 3-level brightening threshold; relative to the
+    frame's own spread of the smoothed difference it does not. A fish 20 levels lighter
+    is still found."""
+    floor = _floor()
+    fish = _fish_mask(80, 60, angle=20)
+
+    def blotchy(masks):
+        field = cv2.GaussianBlur(rng.normal(0.0, 1.0, (H, W)).astype(np.float32), (0, 0), 3.0)
+        field *= 2.0 / field.std()
+        frame = _render(floor, masks, rng, delta=[20.0] * len(masks), noise=1.0)
+        return np.clip(frame + field[:, :, None], 0, 255).astype(np.uint8)
+
+    frames = [blotchy([]) for _ in range(12)]
+
+    def specks(**kwargs):
+        det = MOG2Detector(DetectorConfig(**SMALL, **kwargs))
+        det.prime(frames)
+        return sum(len(det.detect(f)) for f in frames), det
+
+    assert specks(faint_light_snr=0.0)[0] > 0
+    count, det = specks()
+    assert count == 0
+    found = [d.blob_mask for d in det.detect(blotchy([fish]))]
+    assert _best_iou(found, fish) > 0.6
+
+
+def test_healing_needs_frames_that_agree_on_the_floor(rng):
+    """A ghost that two frames reveal is healed where they show the same floor, and left
+    alone where they disagree (one of them holds something else: a misjudged fish)."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    background = floor.copy()
+    ghost = _fish_mask(80, 60, half_len=16, half_w=6)
+    background[ghost] = 100
+    first = floor.copy()
+    second = floor.copy()
+    healed = heal_ghosts([first, second], background, 1.0, min_area=40)
+    assert np.abs(healed.astype(float) - floor)[ghost].mean() < 2
+    second[ghost] = 158  # a different floor there in one frame: not written
+    kept = heal_ghosts([first, second], background, 1.0, min_area=40)
+    assert np.abs(kept.astype(float) - background)[ghost].mean() < 2
+
+
+def test_dark_fish_without_foreground_cores_are_split_by_their_contrast(rng):
+    """Two dark fish end to end, 1 px apart, that MOG2 labels shadow all over (no 255
+    core): the blob's strong-contrast pixels seed the split, the faint gap between them is
+    no part of either body; one fish stays whole."""
+    a = _fish_mask(56, 60, half_len=16, half_w=4)
+    b = _fish_mask(90, 60, half_len=16, half_w=4)
+    contrast = np.zeros((H, W), np.float32)
+    contrast[a | b] = -50.0
+    gap = (np.abs(np.arange(W) - 73) <= 1)[None, :] & (np.abs(np.arange(H) - 60) <= 2)[:, None]
+    contrast[gap] = -12.0
+    blob = (a | b | gap).astype(np.uint8)
+    fg = np.where(blob > 0, 127, 0).astype(np.uint8)
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    assert len(split_by_cores(blob, fg, rules)) == 1  # no foreground core: nothing to seed
+    parts = split_by_cores(blob, fg, rules, contrast, 1.0)
+    assert len(parts) == 2 and min(_best_iou([p > 0 for p in parts], m) for m in (a, b)) > 0.8
+    one = _fish_mask(80, 60, half_len=30, half_w=5).astype(np.uint8)
+    contrast = np.where(one > 0, -50.0, 0.0).astype(np.float32)
+    assert (
+        len(split_by_cores(one, np.where(one > 0, 127, 0).astype(np.uint8), rules, contrast)) == 1
+    )
+
+
+def test_a_small_part_joins_its_neighbour_and_the_others_stay_split():
+    """Three parts in a row: the middle one is a fin-sized sliver of the left one and
+    joins it; the split between the left fish and the right fish stands."""
+    left = np.zeros((20, 60), np.uint8)
+    left[5:15, 0:25] = 1
+    fin = np.zeros_like(left)
+    fin[8:12, 25:29] = 1
+    right = np.zeros_like(left)
+    right[5:15, 29:60] = 1
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    parts = merge_small_parts([left, fin, right], rules)
+    assert len(parts) == 2
+    assert any(np.array_equal(p, left | fin) for p in parts)
+    assert any(np.array_equal(p, right) for p in parts)
+
+
+def test_split_by_contrast_separates_dark_fish_end_to_end(rng):
+    """Two dark fish labelled shadow (55 % of the floor), end to end 1 px apart: one blob
+    with no foreground core by default; ``split_by_contrast`` seeds it by contrast."""
+    floor = _floor()
+    a = _fish_mask(57, 60, half_len=16, half_w=5)
+    b = _fish_mask(90, 60, half_len=16, half_w=5)
+    assert not (a & b).any()
+    frame = _render(floor, [a, b], rng, factor=0.55, noise=1.0)
+
+    def found(**kwargs):
+        det = MOG2Detector(DetectorConfig(**SMALL, **kwargs))
+        det.prime(floor)
+        return [d.blob_mask for d in det.detect(frame)]
+
+    assert len(found()) == 1
+    split = found(split_by_contrast=True)
+    assert len(split) == 2 and min(_best_iou(split, m) for m in (a, b)) > 0.6

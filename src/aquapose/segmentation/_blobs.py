@@ -20,6 +20,7 @@ __all__ = [
     "faint_fish_beside",
     "fill_to_nearest",
     "kernel",
+    "merge_small_parts",
     "merge_wide_necks",
     "pad1",
     "split_by_cores",
@@ -225,25 +226,44 @@ def fill_to_nearest(parts: list[np.ndarray], blob: np.ndarray) -> list[np.ndarra
     return [((nearest == i) & (blob > 0)).astype(np.uint8) for i in range(len(parts))]
 
 
-def split_by_cores(blob: np.ndarray, fg_window: np.ndarray, rules: BlobRules) -> list[np.ndarray]:
-    """Split a blob (uint8 0/1 window) between its sizeable foreground-only cores.
+def split_by_cores(
+    blob: np.ndarray,
+    fg_window: np.ndarray,
+    rules: BlobRules,
+    contrast: np.ndarray | None = None,
+    noise_sigma: float = 0.0,
+) -> list[np.ndarray]:
+    """Split a blob (uint8 0/1 window) between its sizeable cores.
 
     Cores are the blob's foreground (255) pixels, narrowed to where they are at least
     ``split_core_depth`` x the deepest point of their connected piece away from its
-    edge (so two dark fish touching at a neck give two cores); a watershed on the blob's distance
-    transform, seeded by the cores, draws the border between them.
+    edge (so two dark fish touching at a neck give two cores); a watershed on the blob's
+    distance transform, seeded by the cores, draws the border between them. Dark fish
+    that MOG2 labels shadow (127) all over have no foreground core: with ``contrast``
+    (frame - background, the blob's window) and fewer than two foreground seeds, the
+    cores are the pixels of the blob's sign of contrast (smoothed, 1 px) at least half as
+    strong as its strongest (90th percentile; a fish's body, not the blurred gap or the
+    fainter shadow between two fish). With ``contrast``, the widths that decide whether
+    parts stay apart (:func:`merge_wide_necks`) are measured on the fish's body (the
+    pixels with 0.3 of that strength), not on the faint halo or shadow that joins two
+    fish. Both only when that strength is at least 16 noise std: a faint fish's
+    contrast is patchy (a blob pinched where MOG2 missed some of it is not cut there).
     """
-    core = ((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8)
-    if np.count_nonzero(core) < 2 * rules.min_core:
-        return [blob]
-    depth = cv2.distanceTransform(pad1(core), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    n, labels = cv2.connectedComponents(core, connectivity=8)
-    deepest = np.zeros(n, np.float32)  # per core component: a small fish's own depth
-    np.maximum.at(deepest, labels.ravel(), depth.ravel())
-    limit = np.maximum(1.0, rules.split_core_depth * deepest[labels])
-    core = ((depth >= limit) & (labels > 0)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= rules.min_seed]
+    if np.count_nonzero(blob) < 2 * rules.min_area:
+        return [blob]  # no room for two fish
+    seeds = _core_seeds(((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8), rules)
+    body = blob
+    if contrast is not None:
+        contrast = cv2.GaussianBlur(contrast, (0, 0), 1.0)  # per-pixel noise out
+        inside = contrast[blob > 0]
+        sign = 1.0 if float(np.median(inside)) >= 0 else -1.0
+        strong = float(np.percentile(inside * sign, 90))
+        if strong >= 16.0 * noise_sigma:  # a faint fish's contrast is too patchy to trust
+            if len(seeds[1]) < 2:
+                core = (contrast * sign >= 0.5 * strong) & (blob > 0)
+                seeds = _core_seeds(core.astype(np.uint8), rules)
+            body = ((contrast * sign >= 0.3 * strong) & (blob > 0)).astype(np.uint8)
+    labels, big = seeds
     if len(big) < 2:
         return [blob]
     markers = np.zeros(blob.shape, np.int32)
@@ -253,14 +273,59 @@ def split_by_cores(blob: np.ndarray, fg_window: np.ndarray, rules: BlobRules) ->
     dist = cv2.distanceTransform(pad1(blob), cv2.DIST_L2, 3)[1:-1, 1:-1]
     relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
+    if body is not blob:  # widths of the fish's body, not of the faint halo between fish
+        dist = cv2.distanceTransform(pad1(body), cv2.DIST_L2, 3)[1:-1, 1:-1]
     parts = merge_wide_necks(markers, blob, dist, len(big), rules.max_neck_ratio)
     if len(parts) > 1:
-        parts = fill_to_nearest(parts, blob)
-    areas = [np.count_nonzero(p) for p in parts]
-    smallest = max(rules.min_area, rules.min_part_fraction * sum(areas))
-    if len(parts) < 2 or min(areas) < smallest:
-        return [blob]  # one fish with dark patches, or a part too small (a tail fin)
+        parts = merge_small_parts(fill_to_nearest(parts, blob), rules)
+    return parts if len(parts) > 1 else [blob]
+
+
+def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndarray]:
+    """Join each part too small to be a fish of its own to the part it shares the
+    longest border with (the parts tile one connected blob, so it has one).
+
+    Too small: under ``min_area``, or under ``min_part_fraction`` of itself plus that
+    neighbour (a tail fin behind its peduncle holds up to ~25 % of its fish). With two
+    parts this is a fraction of the blob; with three or more (a small fish beside a
+    touching pair, or a fin of one of them) only the small part is joined, and the
+    split between the others stands.
+    """
+    parts = list(parts)
+    areas = [int(np.count_nonzero(p)) for p in parts]
+    while len(parts) > 1:
+        worst, into, short = -1, -1, 0.0
+        for i, part in enumerate(parts):
+            rim = cv2.dilate(part, _OPEN3)
+            contact = [
+                -1 if j == i else int(np.count_nonzero(rim & p)) for j, p in enumerate(parts)
+            ]
+            j = int(np.argmax(contact))
+            need = max(rules.min_area, rules.min_part_fraction * (areas[i] + areas[j]))
+            if need - areas[i] > short:
+                worst, into, short = i, j, need - areas[i]
+        if worst < 0:
+            break
+        parts[into] = parts[into] | parts[worst]
+        areas[into] += areas[worst]
+        del parts[worst], areas[worst]
     return parts
+
+
+def _core_seeds(core: np.ndarray, rules: BlobRules) -> tuple[np.ndarray, list[int]]:
+    """Labels of ``core`` narrowed to its deep pixels (``split_core_depth`` x its piece's
+    deepest), and the labels of the narrowed pieces big enough to seed (``min_seed``)."""
+    if np.count_nonzero(core) < 2 * rules.min_core:
+        return core, []
+    depth = cv2.distanceTransform(pad1(core), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    n, labels = cv2.connectedComponents(core, connectivity=8)
+    deepest = np.zeros(n, np.float32)  # per core component: a small fish's own depth
+    np.maximum.at(deepest, labels.ravel(), depth.ravel())
+    limit = np.maximum(1.0, rules.split_core_depth * deepest[labels])
+    core = ((depth >= limit) & (labels > 0)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= rules.min_seed]
+    return labels, big
 
 
 def split_bridged(

@@ -12,14 +12,18 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    above ``max(4, 3 noise std)``, opened, at least ``min_area`` pixels) are either a
    fish in the frame or a ghost of ``B0``. A ghost is recognised by its outline: the
    background steps in grey level across the region's edge (mean of a 2 px ring outside
-   minus a 2 px ring inside) and the frame does not (``B0``'s step > ``ghost_edge_ratio``
+   minus a 2 px ring inside, 2-4 px inside where the region is thick enough: its edge
+   pixels are those the threshold picked, biased on gravel; the region closed and its
+   holes filled) and the frame does not (``B0``'s step > ``ghost_edge_ratio``
    x the frame's, and > 3 grey levels and 2 noise std); a fish in the frame has it the
    other way round. Ring means average
    out a textured floor, whose edges are everywhere;
 3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in at least two
    frames is re-estimated as the mean of those frames there: they show the floor (a
    resting fish's ghost shows in every frame after it left; one frame's misjudged fish
-   is not written into the background). Regions that
+   is not written into the background), in each connected region where those frames
+   agree (median grey std across them within noise: two frames that both misjudged a
+   passing fish disagree, and would leave a phantom in every frame). Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -229,6 +233,16 @@ def _step(grey: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> float:
     return abs(float(grey[outer].mean()) - float(grey[inner].mean()))
 
 
+def _filled(region: np.ndarray) -> np.ndarray:
+    """A uint8 0/1 region closed (5x5) and with its holes filled: the area it outlines,
+    not only the pixels a threshold picked inside it."""
+    closed = cv2.morphologyEx(region, cv2.MORPH_CLOSE, _RING)
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros_like(region)
+    cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
+    return out
+
+
 def ghost_regions(
     frame: np.ndarray,
     background: np.ndarray,
@@ -259,8 +273,13 @@ def ghost_regions(
             continue
         x0, y0 = max(0, x - 4), max(0, y - 4)
         x1, y1 = min(width, x + w + 4), min(height, y + h + 4)
-        region = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        region = _filled((labels[y0:y1, x0:x1] == i).astype(np.uint8))
         inner = (region > 0) & (cv2.erode(region, _RING) == 0)
+        deep = cv2.erode(region, _RING)
+        if np.count_nonzero(deep) >= np.count_nonzero(inner):
+            # Measure 2-4 px inside: the region's edge pixels are those the threshold
+            # picked (on gravel, the floor pixels least like the fish): biased.
+            inner = (deep > 0) & (cv2.erode(deep, _RING) == 0)
         outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & (labels[y0:y1, x0:x1] == 0)
         if not inner.any() or not outer.any():
             continue
@@ -279,23 +298,42 @@ def heal_ghosts(
     ghost_edge_ratio: float = 2.0,
 ) -> np.ndarray:
     """``background`` with the ghosts that ``frames`` reveal (:func:`ghost_regions`, grown
-    by 2 px) replaced by the mean of the frames that show the floor there (where at least
-    two frames do)."""
+    by 2 px) replaced by the mean of the frames that show the floor there: where at least
+    two frames do, in each connected region whose frames agree (median grey-level std
+    across them within ``max(2, 2 sigma)``: the floor is the same in every frame that
+    shows it; a fish that one frame's ghost test misjudged is not, and is not written
+    into the background as a phantom)."""
     total: np.ndarray | None = None
+    greys: np.ndarray | None = None
+    squares: np.ndarray | None = None
     count: np.ndarray | None = None
     for frame in frames:
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio)
         if not ghosts.any():
             continue
         ghosts = cv2.dilate(ghosts, _RING)
-        if total is None or count is None:
+        if total is None or greys is None or squares is None or count is None:
             total = np.zeros(background.shape, np.float32)
+            greys = np.zeros(background.shape[:2], np.float32)
+            squares = np.zeros(background.shape[:2], np.float32)
             count = np.zeros(background.shape[:2], np.float32)
         total += frame * ghosts[:, :, None].astype(np.float32)
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        greys += grey * ghosts
+        squares += grey * grey * ghosts
         count += ghosts
-    if total is None or count is None:
+    if total is None or greys is None or squares is None or count is None:
         return background
     healed = count >= 2
+    n = np.maximum(count, 1.0)
+    spread = np.sqrt(np.maximum(squares / n - (greys / n) ** 2, 0.0))
+    regions, labels = cv2.connectedComponents(healed.astype(np.uint8), connectivity=8)
+    limit = max(2.0, 2.0 * sigma)
     out = background.copy()
-    out[healed] = np.clip(np.rint(total[healed] / count[healed][:, None]), 0, 255).astype(np.uint8)
+    for i in range(1, regions):
+        region = labels == i
+        if float(np.median(spread[region])) > limit:
+            continue  # the frames disagree on what lies there: not the floor
+        mean = total[region] / count[region][:, None]
+        out[region] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
     return out
