@@ -218,8 +218,11 @@ def run_demo(
 
     # 4. Label Studio review package (files only)
     done = stage(4, "export Label Studio tasks for review")
-    ls_args = ["ls", "export", labels / "train.json", "--out", out / "labelstudio"]
-    _say([*ls_args, "--order", "uncertain"], log)
+    _say(
+        ["ls", "export", labels / "train.json", "--out", out / "labelstudio"]
+        + ["--order", "uncertain"],
+        log,
+    )
     ls_export = export_to_label_studio(
         labels / "train.json", out / "labelstudio", order="uncertain"
     )
@@ -523,7 +526,7 @@ def _review_stage(
     for count, arm_train in arms:
         start = time.perf_counter()
         row = _fine_tune_and_score(out, labels, gt_paths, model_path, arm_train, count, cfg, log)
-        rows.append([f"{count} reviewed", *row, time.perf_counter() - start])
+        rows.append([f"{count} reviewed", *row, round(time.perf_counter() - start, 1)])
         name = f"{count} reviewed frames"
         metrics += [
             Metric("review", f"val mask IoU vs truth, {name}", row[0]),
