@@ -22,10 +22,10 @@ def test_quick_demo_writes_every_stage_and_a_complete_report(tmp_path, capsys):
     # Strict JSON: an undefined metric (no predictions to score) is null, not NaN.
     summary = json.loads((out / "summary.json").read_text(), parse_constant=_reject)
     stages = {m["stage"] for m in summary["metrics"]}
-    assert stages == {"detect", "pseudo-label", "model", "segment"}
+    assert stages == {"detect", "pseudo-label", "model", "segment", "review"}
     for m in summary["metrics"]:
         assert m["value"] is None or 0.0 <= m["value"] <= 1.0, m
-    assert len(summary["timings_s"]) == 8  # one per stage
+    assert len(summary["timings_s"]) == 9  # one per stage
 
     html = (out / "report" / "index.html").read_text()
     for section in ("metrics", "overlays", "training", "failures", "timings"):
@@ -36,3 +36,7 @@ def test_quick_demo_writes_every_stage_and_a_complete_report(tmp_path, capsys):
     for name in ("results.json", "segments.jsonl"):
         assert (out / "segment" / name).is_file()
     assert (out / "labelstudio" / "tasks.json").is_file()
+    # the simulated review went through the Label Studio import into a training set
+    assert "What review buys" in html
+    assert (out / "review" / "project-export.json").is_file()
+    assert (out / "review" / "train.json").is_file()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from _cli import run_cli
 
+from aquapose.segmentation.io.brush_rle import mask_to_brush_rle
 from aquapose.segmentation.io.coco import read_coco, write_coco
 from aquapose.segmentation.io.files import write_image
 from aquapose.segmentation.masks import encode_rle, mask_to_box_xyxy
@@ -86,3 +87,48 @@ def test_pull_from_nowhere_says_why_without_the_token(
     assert code == 1 and "cannot reach Label Studio" in err
     assert secret not in out + err
     assert not (tmp_path / "o.json").exists()
+
+
+def test_export_order_uncertain_and_import_onto_a_training_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mask = np.zeros((24, 32), bool)
+    mask[4:12, 6:20] = True
+    frames = []
+    for n, extra in enumerate([{}, {"rejected_boxes_xyxy": [[1, 1, 4, 4]]}]):
+        write_image(tmp_path / "frames" / f"f{n}.png", np.zeros((24, 32, 3), np.uint8))
+        inst = Instance(mask_to_box_xyxy(mask), encode_rle(mask), score=0.9)
+        frames.append(
+            AnnotatedFrame(n + 1, f"frames/f{n}.png", 32, 24, "cam1", n, "v.mp4", (inst,), extra)
+        )
+    train = write_coco(frames, tmp_path / "train.json")
+    args = ["ls", "export", str(train), "--out", str(tmp_path / "ls"), "--order", "uncertain"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert [t["data"]["frame_index"] for t in tasks] == [1, 0]
+    assert tasks[0]["data"]["review_reasons"] == "rejected: unknown"
+    code, _, err = run_cli([*args[:-1], "sideways"], capsys)
+    assert code == 1 and "order must be one of file, uncertain" in err
+    # the reviewer repaints the first task of the queue: one fish, now bigger
+    fixed = np.zeros((24, 32), bool)
+    fixed[2:20, 2:30] = True
+    result = [dict(tasks[0]["predictions"][0]["result"][0])]
+    result[0]["value"] = {**result[0]["value"], "rle": mask_to_brush_rle(fixed)}
+    export = [
+        {"id": 1, "data": tasks[0]["data"], "annotations": [{"id": 1, "result": result}]},
+        {"id": 2, "data": tasks[1]["data"], "annotations": []},
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    out = tmp_path / "work" / "reviewed_train.json"
+    args = ["ls", "import", str(tmp_path / "export.json"), "--out", str(out)]
+    args += ["--image-root", str(tmp_path), "--onto", str(train)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "1 frames replaced, 0 added, 2 in all" in " ".join(err.split())
+    got = read_coco(out)
+    assert [f.image_id for f in got] == [1, 2]
+    assert np.array_equal(got[0].instances[0].mask(), mask)  # not reviewed: pseudo-label
+    assert np.array_equal(got[1].instances[0].mask(), fixed)  # reviewed
+    assert "rejected_boxes_xyxy" not in got[1].extra
+    assert (out.parent / got[1].image_path).resolve() == (tmp_path / "frames" / "f1.png").resolve()

@@ -19,6 +19,7 @@ from aquapose.segmentation.labels import (
     relative_path,
     stratified_split,
     to_coco_dataset,
+    with_reviewed,
 )
 from aquapose.segmentation.masks import encode_rle
 from aquapose.segmentation.types import AnnotatedFrame, Detection, Instance
@@ -214,3 +215,45 @@ def test_written_dataset_round_trips(tmp_path: Path) -> None:
     assert [f.extra.get("negative", False) for f in back] == [
         f.extra.get("negative", False) for f in data
     ]
+
+
+def test_rejected_boxes_carry_their_reasons(tmp_path: Path) -> None:
+    write_image(tmp_path / "f.png", np.zeros((40, 40, 3), np.uint8))
+    kept = Instance([0, 0, 10, 10], encode_rle(_mask(50)), score=0.9, extra={"accepted": True})
+    dropped = Instance(
+        [20, 20, 30, 30],
+        encode_rle(_mask(5)),
+        extra={"accepted": False, "reject_reason": "small_area"},
+    )
+    frame = AnnotatedFrame(1, "f.png", 40, 40, "cam0", 0, instances=(kept, dropped))
+    (out,) = to_coco_dataset([frame], tmp_path, tmp_path, negative_fraction=0.0)
+    assert out.extra["rejected_boxes_xyxy"] == [[20.0, 20.0, 30.0, 30.0]]
+    assert out.extra["rejected_reasons"] == ["small_area"]
+
+
+def test_with_reviewed_replaces_frames_by_image_file_and_adds_the_others(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "frames" / f"{name}.png", np.zeros((40, 40, 3), np.uint8))
+    fish = Instance([0, 0, 10, 10], encode_rle(_mask(50)), score=0.9)
+    base = [
+        AnnotatedFrame(1, "../frames/a.png", 40, 40, "cam0", 0, instances=(fish,)),
+        AnnotatedFrame(2, "../frames/b.png", 40, 40, "cam0", 1, instances=(fish,)),
+    ]
+    human = Instance([0, 0, 20, 20], encode_rle(_mask(400)))
+    reviewed = [  # absolute paths, as imported without an output file; ids of another file
+        AnnotatedFrame(
+            9, str(tmp_path / "frames/b.png"), 40, 40, "cam0", 1, instances=(human, human)
+        ),
+        AnnotatedFrame(2, str(tmp_path / "frames/c.png"), 40, 40, "cam0", 2, instances=()),
+    ]
+    merged = with_reviewed(base, tmp_path / "labels", reviewed, tmp_path, tmp_path / "review")
+    assert (merged.replaced, merged.added) == (1, 1)
+    assert [f.image_id for f in merged.frames] == [1, 2, 3]  # kept base id; a free id
+    assert [f.image_path for f in merged.frames] == [
+        "../frames/a.png",
+        "../frames/b.png",
+        "../frames/c.png",
+    ]
+    assert [len(f.instances) for f in merged.frames] == [1, 2, 0]
+    with pytest.raises(ValueError, match="are both"):
+        with_reviewed(base, tmp_path / "labels", reviewed * 2, tmp_path, tmp_path)

@@ -321,3 +321,11 @@ def test_background_model_needs_backgrounds_and_keeps_the_flag(tmp_path):
     rgb = MaskRCNNSegmentor(LIGHT_ARCH, crop_size=64, device="cpu", settings=settings)
     with pytest.raises(ValueError, match="without the background"):
         rgb.predict([crop], backgrounds=[crop])
+
+
+def test_starting_from_a_checkpoint_needs_the_same_inputs(tmp_path):
+    seg = MaskRCNNSegmentor(LIGHT_ARCH, crop_size=64, device="cpu", background_input=True)
+    path = seg.save(tmp_path / "bg.pt")
+    build_model(LIGHT_ARCH, weights=path, crop_size=64, background_input=True)
+    with pytest.raises(ValueError, match="with the background as input"):
+        build_model(LIGHT_ARCH, weights=path, crop_size=64)

@@ -27,8 +27,10 @@ def demo(
 ) -> None:
     """Run the whole chain on built-in synthetic data and write an HTML report.
 
-    synth -> detect -> pseudolabel -> Label Studio export -> train (light model)
-    -> evaluate against ground truth -> segment a held-out clip -> report.
+    synth -> detect -> pseudolabel -> Label Studio export (review queue) -> train
+    (light model) -> evaluate against ground truth -> segment a held-out clip ->
+    simulated review of the queue's first frames (ground truth stands in for a
+    person; review_frames in --config, 0: off) and what it buys -> report.
     Each stage prints the `aquapose` command that does the same, so you can repeat
     any step on your own videos. About 5-10 minutes on a 2-core CPU (--quick: 1-2
     minutes).

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from aquapose.cli._app import app, console
 from aquapose.cli._config import config_option, print_config_option, resolve_config
-from aquapose.segmentation.io.labelstudio import ExportConfig, ImportConfig
+from aquapose.segmentation.io.labelstudio import DEFAULT_LOW_SCORE, ExportConfig, ImportConfig
 
 ls_app = typer.Typer(
     name="ls",
@@ -28,12 +29,28 @@ _IMAGE_ROOT_HELP = (
     "(or the folder --url-prefix serves)."
 )
 _EXPORT_FLAGS: dict[str, str | tuple[str, ...]] = {
-    name: name for name in ("image_root", "url_prefix", "polygons", "model_version")
+    name: name
+    for name in ("image_root", "url_prefix", "polygons", "model_version", "order", "low_score")
 }
 _IMPORT_FLAGS: dict[str, str | tuple[str, ...]] = {
     name: name for name in ("url_prefix", "alpha_threshold")
 }
 _URL_PREFIX_HELP = "Image URLs as PREFIX + path relative to the image root, not local-files URLs."
+_ORDER_HELP = (
+    "Task order: 'file' (the COCO file's) or 'uncertain' (the review queue: frames whose labels "
+    "the chain trusts least first; uncertainty = rejected masks + 2 x merged blobs + box-only "
+    "fish + sum(1 - score) of the kept masks; ties keep the file order). Every task's data "
+    "carries uncertainty, review_reasons and review_rank either way."
+)
+_LOW_SCORE_HELP = "Kept masks scored below this are named in a task's review_reasons."
+
+
+def _order_option() -> Any:
+    return typer.Option("file", "--order", help=_ORDER_HELP)
+
+
+def _low_score_option() -> Any:
+    return typer.Option(DEFAULT_LOW_SCORE, "--low-score", min=0.0, max=1.0, help=_LOW_SCORE_HELP)
 
 
 def _how_to(out: Path, root: Path, url_prefix: str | None) -> str:
@@ -82,6 +99,8 @@ def export_cmd(
         False, "--polygons", help="Predictions as polygons (editable points; lossy) not brush."
     ),
     model_version: str = typer.Option("aquapose", "--model-version", help="Predictions' tag."),
+    order: str = _order_option(),
+    low_score: float = _low_score_option(),
     config: Path | None = config_option(),
     print_config: bool = print_config_option(ExportConfig),
 ) -> None:
@@ -89,14 +108,17 @@ def export_cmd(
 
     OUT/tasks.json holds one task per frame, OUT/labeling_config.xml the config
     (BrushLabels, label fish); then it prints how to load them in Label Studio.
+    With --order uncertain the tasks form a review queue: reviewing the first K
+    fixes the frames with the most rejected masks, merged blobs, box-only fish
+    and low scores (each task's data says why: review_reasons).
     """
     from aquapose.segmentation.io.labelstudio import export_to_label_studio
 
     cfg = resolve_config(ExportConfig, ctx, config, _EXPORT_FLAGS)
     export = export_to_label_studio(coco, out, **asdict(cfg))
     console.print(
-        f"wrote {export.tasks_json} ({export.tasks} tasks, {export.regions} regions) and "
-        f"{export.config_xml}",
+        f"wrote {export.tasks_json} ({export.tasks} tasks, {export.regions} regions, "
+        f"{cfg.order} order) and {export.config_xml}",
         highlight=False,
     )
     console.print(
@@ -117,6 +139,13 @@ def import_cmd(
     alpha_threshold: int = typer.Option(
         128, "--alpha-threshold", min=1, max=255, help="Brush pixels with alpha >= this are fish."
     ),
+    onto: Path | None = typer.Option(
+        None,
+        "--onto",
+        help="COCO training set (e.g. work/labels/train.json) to write with the reviewed "
+        "frames in place of their pseudo-labels (matched by image file) and reviewed frames "
+        "it lacks added; without it OUT holds the reviewed frames only.",
+    ),
     config: Path | None = config_option(),
     print_config: bool = print_config_option(ImportConfig),
 ) -> None:
@@ -125,14 +154,30 @@ def import_cmd(
     Per task the newest non-cancelled annotation is kept; cancelled/skipped and
     unannotated tasks are left out and counted; a frame submitted with no regions
     stays, with no fish. A bad export fails with one message and writes nothing.
+    Reviewed frames lose the pseudo-labeler's trust marks (rejected boxes, box-only
+    and merged flags): a reviewed mask is trusted.
     """
+    from aquapose.segmentation.io.coco import read_coco, write_coco
     from aquapose.segmentation.io.labelstudio import import_from_label_studio
+    from aquapose.segmentation.labels import with_reviewed
 
     cfg = resolve_config(ImportConfig, ctx, config, _IMPORT_FLAGS)
-    report = import_from_label_studio(
-        export_json, image_root=image_root, out_coco=out, **asdict(cfg)
+    if onto is None:
+        report = import_from_label_studio(
+            export_json, image_root=image_root, out_coco=out, **asdict(cfg)
+        )
+        console.print(f"wrote {out}: {report.summary()}", highlight=False)
+        return
+    base = read_coco(onto)
+    report = import_from_label_studio(export_json, image_root=image_root, **asdict(cfg))
+    merged = with_reviewed(base, onto.parent, report.frames, image_root, out.parent)
+    info = {"description": f"{onto.name} with frames reviewed in {export_json.name}"}
+    write_coco(merged.frames, out, info=info)
+    console.print(
+        f"wrote {out}: {report.summary()}; onto {onto}: {merged.replaced} frames replaced, "
+        f"{merged.added} added, {len(merged.frames)} in all",
+        highlight=False,
     )
-    console.print(f"wrote {out}: {report.summary()}", highlight=False)
 
 
 @ls_app.command("push")
@@ -150,6 +195,8 @@ def push_cmd(
     url_prefix: str | None = typer.Option(None, "--url-prefix", help=_URL_PREFIX_HELP),
     polygons: bool = typer.Option(False, "--polygons", help="Predictions as polygons."),
     model_version: str = typer.Option("aquapose", "--model-version", help="Predictions' tag."),
+    order: str = _order_option(),
+    low_score: float = _low_score_option(),
     storage: bool = typer.Option(
         True,
         "--storage/--no-storage",

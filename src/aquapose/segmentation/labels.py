@@ -6,6 +6,8 @@
   detection, written as PNG under ``out_dir/negatives/``);
 - :func:`stratified_split` splits frames into train/val per camera, never putting
   one frame (or a negative crop of it) in both.
+- :func:`with_reviewed` puts reviewed frames (imported from Label Studio) in place of
+  their pseudo-labels in a training set.
 - :func:`contact_sheet` draws crops with their mask outlines for a quick look.
 """
 
@@ -114,6 +116,65 @@ def _rebase(frame: AnnotatedFrame, image_root: Path, out_dir: Path) -> str:
     return relative_path(frame.resolve_image(image_root), out_dir)
 
 
+# ----------------------------------------------------------------------------- review
+
+
+@dataclass(frozen=True)
+class ReviewedSet:
+    """What :func:`with_reviewed` returns: the frames and how the review changed the set."""
+
+    frames: list[AnnotatedFrame]
+    replaced: int
+    added: int
+
+
+def with_reviewed(
+    base: Sequence[AnnotatedFrame],
+    base_dir: str | Path,
+    reviewed: Sequence[AnnotatedFrame],
+    reviewed_dir: str | Path,
+    out_dir: str | Path,
+) -> ReviewedSet:
+    """``base`` with each reviewed frame in place of the base frame of the same image file,
+    then the reviewed frames ``base`` lacks (e.g. frames whose every mask was rejected).
+
+    A frame is matched by its image file (resolved against ``base_dir`` /
+    ``reviewed_dir``); a replaced frame keeps its base ``image_id``, an added one gets
+    a new id when its own is taken. Every ``image_path`` comes out relative to
+    ``out_dir`` (the folder the result will be written to).
+    """
+    base_dir, reviewed_dir, out_dir = Path(base_dir), Path(reviewed_dir), Path(out_dir)
+    by_image: dict[Path, AnnotatedFrame] = {}
+    for frame in reviewed:
+        path = frame.resolve_image(reviewed_dir).resolve()
+        if path in by_image:
+            raise ValueError(
+                f"reviewed frames {by_image[path].image_id} and {frame.image_id} are both {path}"
+            )
+        by_image[path] = frame
+    frames, used = [], set()
+    for frame in base:
+        path = frame.resolve_image(base_dir).resolve()
+        review = by_image.get(path)
+        if review is not None:
+            used.add(path)
+            frame = replace(review, image_id=frame.image_id)
+        frames.append(replace(frame, image_path=relative_path(path, out_dir)))
+    taken = {f.image_id for f in frames}
+    next_id = 1 + max(taken, default=0)
+    added = 0
+    for path, frame in by_image.items():
+        if path in used:
+            continue
+        image_id = frame.image_id
+        if image_id in taken:
+            image_id, next_id = next_id, next_id + 1
+        taken.add(image_id)
+        frames.append(replace(frame, image_id=image_id, image_path=relative_path(path, out_dir)))
+        added += 1
+    return ReviewedSet(frames, len(used), added)
+
+
 # ----------------------------------------------------------------------------- dataset
 
 
@@ -150,7 +211,8 @@ def to_coco_dataset(
         seed: seeds the choice of negatives.
     Returns:
         Positive frames (those with accepted masks, only the accepted instances;
-        ``extra["rejected_boxes_xyxy"]`` lists the boxes of rejected ones) then
+        ``extra["rejected_boxes_xyxy"]`` lists the boxes of rejected ones,
+        ``extra["rejected_reasons"]`` their ``reject_reason``) then
         negatives (``extra["negative"] = True``; crops also carry
         ``source_file_name`` and ``crop_box_xyxy``), with the source ``camera_id``,
         ``frame_index`` and ``video``. Negative crops get new image ids.
@@ -202,9 +264,10 @@ def _sort_frames(
         if not kept:
             continue
         extra = dict(frame.extra)
-        rejected = [i.box_xyxy.tolist() for i in frame.instances if not _is_accepted(i.extra)]
-        if rejected:
-            extra["rejected_boxes_xyxy"] = rejected
+        dropped = [i for i in frame.instances if not _is_accepted(i.extra)]
+        if dropped:
+            extra["rejected_boxes_xyxy"] = [i.box_xyxy.tolist() for i in dropped]
+            extra["rejected_reasons"] = [i.extra.get("reject_reason") for i in dropped]
         positives.append(replace(frame, image_path=path, instances=kept, extra=extra))
     return positives, empty, fish_frames
 

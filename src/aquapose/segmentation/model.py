@@ -280,6 +280,12 @@ def build_model(
                 f"{weights}: checkpoint is a {checkpoint['arch']!r} model, not {arch!r}; "
                 "use MaskRCNNSegmentor.load(path) to rebuild it as saved"
             )
+        if bool(checkpoint.get("background_input", False)) != background_input:
+            saved = "with" if checkpoint.get("background_input") else "without"
+            raise ValueError(
+                f"{weights}: checkpoint is a model {saved} the background as input; train "
+                f"from it {saved} backgrounds (--backgrounds)"
+            )
         model.load_state_dict(state)
     return model
 

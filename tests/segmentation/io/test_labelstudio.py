@@ -19,6 +19,7 @@ from aquapose.segmentation.io.files import read_image, write_image
 from aquapose.segmentation.io.labelstudio import (
     LabelStudioFormatError,
     export_to_label_studio,
+    exported_task,
     import_from_label_studio,
     labeling_config,
 )
@@ -525,3 +526,94 @@ def test_push_refuses_to_reuse_a_project_with_another_config() -> None:
     other = '<View><Image name="image" value="$image"/><BrushLabels name="mask" toName="image">'
     with pytest.raises(ValueError, match="project 'p' exists"):
         _check_config(other + '<Label value="coral"/></BrushLabels></View>', "p", polygons=False)
+
+
+# ----------------------------------------------------------------------------- review queue
+
+
+def _rect(top: int, left: int, height: int = 6, width: int = 10) -> np.ndarray:
+    mask = np.zeros((24, 40), bool)
+    mask[top : top + height, left : left + width] = True
+    return mask
+
+
+def _fish(mask: np.ndarray, score: float = 0.99, **extra: Any) -> Instance:
+    return Instance(mask_to_box_xyxy(mask), encode_rle(mask), score=score, fish_id=7, extra=extra)
+
+
+def _queue_coco(tmp_path: Path) -> Path:
+    """Six frames, one per kind of doubt, in an order that is not the queue's."""
+    write_image(tmp_path / "f.png", np.zeros((24, 40, 3), np.uint8))
+    a, b = _rect(2, 2), _rect(12, 20)
+    kinds: list[tuple[tuple[Instance, ...], dict[str, Any]]] = [
+        ((_fish(a), _fish(b)), {}),  # clean: 0.02
+        ((_fish(a, 0.5),), {}),  # low score: 0.5
+        ((_fish(a), _fish(b, mask_trusted=False)), {}),  # box-only: 1.01
+        ((_fish(a, accepted=False, reject_reason="low_contrast"), _fish(b)), {}),  # 1.01
+        (  # as in train.json: two rejected boxes and their reasons: 2.01
+            (_fish(a),),
+            {
+                "rejected_boxes_xyxy": [[0, 0, 4, 4], [5, 5, 9, 9]],
+                "rejected_reasons": ["low_contrast", "small_area"],
+            },
+        ),
+        ((_fish(a, 0.9),), {"ignore_regions_xyxy": [[10, 10, 30, 20]]}),  # merged: 2.1
+    ]
+    frames = [
+        AnnotatedFrame(n + 1, "f.png", 40, 24, "cam0", n, "v.mp4", instances, extra)
+        for n, (instances, extra) in enumerate(kinds)
+    ]
+    return write_coco(frames, tmp_path / "labels.json")
+
+
+def test_uncertain_order_puts_rejected_merged_and_box_only_frames_first(tmp_path: Path) -> None:
+    coco = _queue_coco(tmp_path)
+    by_file = json.loads(export_to_label_studio(coco, tmp_path / "a").tasks_json.read_text())
+    assert [t["data"]["frame_index"] for t in by_file] == [0, 1, 2, 3, 4, 5]  # default: as is
+    export = export_to_label_studio(coco, tmp_path / "b", order="uncertain")
+    tasks = json.loads(export.tasks_json.read_text())
+    assert [t["data"]["frame_index"] for t in tasks] == [5, 4, 2, 3, 1, 0]  # 2, 3: tie, file order
+    assert [t["data"]["review_rank"] for t in tasks] == [1, 2, 3, 4, 5, 6]
+    assert [t["data"]["uncertainty"] for t in tasks] == pytest.approx(
+        [2.1, 2.01, 1.01, 1.01, 0.5, 0.02]
+    )
+    reasons = [t["data"]["review_reasons"] for t in tasks]
+    assert reasons == [
+        "merged blob x1",
+        "rejected: low_contrast, small_area",
+        "box-only fish x1",
+        "rejected: low_contrast",
+        "low score 0.50",
+        "",
+    ]
+    # the file-ordered export carries the same queue fields
+    assert by_file[5]["data"]["review_rank"] == 1 and by_file[0]["data"]["review_rank"] == 6
+    with pytest.raises(ValueError, match="order must be one of file, uncertain"):
+        export_to_label_studio(coco, tmp_path / "c", order="random")
+
+
+def test_a_scripted_review_round_trip_gives_the_painted_masks_as_trusted_labels(
+    tmp_path: Path,
+) -> None:
+    coco = _queue_coco(tmp_path)
+    tasks = json.loads(export_to_label_studio(coco, tmp_path / "ls").tasks_json.read_text())
+    # frame 2: the reviewer corrects the box-only fish's mask and paints a missed fish
+    corrected, missed = _rect(12, 21, 7, 9), _rect(18, 2, 4, 8)
+    exported = [
+        exported_task(t, [corrected, missed] if n == 2 else None, task_id=n + 1)
+        for n, t in enumerate(tasks)
+    ]
+    report = import_from_label_studio(exported, image_root=tmp_path)
+    assert (report.imported, report.unreviewed) == (1, 5)
+    frame = report.frames[0]
+    assert frame.frame_index == 2
+    assert len(frame.instances) == 2
+    for inst, painted in zip(frame.instances, [corrected, missed], strict=True):
+        assert np.array_equal(inst.mask(), painted)
+    fixed, new = frame.instances
+    assert fixed.fish_id == 7 and new.fish_id is None  # the corrected prediction kept its fish
+    assert "mask_trusted" not in fixed.extra and "accepted" not in fixed.extra
+    # a reviewed train.json frame no longer points at rejected boxes to avoid
+    exported = [exported_task(tasks[4], [_rect(2, 2)], task_id=5)]
+    frame = import_from_label_studio(exported, image_root=tmp_path).frames[0]
+    assert "rejected_boxes_xyxy" not in frame.extra and "rejected_reasons" not in frame.extra

@@ -11,9 +11,33 @@ Export (:func:`export_to_label_studio`): one task per frame with the pseudo-labe
 ``data`` also carries ``camera_id``, ``frame_index``, ``video``, ``image_id``, ``width``,
 ``height``, ``aquapose_regions`` (region id -> the fish it came from, so ``fish_id``
 and the per-fish COCO extras survive review) and ``aquapose_extra`` (the image's extra
-COCO keys).
+COCO keys), and the review queue's ``uncertainty``, ``review_reasons`` and ``review_rank``
+(see :func:`review_uncertainty`; Label Studio's data manager shows and sorts them).
+
+Review queue (``order="uncertain"``): tasks come least-trusted first, so a reviewer who
+stops after K tasks has fixed the labels the chain trusts least. A frame's uncertainty
+counts the fish whose mask the chain does not trust, plus the doubt in the masks it kept:
+
+    uncertainty = rejected + 2 * merged + box_only + sum(1 - score of each kept mask)
+
+- *rejected*: a mask the quality filter rejected (``accepted: false`` on an instance, as in
+  ``pseudolabels.json``; or an entry of the image's ``rejected_boxes_xyxy``, as in
+  ``train.json``, with its reason from ``rejected_reasons``): a fish without a usable label;
+- *merged*: a blob flagged as probably several fish (an instance with ``merged: true`` or
+  ``reject_reason: "merged"``, or an entry of the image's ``ignore_regions_xyxy``): at least
+  two fish without a mask, hence weight 2;
+- *box_only*: an instance with ``mask_trusted: false`` (its box is trusted, its mask not);
+- *score*: the detection score of each other (kept) mask; one below ``low_score`` is named
+  in the reasons.
+
+Ties keep the file order. Label Studio numbers imported tasks in file order and its
+default labeling stream follows those ids, so the queue order carries over.
 
 Import (:func:`import_from_label_studio`), the policy:
+- a reviewed frame is a human label: the pseudo-labeler's trust marks are dropped from it
+  (per fish ``accepted``, ``reject_reason``, ``mask_trusted``, ``merged``; per image
+  ``rejected_boxes_xyxy``, ``rejected_reasons``, ``ignore_regions_xyxy``), so training
+  uses every reviewed mask and no longer avoids or ignores parts of the frame;
 - reads a project's JSON export (``annotations``, or ``completions`` of older versions);
 - per task, the annotation kept is the newest (``updated_at``, then ``created_at``, then
   id) of the non-cancelled ones, those marked ``ground_truth`` first; the others are
@@ -36,9 +60,11 @@ Import (:func:`import_from_label_studio`), the policy:
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,7 +87,7 @@ from aquapose.segmentation.io.files import (
     read_image,
     read_json,
 )
-from aquapose.segmentation.masks import encode_rle, mask_to_box_xyxy
+from aquapose.segmentation.masks import encode_rle, mask_iou, mask_to_box_xyxy
 from aquapose.segmentation.types import AnnotatedFrame, Instance
 
 LABEL = "fish"
@@ -73,6 +99,13 @@ REGIONS_KEY = "aquapose_regions"
 EXTRA_KEY = "aquapose_extra"
 _RESULT_TYPES = {"brushlabels": BRUSH_NAME, "polygonlabels": POLYGON_NAME}
 _POLYGON_SHIFT = 8  # cv2.fillPoly sub-pixel bits
+#: Task orders of :func:`export_to_label_studio`.
+ORDERS = ("file", "uncertain")
+#: Kept masks scored below this are named in a task's ``review_reasons``.
+DEFAULT_LOW_SCORE = 0.8
+#: The pseudo-labeler's trust marks, dropped from reviewed frames on import.
+_TRUST_KEYS = ("accepted", "reject_reason", "mask_trusted", "merged")
+_FRAME_TRUST_KEYS = ("rejected_boxes_xyxy", "rejected_reasons", "ignore_regions_xyxy")
 
 
 class LabelStudioFormatError(ValueError):
@@ -163,6 +196,8 @@ class ExportConfig:
     url_prefix: str | None = None
     polygons: bool = False
     model_version: str = "aquapose"
+    order: str = "file"
+    low_score: float = DEFAULT_LOW_SCORE
 
 
 @dataclass(frozen=True)
@@ -182,6 +217,8 @@ def export_to_label_studio(
     url_prefix: str | None = None,
     polygons: bool = False,
     model_version: str = "aquapose",
+    order: str = "file",
+    low_score: float = DEFAULT_LOW_SCORE,
 ) -> LabelStudioExport:
     """Write ``out_dir/tasks.json`` (one task per frame, fish as predictions) and
     ``out_dir/labeling_config.xml``.
@@ -197,6 +234,11 @@ def export_to_label_studio(
         url_prefix: serve images as ``url_prefix + relative path`` instead of local-files URLs.
         polygons: predictions as polygons (percent coordinates) instead of brush RLE.
         model_version: the predictions' ``model_version``.
+        order: ``"file"`` (the frames' order) or ``"uncertain"``: the review queue, the
+            frames whose labels the chain trusts least first (rule in the module
+            docstring; every task's ``data`` carries ``uncertainty``, ``review_reasons``
+            and ``review_rank`` either way).
+        low_score: kept masks scored below this are named in ``review_reasons``.
     """
     tasks, root = frames_to_tasks(
         coco,
@@ -205,6 +247,8 @@ def export_to_label_studio(
         url_prefix=url_prefix,
         polygons=polygons,
         model_version=model_version,
+        order=order,
+        low_score=low_score,
     )
     out_dir = Path(out_dir)
     regions = sum(len(t["predictions"][0]["result"]) for t in tasks)
@@ -223,9 +267,15 @@ def frames_to_tasks(
     url_prefix: str | None = None,
     polygons: bool = False,
     model_version: str = "aquapose",
+    order: str = "file",
+    low_score: float = DEFAULT_LOW_SCORE,
 ) -> tuple[list[dict[str, Any]], Path]:
     """Frames -> Label Studio tasks (list of dicts) and the image root used; see
     :func:`export_to_label_studio`."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    if not 0.0 <= low_score <= 1.0:
+        raise ValueError(f"low_score must be in [0, 1], got {low_score}")
     if isinstance(coco, (str, Path)):
         frames: Sequence[AnnotatedFrame] = read_coco(coco)
         coco_dir = Path(coco).parent if coco_dir is None else coco_dir
@@ -258,8 +308,63 @@ def frames_to_tasks(
                 "serves files under one root: pass image_root (the local-files document root)"
             )
         rel = path.relative_to(root).as_posix()
-        tasks.append(_frame_task(frame, _image_url(rel, url_prefix), polygons, model_version))
+        task = _frame_task(frame, _image_url(rel, url_prefix), polygons, model_version)
+        uncertainty, reasons = review_uncertainty(frame, low_score)
+        task["data"]["uncertainty"] = round(uncertainty, 4)
+        task["data"]["review_reasons"] = "; ".join(reasons)
+        tasks.append(task)
+    queue = sorted(range(len(tasks)), key=lambda k: -tasks[k]["data"]["uncertainty"])
+    for rank, k in enumerate(queue, 1):
+        tasks[k]["data"]["review_rank"] = rank
+    if order == "uncertain":
+        tasks = [tasks[k] for k in queue]
     return tasks, root
+
+
+def review_uncertainty(
+    frame: AnnotatedFrame, low_score: float = DEFAULT_LOW_SCORE
+) -> tuple[float, list[str]]:
+    """How little the chain trusts a frame's labels, and why (the review queue's rule).
+
+    Returns ``rejected + 2 * merged + box_only + sum(1 - score)`` over the kept masks
+    (see the module docstring for what each counts) and the reasons, e.g.
+    ``["rejected: low_contrast x2, small_area", "box-only fish x1", "low score 0.42"]``.
+    A negative or empty frame scores 0 with no reasons.
+    """
+    rejected: Counter[str] = Counter()
+    merged = box_only = 0
+    doubt = 0.0
+    low: list[float] = []
+    for inst in frame.instances:
+        extra = inst.extra
+        if extra.get("merged") is True or extra.get("reject_reason") == "merged":
+            merged += 1
+        elif extra.get("accepted") is False:
+            rejected[str(extra.get("reject_reason") or "unknown")] += 1
+        elif extra.get("mask_trusted") is False or inst.rle is None:
+            box_only += 1
+        elif inst.score is not None:
+            doubt += 1.0 - float(inst.score)
+            if inst.score < low_score:
+                low.append(float(inst.score))
+    boxes = frame.extra.get("rejected_boxes_xyxy")
+    boxes = boxes if isinstance(boxes, list) else []
+    why = frame.extra.get("rejected_reasons")
+    why = why if isinstance(why, list) and len(why) == len(boxes) else ["unknown"] * len(boxes)
+    rejected.update(str(r or "unknown") for r in why)
+    regions = frame.extra.get("ignore_regions_xyxy")
+    merged += len(regions) if isinstance(regions, list) else 0
+    reasons = []
+    if rejected:
+        counts = (f"{r} x{n}" if n > 1 else r for r, n in sorted(rejected.items()))
+        reasons.append("rejected: " + ", ".join(counts))
+    if merged:
+        reasons.append(f"merged blob x{merged}")
+    if box_only:
+        reasons.append(f"box-only fish x{box_only}")
+    if low:
+        reasons.append("low score " + ", ".join(f"{v:.2f}" for v in sorted(low)))
+    return sum(rejected.values()) + 2.0 * merged + box_only + doubt, reasons
 
 
 def _common_folder(folders: Sequence[Path]) -> Path | None:
@@ -359,6 +464,69 @@ def _mask_polygons(mask: np.ndarray) -> list[list[list[float]]]:
         )
         shapes.append(percent.tolist())
     return shapes
+
+
+def exported_task(
+    task: dict[str, Any],
+    masks: Sequence[np.ndarray] | None,
+    *,
+    task_id: int,
+    annotation_id: int | None = None,
+    when: str = "2026-01-01T00:00:00.000000Z",
+    match_iou: float = 0.5,
+) -> dict[str, Any]:
+    """``task`` (from :func:`export_to_label_studio`) as Label Studio's JSON export holds it
+    after a reviewer submitted ``masks`` (bool ``(H, W)``, frame space; ``[]``: no fish) as
+    its fish, or, with ``masks=None``, left it unannotated.
+
+    One brush region per non-empty mask. A mask that overlaps a predicted fish with IoU >=
+    ``match_iou`` keeps that prediction's region id, as when a reviewer corrects a
+    prediction, so its fish id and extras come back on import; others are new regions.
+    For scripted reviews and tests (the demo's simulated reviewer).
+    """
+    out: dict[str, Any] = {"id": int(task_id), **copy.deepcopy(task)}
+    if masks is None:
+        out["annotations"] = []
+        return out
+    data = task["data"]
+    width, height = int(data["width"]), int(data["height"])
+    annotation_id = int(task_id if annotation_id is None else annotation_id)
+    predicted: dict[int, tuple[str, np.ndarray]] = {}  # fish -> (first region id, mask)
+    regions = data.get(REGIONS_KEY) or {}
+    for result in (task.get("predictions") or [{}])[0].get("result", []):
+        fish = regions.get(result.get("id"), {}).get("fish")
+        if result.get("type") != "brushlabels" or fish is None:
+            continue
+        mask = brush_rle_to_mask(result["value"]["rle"], width, height)
+        rid, old = predicted.get(fish, (result["id"], np.zeros_like(mask)))
+        predicted[fish] = (rid, old | mask)
+    results = []
+    for n, mask in enumerate(masks):
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (height, width):
+            raise ValueError(
+                f"task {task_id}: mask {n} is {mask.shape}, the image {height}x{width}"
+            )
+        if not mask.any():
+            continue
+        best = max(predicted, key=lambda f: mask_iou(mask, predicted[f][1]), default=None)
+        region_id = f"r{annotation_id}_{n}"
+        if best is not None and mask_iou(mask, predicted[best][1]) >= match_iou:
+            region_id = predicted.pop(best)[0]
+        results.append(_region(region_id, width, height, mask, None))
+    out["annotations"] = [
+        {
+            "id": annotation_id,
+            "completed_by": 1,
+            "result": results,
+            "was_cancelled": False,
+            "ground_truth": False,
+            "created_at": when,
+            "updated_at": when,
+            "lead_time": 0.0,
+        }
+    ]
+    return out
 
 
 # ----------------------------------------------------------------------------- import
@@ -510,7 +678,7 @@ class _ImportContext:
                     box_xyxy=mask_to_box_xyxy(mask),
                     rle=encode_rle(mask),
                     fish_id=int(fish_id) if _is_int(fish_id) else None,
-                    extra=dict(extra) if isinstance(extra, dict) else {},
+                    extra=_without(extra, _TRUST_KEYS),
                 )
             )
         image_path = str(path)
@@ -528,7 +696,7 @@ class _ImportContext:
                 video=str(data.get("video", "")),
                 instances=tuple(instances),
                 extra={
-                    **(data[EXTRA_KEY] if isinstance(data.get(EXTRA_KEY), dict) else {}),
+                    **_without(data.get(EXTRA_KEY), _FRAME_TRUST_KEYS),
                     "ls_task_id": task.get("id"),
                     "ls_annotation_id": annotation.get("id"),
                 },
@@ -657,6 +825,11 @@ def _annotation_rank(annotation: dict[str, Any]) -> tuple[bool, datetime, int]:
             when = when.replace(tzinfo=timezone.utc)
     ident = annotation.get("id")
     return bool(annotation.get("ground_truth")), when, int(ident) if _is_int(ident) else -1
+
+
+def _without(extra: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """A copy of the ``extra`` dict without ``keys`` (empty when it is not a dict)."""
+    return {k: v for k, v in extra.items() if k not in keys} if isinstance(extra, dict) else {}
 
 
 def _as_int(value: Any, name: str) -> int:

@@ -27,6 +27,7 @@ from aquapose.segmentation.io.brush_rle import DEFAULT_ALPHA_THRESHOLD
 from aquapose.segmentation.io.files import atomic_write_bytes
 from aquapose.segmentation.io.labelstudio import (
     BRUSH_NAME,
+    DEFAULT_LOW_SCORE,
     LABEL,
     POLYGON_NAME,
     ImportReport,
@@ -137,12 +138,15 @@ def push_to_label_studio(
     url_prefix: str | None = None,
     polygons: bool = False,
     model_version: str = "aquapose",
+    order: str = "file",
+    low_score: float = DEFAULT_LOW_SCORE,
     storage: bool = True,
     api_key: str | None = None,
 ) -> PushReport:
     """Create or reuse project ``project`` on ``url`` and import the frames as tasks with
     predictions (see :func:`~aquapose.segmentation.io.labelstudio.export_to_label_studio`
-    for ``coco_dir``, ``image_root``, ``url_prefix``, ``polygons``).
+    for ``coco_dir``, ``image_root``, ``url_prefix``, ``polygons``, ``order`` and
+    ``low_score``; with ``order="uncertain"`` the new tasks get ids in queue order).
 
     With local-files URLs and ``storage``, ``image_root`` is registered as the project's
     local-files storage (it must be the server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``
@@ -155,6 +159,8 @@ def push_to_label_studio(
         url_prefix=url_prefix,
         polygons=polygons,
         model_version=model_version,
+        order=order,
+        low_score=low_score,
     )
     client = connect(url, api_key)
     found = find_project(client, url, project)
