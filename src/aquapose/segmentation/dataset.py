@@ -151,9 +151,9 @@ class CopyPaste(v2.Transform):
 
     Takes and returns ``(tv_tensors.Image, {"boxes": BoundingBoxes, "masks": Mask, "labels":
     Tensor, ...})`` like :func:`build_augmentation`; an image ``[2, 3, H, W]`` is a frame and
-    its background, and fish are pasted into the frame only. Pasted fish get label 1 and, when the
-    target has ``masks_trusted``, a trusted mask; they are never put over an untrusted
-    (box-only) fish or an ``ignore_boxes`` region, whose masks cannot be cut. Random numbers
+    its background, and fish are pasted into the frame only. Pasted fish get label 1 and,
+    when the target has ``masks_trusted``, a trusted mask; they are never put over an
+    untrusted (box-only) fish or an ``ignore_boxes`` region, whose masks cannot be cut. Random numbers
     come from torch's global RNG (seeded per sample by :class:`CropDataset`); with
     ``prob == 0`` none is drawn and the inputs come back untouched.
     """
@@ -650,7 +650,12 @@ class CropDataset(torch.utils.data.Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         # DataLoader workers get the dataset pickled: without the cache
-        return {**self.__dict__, "_cache": OrderedDict(), "_cached_bytes": 0}
+        return {
+            **self.__dict__,
+            "_cache": OrderedDict(),
+            "_cached_bytes": 0,
+            "_background_cache": {},
+        }
 
     def crop(self, index: int) -> CropSample:
         """The un-augmented crop of sample ``index`` (numpy), as used for evaluation."""

@@ -17,8 +17,9 @@ A detection that no mask touches but that stands out clearly from the floor arou
 the low score ``blob_score``. A mask whose pixels match the detector's background (fewer
 than ``static_fraction`` of them differ from it by ``static_diff`` grey levels or more) is
 floor, a wall or a stone, not a fish, unless it touches a detection's blob: it is
-dropped, and the frame's ``static_dropped`` field counts it. Re-checked fish are exempt: a fish that rests for most of the clip is
-part of the background, and was seen moving before.
+dropped, and the frame's ``static_dropped`` field counts it. Re-checked fish are exempt:
+a fish that rests for most of the clip is part of the background, and was seen moving.
+A model trained with the background as input gets the detector's background of each crop.
 
 ``segment_videos`` writes into ``out_dir``:
 
