@@ -8,9 +8,10 @@ frames. Rows:
   loop (aim: ratio >= 0.8). The primed, frozen detector no longer calls ``apply``: it
   evaluates the frozen model's verdict directly (``_frozen_mog2``, bit-identical masks,
   5-8x cheaper than ``apply`` on a 1600x1200 frame), and blobs are kept in their
-  windows (no 1.9 MB frame mask per detection). Measured 1.56-1.62-1.66
-  (min-median-max, 4 runs) on the shared 2-core machine, against 0.54-0.62-0.68 for the
-  detector before (main, 4 runs in the same hour);
+  windows (no 1.9 MB frame mask per detection). Measured (min-median-max) on the 2-core
+  machine: idle, 0.81-0.88-0.97 (6 runs; 75 frames/s) against 0.47-0.50 (2 runs; 44
+  frames/s) for the detector before; loaded by other jobs (which slow the bare loop more),
+  1.56-1.62-1.66 against 0.54-0.62-0.68;
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.
