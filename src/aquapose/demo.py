@@ -397,8 +397,8 @@ def _evaluate_stage(
 
     val_gt = _gt_for_frames(labels / "val.json", gt_paths, eval_dir / "val_truth.json")
     model = MaskRCNNSegmentor.load(model_path)
-    backgrounds = labels.parent / "detect" / "backgrounds" if model.background_input else None
-    model_report = evaluate(model, val_gt, backgrounds=backgrounds)
+    # read only by a model trained with the background as input
+    model_report = evaluate(model, val_gt, backgrounds=labels.parent / "detect" / "backgrounds")
     return [
         Metric("model", "val mean mask IoU vs truth", model_report.mean_mask_iou, 0.90),
         Metric("model", "COCO segm AP", model_report.segm_ap),

@@ -465,6 +465,8 @@ class MOG2Detector:
         self._primed = False
         self._light: LightField | None = None
         self._background: np.ndarray | None = None  # work-scale BGR uint8
+        # (the _background it was made from, background_bgr at frame size)
+        self._background_full: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self._background_grey: np.ndarray | None = None
         self._background_half: np.ndarray | None = None
         self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
@@ -503,7 +505,12 @@ class MOG2Detector:
         height, width = self._frame_shape
         if self._background.shape[:2] == (height, width):
             return self._background
-        return cv2.resize(self._background, (width, height), interpolation=cv2.INTER_LINEAR)
+        # resized once per background (segment reads it every frame)
+        source, full = self._background_full
+        if source is not self._background:
+            full = cv2.resize(self._background, (width, height), interpolation=cv2.INTER_LINEAR)
+            self._background_full = (self._background, full)
+        return full
 
     def _to_work(self, frame: np.ndarray) -> np.ndarray:
         s = self.config.scale
