@@ -16,6 +16,7 @@ from aquapose.segmentation.labels import (
     background_contrast,
     contact_sheet,
     filter_mask,
+    fish_areas,
     relative_path,
     stratified_split,
     to_coco_dataset,
@@ -61,6 +62,29 @@ def test_filter_mask_low_contrast_and_background_contrast() -> None:
     assert contrast[:, :2].max() < 1e-6 and contrast[:, 6:].min() > 0.45
     with pytest.raises(ValueError, match="one shape"):
         background_contrast(frame, background[:4])
+
+
+def test_min_area_follows_the_fish_of_the_video() -> None:
+    cfg = FilterConfig(min_area=100, min_area_ratio=0.25, min_fill=0.0, max_fill=1.0)
+    small_fish = _mask(60)  # an 18 px zebrafish
+    assert filter_mask(small_fish, _det(), cfg) == "small_area"  # no video size known
+    assert filter_mask(small_fish, _det(), cfg, fish_area=80.0) is None  # 60 >= 0.25 x 80
+    assert filter_mask(_mask(19), _det(), cfg, fish_area=80.0) == "small_area"  # a speck
+    # large fish never raise the threshold above min_area
+    assert filter_mask(_mask(100), _det(), cfg, fish_area=4000.0) is None
+    no_ratio = FilterConfig(min_area=100, min_area_ratio=0.0, min_fill=0.0, max_fill=1.0)
+    assert filter_mask(small_fish, _det(), no_ratio, fish_area=80.0) == "small_area"
+
+
+def test_fish_areas_are_per_camera_medians() -> None:
+    def frame(camera: str, areas: list[int]) -> AnnotatedFrame:
+        insts = tuple(
+            Instance(np.array([0.0, 0, 40, 40]), encode_rle(_mask(a)), 1.0) for a in areas
+        )
+        return AnnotatedFrame(1, "a.png", 40, 40, camera, 0, instances=insts)
+
+    sizes = fish_areas([frame("a", [10, 50, 0]), frame("a", [60]), frame("b", [200])])
+    assert sizes == {"a": 50.0, "b": 200.0}  # empty masks do not count
 
 
 def test_filter_config_validation() -> None:

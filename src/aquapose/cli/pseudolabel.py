@@ -48,7 +48,11 @@ def pseudolabel(
         help="classical: compare with each camera's median background (low-contrast filter).",
     ),
     min_score: float = typer.Option(_FILTER.min_score, help="Filter: minimum detection score."),
-    min_area: int = typer.Option(_FILTER.min_area, help="Filter: minimum mask area (pixels)."),
+    min_area: int = typer.Option(_FILTER.min_area, help="Filter: minimum mask area (pixels)..."),
+    min_area_ratio: float = typer.Option(
+        _FILTER.min_area_ratio,
+        help="Filter: ... or, when smaller, this x the camera's median mask area (small fish).",
+    ),
     min_fill: float = typer.Option(_FILTER.min_fill, help="Filter: minimum mask area / box area."),
     max_fill: float = typer.Option(_FILTER.max_fill, help="Filter: maximum mask area / box area."),
     min_contrast: float = typer.Option(
@@ -89,7 +93,7 @@ def pseudolabel(
     names += ["background", "negative_fraction", "crop_size", "val_fraction", "split_block"]
     names += ["seed", "sheet_tiles"]
     flags = {name: name for name in names}
-    for name in ("min_score", "min_area", "min_fill", "max_fill", "min_contrast"):
+    for name in ("min_score", "min_area", "min_area_ratio", "min_fill", "max_fill", "min_contrast"):
         flags[name] = f"filter.{name}"
     cfg = resolve_config(PseudolabelConfig, ctx, config, flags)
     with progress_tasks() as progress:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from aquapose.segmentation.io.files import read_image, relative_path, write_image
-from aquapose.segmentation.masks import as_bool_mask
+from aquapose.segmentation.masks import as_bool_mask, rle_area
 from aquapose.segmentation.types import AnnotatedFrame, Detection, as_box_xyxy
 
 #: Reasons :func:`filter_mask` can give, in the order they are checked.
@@ -35,7 +35,9 @@ class FilterConfig:
 
     Attributes:
         min_score: detections scored below this are rejected (``low_score``).
-        min_area: masks with fewer pixels are rejected (``small_area``; empty masks too).
+        min_area: masks with fewer pixels are rejected (``small_area``; empty masks too)...
+        min_area_ratio: ... or, when smaller, fewer than this x the median mask area of
+            the camera (small fish: 18 px zebrafish cover ~60 px; 0 = ``min_area`` alone).
         min_fill, max_fill: allowed range of mask area / detection box area
             (``low_fill``: the mask lost most of the fish or caught a sliver;
             ``high_fill``: the mask fills the box like a rectangle, i.e. leaked
@@ -47,6 +49,7 @@ class FilterConfig:
 
     min_score: float = 0.6
     min_area: int = 100
+    min_area_ratio: float = 0.25
     min_fill: float = 0.05
     max_fill: float = 0.6
     min_contrast: float = 0.2
@@ -56,8 +59,11 @@ class FilterConfig:
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
         if self.min_contrast < 0:
             raise ValueError(f"min_contrast must be >= 0, got {self.min_contrast}")
-        if self.min_area < 0:
-            raise ValueError(f"min_area must be >= 0, got {self.min_area}")
+        if self.min_area < 0 or self.min_area_ratio < 0:
+            raise ValueError(
+                f"min_area and min_area_ratio must be >= 0, got {self.min_area} and "
+                f"{self.min_area_ratio}"
+            )
         if not 0.0 <= self.min_fill < self.max_fill <= 1.0:
             raise ValueError(
                 f"fill range must satisfy 0 <= min_fill < max_fill <= 1, got "
@@ -70,19 +76,25 @@ def filter_mask(
     detection: Detection,
     config: FilterConfig | None = None,
     contrast: float | None = None,
+    fish_area: float | None = None,
 ) -> str | None:
     """Why ``mask`` (bool (H, W) frame mask of ``detection``) is rejected, or None.
 
     ``contrast`` is the mask's mean :func:`background_contrast` when a background is
-    known (the ``low_contrast`` check is skipped without it). Returns one of
-    :data:`REJECT_REASONS`; the first failing check wins.
+    known (the ``low_contrast`` check is skipped without it); ``fish_area`` the typical
+    fish's mask area in this video (:func:`fish_areas`; the ``min_area_ratio`` check is
+    skipped without it). Returns one of :data:`REJECT_REASONS`; the first failing check
+    wins.
     """
     cfg = config or FilterConfig()
     m = as_bool_mask(mask)
     if detection.score < cfg.min_score:
         return "low_score"
     area = int(np.count_nonzero(m))
-    if area < max(cfg.min_area, 1):
+    min_area = float(cfg.min_area)
+    if fish_area is not None and cfg.min_area_ratio > 0:
+        min_area = min(min_area, cfg.min_area_ratio * fish_area)
+    if area < max(min_area, 1):
         return "small_area"
     x0, y0, x1, y1 = detection.box_xyxy
     fill = area / max((x1 - x0) * (y1 - y0), 1e-9)
@@ -93,6 +105,16 @@ def filter_mask(
     if contrast is not None and contrast < cfg.min_contrast:
         return "low_contrast"
     return None
+
+
+def fish_areas(frames: Sequence[AnnotatedFrame]) -> dict[str, float]:
+    """Per camera: the median area (pixels) of its non-empty masks, the size of its fish."""
+    areas: dict[str, list[int]] = {}
+    for frame in frames:
+        for inst in frame.instances:
+            if inst.rle is not None and (area := rle_area(inst.rle)) > 0:
+                areas.setdefault(frame.camera_id, []).append(area)
+    return {camera: float(np.median(a)) for camera, a in areas.items()}
 
 
 def background_contrast(frame_bgr: np.ndarray, background_bgr: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from aquapose.segmentation.labels import (
     background_contrast,
     contact_sheet,
     filter_mask,
+    fish_areas,
     stratified_split,
     to_coco_dataset,
 )
@@ -190,7 +191,9 @@ def pseudolabel_detections(
             done[_key(frame)] = result
             if progress:
                 progress(f"pseudolabel ({cfg.backend})", n, len(todo))
-    labelled = [_refilter(done[_key(f)], cfg.filter) for f in frames]
+    labelled = [done[_key(f)] for f in frames]
+    sizes = fish_areas(labelled)
+    labelled = [_refilter(f, cfg.filter, sizes.get(f.camera_id)) for f in labelled]
     return _write_outputs(labelled, out, cfg, settings, resumed, missing)
 
 
@@ -236,14 +239,17 @@ def _label_frame(
     return replace(frame, image_path=relative_path(path, out), instances=tuple(instances))
 
 
-def _refilter(frame: AnnotatedFrame, filter_cfg: FilterConfig) -> AnnotatedFrame:
-    """The frame with ``accepted`` / ``reject_reason`` set on each mask by the filter."""
+def _refilter(
+    frame: AnnotatedFrame, filter_cfg: FilterConfig, fish_area: float | None
+) -> AnnotatedFrame:
+    """The frame with ``accepted`` / ``reject_reason`` set on each mask by the filter
+    (``fish_area``: the median mask area of the frame's camera)."""
     instances = []
     for inst in frame.instances:
         box = inst.extra.get("detection_box_xyxy", inst.box_xyxy)
         score = inst.score if inst.score is not None else 1.0
         det = Detection(box, score, frame.camera_id, frame.frame_index)
-        reason = filter_mask(inst.mask(), det, filter_cfg, inst.extra.get("contrast"))
+        reason = filter_mask(inst.mask(), det, filter_cfg, inst.extra.get("contrast"), fish_area)
         extra = {**inst.extra, "accepted": reason is None, "reject_reason": reason}
         instances.append(replace(inst, extra=extra))
     return replace(frame, instances=tuple(instances))
