@@ -49,7 +49,7 @@ class FilterConfig:
 
     min_score: float = 0.6
     min_area: int = 100
-    min_area_ratio: float = 0.25
+    min_area_ratio: float = 0.5
     min_fill: float = 0.05
     max_fill: float = 0.6
     min_contrast: float = 0.2
