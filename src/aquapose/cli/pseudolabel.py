@@ -48,10 +48,12 @@ def pseudolabel(
         help="classical: compare with each camera's median background (low-contrast filter).",
     ),
     min_score: float = typer.Option(_FILTER.min_score, help="Filter: minimum detection score."),
-    min_area: int = typer.Option(_FILTER.min_area, help="Filter: minimum mask area (pixels)..."),
+    min_area: int = typer.Option(
+        _FILTER.min_area, help="Filter: minimum mask area (pixels); see --min-area-ratio."
+    ),
     min_area_ratio: float = typer.Option(
         _FILTER.min_area_ratio,
-        help="Filter: ... or, when smaller, this x the camera's median mask area (small fish).",
+        help="Filter: small fish lower the minimum area to this x the camera's median mask area (0 = off).",
     ),
     min_fill: float = typer.Option(_FILTER.min_fill, help="Filter: minimum mask area / box area."),
     max_fill: float = typer.Option(_FILTER.max_fill, help="Filter: maximum mask area / box area."),

@@ -35,9 +35,10 @@ class FilterConfig:
 
     Attributes:
         min_score: detections scored below this are rejected (``low_score``).
-        min_area: masks with fewer pixels are rejected (``small_area``; empty masks too)...
-        min_area_ratio: ... or, when smaller, fewer than this x the median mask area of
-            the camera (small fish: 18 px zebrafish cover ~60 px; 0 = ``min_area`` alone).
+        min_area: masks with fewer pixels are rejected (``small_area``; empty masks too),
+            unless ``min_area_ratio`` x the camera's median mask area is smaller: small
+            fish lower the threshold (18 px zebrafish cover ~60 px; ratio 0 = off).
+        min_area_ratio: see ``min_area``.
         min_fill, max_fill: allowed range of mask area / detection box area
             (``low_fill``: the mask lost most of the fish or caught a sliver;
             ``high_fill``: the mask fills the box like a rectangle, i.e. leaked
