@@ -97,6 +97,7 @@ __all__ = [
 ]
 
 
+_OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _BAND = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # a blob's edge band: 2 px out, 2 in
 
 
@@ -263,6 +264,11 @@ class DetectorConfig:
     faint_light_level: float = 3.0
     faint_light_blur: float = 1.5
     faint_light_snr: float = 4.0
+    faint_dark_level: float = 8.0
+    faint_dark_distance: float = 12.0
+    texture_loss: float = 0.5
+    texture_window: int = 10
+    texture_min_std: float = 1.5
     max_shadow_reach: float = 3.0
     min_faint_fraction: float = 0.15
     min_edge_sharpness: float = 0.2
@@ -446,6 +452,7 @@ class MOG2Detector:
         self._edge_rules = replace(self._rules, min_area=edge_area)
         # 2 sigma of the faint-light smoothing: how far it spreads a fish past its edge.
         self._halo = kernel(2 * c.faint_light_blur * c.scale + 1)  # at half resolution
+        self._dark_halo = kernel(c.faint_dark_distance * c.scale + 1)  # at half resolution
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -469,6 +476,7 @@ class MOG2Detector:
         self._background_full: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self._background_grey: np.ndarray | None = None
         self._background_half: np.ndarray | None = None
+        self._texture_floor: np.ndarray | None = None  # floor's local std, half size
         self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
         self._last_grey: np.ndarray | None = None  # its grey levels (computed once, shared)
@@ -693,6 +701,9 @@ class MOG2Detector:
         lighter = self._faint_light(candidate) if faint else None
         if lighter is not None:
             candidate |= lighter
+        smooth = self._texture_loss(candidate.shape) if self._primed and c.texture_loss > 0 else None
+        if smooth is not None:
+            candidate |= smooth
         opened = candidate
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
@@ -758,10 +769,11 @@ class MOG2Detector:
         if contrast is None or c.small_blob_contrast <= 0:
             return False
         area = np.count_nonzero(part)
-        if area >= c.small_blob_area * c.scale * c.scale:
+        small = c.small_blob_area * c.scale * c.scale
+        if area >= 4 * small:
             return False
         level = abs(float(np.median(contrast[part > 0])))
-        return level < c.small_blob_contrast * noise
+        return level < c.small_blob_contrast * noise * min(1.0, small / area)
 
     def _soft_edged(
         self,
@@ -825,7 +837,12 @@ class MOG2Detector:
         if c.faint_light_snr > 0:
             level = max(level, c.faint_light_snr * _robust_std(smooth))
         lighter = (smooth >= level).astype(np.uint8) * np.uint8(255)
-        if not lighter.any():
+        darker = None
+        if c.faint_dark_level > 0:
+            darker = (smooth <= -max(c.faint_dark_level, level)).astype(np.uint8) * np.uint8(255)
+            if not darker.any():
+                darker = None
+        if not lighter.any() and darker is None:
             return None
         # MOG2's blobs at half size too (every other pixel): 4x fewer to trace.
         coarse = np.ascontiguousarray(candidate[: 2 * half[1] : 2, : 2 * half[0] : 2])
@@ -836,9 +853,40 @@ class MOG2Detector:
             halo = np.zeros_like(lighter)
             cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
             lighter &= ~cv2.dilate(halo, self._halo)
-            if not lighter.any():
-                return None
+            if darker is not None:
+                # a fish's cast shadow lies beside it: faint dark pixels away from them
+                darker &= ~cv2.dilate(halo, self._dark_halo)
+        if darker is not None:
+            lighter |= darker
+        if not lighter.any():
+            return None
         return cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    def _texture_loss(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """uint8 0/255 (work scale) or None: pixels where the floor is textured (local
+        grey std over ``texture_window`` above ``texture_min_std`` noise std) and the frame
+        is smooth (its local std under ``texture_loss`` x the floor's): a smooth fish
+        hiding a gravel floor, which differs from the floor only where it hides stones."""
+        c = self.config
+        grey = self._frame_grey_half().astype(np.float32)
+        size = (grey.shape[1], grey.shape[0])
+        side = max(3, int(round(c.texture_window * c.scale / 2)) | 1)
+        if self._texture_floor is None:
+            floor_std = _local_std(self._grey_half(size), side)
+            noise = self.noise_sigma or c.default_noise_sigma
+            # textured all around (gravel), not along a line (an edge, a ghost's outline)
+            textured = (floor_std >= c.texture_min_std * noise).astype(np.float32)
+            around = cv2.boxFilter(textured, -1, (2 * side + 1, 2 * side + 1))
+            floor_std[(around < 0.75) | (textured == 0)] = 0.0
+            self._texture_floor = floor_std
+        smooth = (_local_std(grey, side) * np.float32(1.0 / c.texture_loss) < self._texture_floor)
+        if not smooth.any():
+            return None
+        mask = smooth.astype(np.uint8) * np.uint8(255)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN3)
+        if not mask.any():
+            return None
+        return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
     def _frame_grey_half(self) -> np.ndarray:
         """:meth:`_frame_grey` at half size (W // 2, H // 2), uint8 (cached per frame)."""
@@ -974,6 +1022,14 @@ class MOG2Detector:
             window_xy=(fx0, fy0),
             frame_hw=(frame_h, frame_w),
         )
+
+
+def _local_std(image: np.ndarray, side: int) -> np.ndarray:
+    """Standard deviation of float32 ``image`` over a ``side`` x ``side`` box around each pixel."""
+    box = (side, side)
+    mean = cv2.boxFilter(image, -1, box)
+    var = cv2.boxFilter(image * image, -1, box) - mean * mean
+    return np.sqrt(np.maximum(var, 0.0))
 
 
 def _robust_std(image: np.ndarray) -> float:
