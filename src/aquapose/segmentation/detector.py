@@ -452,7 +452,9 @@ class MOG2Detector:
         self._edge_rules = replace(self._rules, min_area=edge_area)
         # 2 sigma of the faint-light smoothing: how far it spreads a fish past its edge.
         self._halo = kernel(2 * c.faint_light_blur * c.scale + 1)  # at half resolution
-        self._dark_halo = kernel(c.faint_dark_distance * c.scale + 1)  # at half resolution
+        # faint_dark_distance at half resolution, as steps of 2 px (iterating a 5x5 disk is
+        # ~2x cheaper than one large disk, and as round)
+        self._dark_steps = int(round(c.faint_dark_distance * c.scale / 4))
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -476,7 +478,8 @@ class MOG2Detector:
         self._background_full: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self._background_grey: np.ndarray | None = None
         self._background_half: np.ndarray | None = None
-        self._texture_floor: np.ndarray | None = None  # floor's local std, half size
+        #: r^2 x the floor's local grey variance (quarter grid), its textured box (y0, y1, x0, x1)
+        self._texture_floor: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
         self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
         self._last_grey: np.ndarray | None = None  # its grey levels (computed once, shared)
@@ -693,17 +696,12 @@ class MOG2Detector:
             )
             return self._reject(why, camera_id, frame_index)
         # Needs a clean background: a warm-up model's still holds the fish it saw.
-        faint = c.faint_light_level > 0 and self._primed
-        if fraction == 0.0 and not faint:
+        if fraction == 0.0 and not self._primed:
             return []
         if self._open is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, self._open)
-        lighter = self._faint_light(candidate) if faint else None
-        if lighter is not None:
-            candidate |= lighter
-        smooth = self._texture_loss(candidate.shape) if self._primed and c.texture_loss > 0 else None
-        if smooth is not None:
-            candidate |= smooth
+        if self._primed:
+            self._missed_by_mog2(candidate)
         opened = candidate
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
@@ -818,16 +816,30 @@ class MOG2Detector:
         level = max(abs(float(np.median(contrast[mask > 0]))), 3.0)
         return float(np.percentile(slope[band], 90)) < c.min_edge_sharpness * level
 
-    def _faint_light(self, candidate: np.ndarray) -> np.ndarray | None:
-        """uint8 0/255 (work scale), or None when empty: smoothed (frame - background) grey
-        >= the level, away from MOG2's (opened) blobs of fish size: the smoothing spreads a
-        fish MOG2 found past its edge. Specks MOG2 finds inside a faint fish get no such
-        halo (it would cut the fish to pieces).
-
-        Computed at half the working resolution (the signal is smooth; 4x fewer pixels).
-        """
+    def _missed_by_mog2(self, candidate: np.ndarray) -> None:
+        """Add to ``candidate`` (uint8 0/255, work scale, in place) the fish MOG2's per-pixel
+        test misses, found at half the working resolution (smooth signals; 4x fewer pixels):
+        faint fish (:meth:`_faint_half`) and smooth fish hiding a textured floor
+        (:meth:`_texture_loss`)."""
         c = self.config
-        h, w = candidate.shape
+        found = self._faint_half(candidate)
+        if c.texture_loss > 0:
+            smooth = self._texture_loss()
+            if smooth is not None:
+                found = smooth if found is None else found | smooth
+        if found is not None:
+            _or_doubled(candidate, found)
+
+    def _faint_half(self, candidate: np.ndarray) -> np.ndarray | None:
+        """uint8 0/255 at half the working size, or None when empty: smoothed (frame -
+        background) grey >= the faint-light level (a pale fish), or <= -``faint_dark_level``
+        (a faint dark one), away from MOG2's (opened) blobs of fish size: the smoothing
+        spreads a fish MOG2 found past its edge, and a fish's cast shadow lies beside it
+        (dark pixels count only ``faint_dark_distance`` away). Specks MOG2 finds inside a
+        faint fish get no such halo (it would cut the fish to pieces)."""
+        c = self.config
+        if c.faint_light_level <= 0 and c.faint_dark_level <= 0:
+            return None
         grey = self._frame_grey_half()
         half = (grey.shape[1], grey.shape[0])
         # numpy, not cv2.subtract(dtype=CV_32F) / cv2.compare: those are ~20x slower here.
@@ -836,57 +848,65 @@ class MOG2Detector:
         level = c.faint_light_level
         if c.faint_light_snr > 0:
             level = max(level, c.faint_light_snr * _robust_std(smooth))
-        lighter = (smooth >= level).astype(np.uint8) * np.uint8(255)
-        darker = None
+        lighter = darker = None
+        if c.faint_light_level > 0:
+            lighter = (smooth >= level).astype(np.uint8) * np.uint8(255)
         if c.faint_dark_level > 0:
             darker = (smooth <= -max(c.faint_dark_level, level)).astype(np.uint8) * np.uint8(255)
-            if not darker.any():
-                darker = None
-        if not lighter.any() and darker is None:
+        if not ((lighter is not None and lighter.any()) or (darker is not None and darker.any())):
             return None
         # MOG2's blobs at half size too (every other pixel): 4x fewer to trace.
         coarse = np.ascontiguousarray(candidate[: 2 * half[1] : 2, : 2 * half[0] : 2])
         contours, _ = cv2.findContours(coarse, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         smallest = self._rules.min_area / 4.0
         sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= smallest]
-        if sizeable and self._halo is not None:
-            halo = np.zeros_like(lighter)
-            cv2.drawContours(halo, sizeable, -1, 255, thickness=cv2.FILLED)
-            lighter &= ~cv2.dilate(halo, self._halo)
-            if darker is not None:
-                # a fish's cast shadow lies beside it: faint dark pixels away from them
-                darker &= ~cv2.dilate(halo, self._dark_halo)
-        if darker is not None:
-            lighter |= darker
-        if not lighter.any():
-            return None
-        return cv2.resize(lighter, (w, h), interpolation=cv2.INTER_NEAREST)
+        if sizeable:
+            blobs = np.zeros((half[1], half[0]), np.uint8)
+            cv2.drawContours(blobs, sizeable, -1, 255, thickness=cv2.FILLED)
+            if lighter is not None and self._halo is not None:
+                lighter &= ~cv2.dilate(blobs, self._halo)
+            if darker is not None and self._dark_steps > 0:
+                darker &= ~cv2.dilate(blobs, _BAND, iterations=self._dark_steps)
+        found = lighter if darker is None else darker if lighter is None else lighter | darker
+        return found if found.any() else None
 
-    def _texture_loss(self, shape: tuple[int, int]) -> np.ndarray | None:
-        """uint8 0/255 (work scale) or None: pixels where the floor is textured (local
-        grey std over ``texture_window`` above ``texture_min_std`` noise std) and the frame
-        is smooth (its local std under ``texture_loss`` x the floor's): a smooth fish
-        hiding a gravel floor, which differs from the floor only where it hides stones."""
+    def _texture_loss(self) -> np.ndarray | None:
+        """uint8 0/255 at half the working size, or None: pixels where the floor is
+        textured (local grey std over ``texture_window`` above ``texture_min_std`` noise
+        std, all around: not an edge) and the frame is smooth (its local std under
+        ``texture_loss`` x the floor's): a smooth fish hiding a gravel floor, which differs
+        from the floor only where it hides stones. Only on the textured floor's box."""
         c = self.config
-        grey = self._frame_grey_half().astype(np.float32)
-        size = (grey.shape[1], grey.shape[0])
+        grey = self._frame_grey_half()
         side = max(3, int(round(c.texture_window * c.scale / 2)) | 1)
         if self._texture_floor is None:
-            floor_std = _local_std(self._grey_half(size), side)
+            floor_var = _local_var(self._grey_half((grey.shape[1], grey.shape[0])), side)
             noise = self.noise_sigma or c.default_noise_sigma
+            textured = (floor_var >= (c.texture_min_std * noise) ** 2).astype(np.float32)
             # textured all around (gravel), not along a line (an edge, a ghost's outline)
-            textured = (floor_std >= c.texture_min_std * noise).astype(np.float32)
             around = cv2.boxFilter(textured, -1, (2 * side + 1, 2 * side + 1))
-            floor_std[(around < 0.75) | (textured == 0)] = 0.0
-            self._texture_floor = floor_std
-        smooth = (_local_std(grey, side) * np.float32(1.0 / c.texture_loss) < self._texture_floor)
+            usable = (around >= 0.75) & (textured > 0)
+            # -1 where untextured: a variance (>= 0, up to rounding) is never below it
+            floor_var = np.where(usable, floor_var * np.float32(c.texture_loss**2), -1.0)
+            rows, cols = np.flatnonzero(usable.any(axis=1)), np.flatnonzero(usable.any(axis=0))
+            box, pad = (0, 0, 0, 0), side // 2  # with the windows of its edge pixels
+            if rows.size:
+                box = (
+                    max(0, int(rows[0]) - pad),
+                    min(grey.shape[0], int(rows[-1]) + 1 + pad),
+                    max(0, int(cols[0]) - pad),
+                    min(grey.shape[1], int(cols[-1]) + 1 + pad),
+                )
+            self._texture_floor = (floor_var.astype(np.float32), box)
+        floor_var, (y0, y1, x0, x1) = self._texture_floor
+        if y1 <= y0:
+            return None
+        smooth = _local_var(grey[y0:y1, x0:x1], side) < floor_var[y0:y1, x0:x1]
         if not smooth.any():
             return None
-        mask = smooth.astype(np.uint8) * np.uint8(255)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN3)
-        if not mask.any():
-            return None
-        return cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+        mask = np.zeros(floor_var.shape, np.uint8)
+        mask[y0:y1, x0:x1] = cv2.morphologyEx(smooth.view(np.uint8), cv2.MORPH_OPEN, _OPEN3)
+        return mask * np.uint8(255) if mask.any() else None
 
     def _frame_grey_half(self) -> np.ndarray:
         """:meth:`_frame_grey` at half size (W // 2, H // 2), uint8 (cached per frame)."""
@@ -1024,12 +1044,23 @@ class MOG2Detector:
         )
 
 
-def _local_std(image: np.ndarray, side: int) -> np.ndarray:
-    """Standard deviation of float32 ``image`` over a ``side`` x ``side`` box around each pixel."""
+def _or_doubled(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst |= src`` upscaled 2x (nearest; uint8 0/255), over ``src``'s non-zero bounding
+    box only: upscaling a whole frame's mask costs more than the tests that made it."""
+    x, y, w, h = cv2.boundingRect(src)
+    if w == 0:
+        return
+    up = cv2.resize(src[y : y + h, x : x + w], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    region = dst[2 * y : 2 * (y + h), 2 * x : 2 * (x + w)]
+    region |= up[: region.shape[0], : region.shape[1]]
+
+
+def _local_var(image: np.ndarray, side: int) -> np.ndarray:
+    """Grey-level variance of ``image`` (uint8) over a ``side`` x ``side`` box around each
+    pixel, float32 (box borders reflected)."""
     box = (side, side)
-    mean = cv2.boxFilter(image, -1, box)
-    var = cv2.boxFilter(image * image, -1, box) - mean * mean
-    return np.sqrt(np.maximum(var, 0.0))
+    mean = cv2.boxFilter(image, cv2.CV_32F, box)
+    return cv2.sqrBoxFilter(image, cv2.CV_32F, box) - mean * mean
 
 
 def _robust_std(image: np.ndarray) -> float:
