@@ -16,6 +16,7 @@ __all__ = [
     "FOREGROUND",
     "BlobRules",
     "components",
+    "core_hulls",
     "detection_rle",
     "faint_fish_beside",
     "fill_to_nearest",
@@ -149,7 +150,7 @@ def trim_shadows(
     if np.count_nonzero(core) < rules.min_core:
         return [blob]
     keep = cv2.dilate(core, rules.trim)
-    cv2.fillConvexPoly(keep, cv2.convexHull(cv2.findNonZero(core)), 1)
+    keep |= core_hulls(core, keep, blob, contrast)
     if contrast is not None:
         level = float(np.median(contrast[core > 0]))
         floor = max(rules.shadow_contrast * abs(level), 3.0 * noise_sigma)
@@ -159,6 +160,34 @@ def trim_shadows(
     if rules.max_shadow_reach > 0:
         parts += faint_fish_beside(blob & (1 - keep), fish, rules)
     return parts
+
+
+def core_hulls(
+    core: np.ndarray, near: np.ndarray, blob: np.ndarray, contrast: np.ndarray | None
+) -> np.ndarray:
+    """The body between a fish's core patches (uint8 0/1 windows): the core's convex hull.
+
+    Patches of one sign whose groups (``near``: the core dilated by ``shadow_trim``) lie
+    apart, with floor or shadow between them (median contrast under a fifth of the
+    core's), are several fish: one hull per group. A fish with dark patches is dark
+    between them too; a fish over a textured floor differs from it both ways.
+    """
+    hull = np.zeros_like(core)
+    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(core)), 1)
+    if contrast is None:
+        return hull
+    groups = components(near, 1)
+    inside = contrast[core > 0]
+    lighter = float(np.mean(inside > 0))
+    if len(groups) < 2 or min(lighter, 1.0 - lighter) >= 0.1:
+        return hull
+    apart = np.zeros_like(core)
+    for group in groups:
+        cv2.fillConvexPoly(apart, cv2.convexHull(cv2.findNonZero(group & core)), 1)
+    between = (hull > 0) & (apart == 0) & (near == 0) & (blob > 0)
+    if between.any() and abs(np.median(contrast[between])) >= 0.3 * abs(np.median(inside)):
+        return hull
+    return apart
 
 
 def faint_fish_beside(dropped: np.ndarray, fish: np.ndarray, rules: BlobRules) -> list[np.ndarray]:
