@@ -9,7 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from aquapose.segmentation._blobs import detection_rle, merge_small_parts, split_by_cores
+from aquapose.segmentation._blobs import (
+    core_hulls,
+    detection_rle,
+    merge_small_parts,
+    split_by_cores,
+)
 from aquapose.segmentation.background import (
     LightField,
     heal_ghosts,
@@ -832,3 +837,134 @@ def test_split_by_contrast_separates_dark_fish_end_to_end(rng):
     assert len(found()) == 1
     split = found(split_by_contrast=True)
     assert len(split) == 2 and min(_best_iou(split, m) for m in (a, b)) > 0.6
+
+
+def test_faint_dark_fish_too_faint_for_mog2_is_found(rng):
+    """A fish 11 grey levels darker than the floor at noise 2: MOG2's per-pixel test
+    misses it, the smoothed darkening finds it, and only it."""
+    floor = _floor()
+    masks = [_fish_mask(20 + 3 * t, 50 + t, angle=30) for t in range(30)]
+    frames = [_render(floor, [m], rng, delta=[-11], noise=2.0) for m in masks]
+
+    def run(**kwargs):
+        det = MOG2Detector(DetectorConfig(**SMALL, **kwargs))
+        det.prime(frames[::2])
+        found = [det.detect(f) for f in frames]
+        pairs = zip(found, masks, strict=True)
+        hits = sum(_best_iou([d.blob_mask for d in ds], m) > 0.5 for ds, m in pairs)
+        return hits, sum(len(ds) for ds in found)
+
+    hits, total = run()
+    assert hits >= 28 and total <= 30
+    hits_off, _ = run(faint_dark_level=0.0)
+    assert hits_off <= 5
+
+
+def test_faint_darkening_beside_a_fish_is_its_shadow_not_a_fish(rng):
+    """A dark fish with a soft shadow 12 grey levels deep 6 px beside it: the smoothed
+    darkening there is left out (within ``faint_dark_distance`` of the fish)."""
+    floor = _floor()
+    fish = _fish_mask(80, 50, half_len=20, half_w=5)
+    shadow = cv2.GaussianBlur(
+        _fish_mask(80, 62, half_len=20, half_w=5).astype(np.float32), (0, 0), 2
+    )
+    frame = floor.astype(np.float32) - 12.0 * (shadow / shadow.max())[:, :, None]
+    frame[fish] = floor[fish] * 0.4
+    frame = np.clip(frame + rng.normal(0.0, 1.3, frame.shape), 0, 255).astype(np.uint8)
+    found = {}
+    for distance in (12.0, 0.0):
+        det = MOG2Detector(DetectorConfig(**SMALL, faint_dark_distance=distance))
+        det.prime(floor)
+        found[distance] = [d.blob_mask for d in det.detect(frame)]
+    assert len(found[12.0]) == 1 and mask_iou(found[12.0][0], fish) > 0.7
+    assert max(mask_iou(m, fish) for m in found[0.0]) < mask_iou(found[12.0][0], fish)
+
+
+def _gravel(seed: int = 0) -> np.ndarray:
+    """A floor of packed stones 2-3 px across (grey std ~16) around grey 140."""
+    rng = np.random.default_rng(seed)
+    stones = np.full((H, W), 140.0, np.float32)
+    for _ in range(3000):
+        x, y, r = rng.integers(0, W), rng.integers(0, H), int(rng.integers(1, 3))
+        cv2.circle(stones, (int(x), int(y)), r, float(rng.normal(140, 20)), -1)
+    return np.repeat(np.clip(stones, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def test_smooth_fish_over_gravel_is_found_whole_by_the_texture_it_hides(rng):
+    """A fish of the floor's mean grey over gravel differs from it only where it hides
+    a stone: MOG2 breaks it into specks. The floor's texture, gone where the fish
+    lies, finds it whole."""
+    floor = _gravel()
+    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
+    frames = []
+    for _ in range(4):
+        frame = floor.astype(np.float32)
+        frame[fish] = 140.0
+        frames.append(np.clip(frame + rng.normal(0.0, 1.3, frame.shape), 0, 255).astype(np.uint8))
+    best = {}
+    for ratio in (0.5, 0.0):
+        det = MOG2Detector(DetectorConfig(**SMALL, texture_loss=ratio))
+        det.prime([_render(floor, [], rng, noise=1.3) for _ in range(6)])
+        best[ratio] = [_best_iou([d.blob_mask for d in det.detect(f)], fish) for f in frames]
+    assert min(best[0.5]) > 0.75
+    assert max(best[0.0]) < 0.6 and np.mean(best[0.0]) < 0.5  # pieces, some frames none
+
+
+def test_texture_test_is_off_on_a_plain_floor(rng):
+    """No floor texture, nothing to lose: the test returns nothing (and costs nothing)."""
+    plain = np.full((H, W, 3), 140, np.uint8)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime([_render(plain, [], rng, noise=1.3) for _ in range(6)])
+    det.detect(_render(plain, [_fish_mask(80, 60)], rng, noise=1.3))
+    assert det._texture_loss() is None
+    assert det._texture_floor is not None and det._texture_floor[1] == (0, 0, 0, 0)
+
+
+def test_faint_speck_limit_falls_with_the_blobs_area(rng):
+    """Blobs under 4 x small_blob_area must reach small_blob_contrast noise std x
+    small_blob_area / area (median |contrast|): a faint speck as big as a small fish
+    is not a fish; a fish twice that size as faint is."""
+    det = MOG2Detector(DetectorConfig(small_blob_area=80, small_blob_contrast=5.0))
+    noise = 2.0
+
+    def speck(area, level):
+        part = np.zeros((1, 400), np.uint8)
+        part[0, :area] = 1
+        return det._faint_speck(part, np.full(part.shape, -level, np.float32), noise)
+
+    assert speck(60, 9.0) and not speck(60, 11.0)  # under 80 px: 5 std = 10 levels
+    assert speck(120, 6.0) and not speck(120, 7.0)  # 5 x 80 / 120 std = 6.7 levels
+    assert speck(300, 2.5) and not speck(320, 0.5)  # 4 x 80 px and up: no test
+
+
+def test_core_hulls_keep_the_body_between_one_fishs_patches_not_the_floor_between_two():
+    core = np.zeros((30, 60), np.uint8)
+    cv2.circle(core, (12, 15), 5, 1, -1)
+    cv2.circle(core, (46, 15), 5, 1, -1)
+    blob = np.zeros_like(core)
+    cv2.rectangle(blob, (5, 8), (54, 22), 1, -1)
+    near = cv2.dilate(core, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    middle = (slice(12, 18), slice(25, 33))
+    floor_between = np.where(core > 0, -60.0, 0.0).astype(np.float32)
+    two = core_hulls(core, near, blob, floor_between)
+    assert not two[middle].any() and (two >= core).all()
+    body_between = np.where(blob > 0, -30.0, 0.0).astype(np.float32)
+    body_between[core > 0] = -60.0
+    assert core_hulls(core, near, blob, body_between)[middle].all()  # one fish: one hull
+    mixed = floor_between.copy()
+    mixed[:, :30][core[:, :30] > 0] = 60.0  # patches of both signs: a fish over gravel
+    assert core_hulls(core, near, blob, mixed)[middle].all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"texture_loss": 1.0}, "texture_loss"),
+        ({"texture_window": 1}, "texture_window"),
+        ({"faint_dark_level": -1.0}, "faint_dark_level"),
+        ({"faint_dark_distance": -1.0}, "faint_dark_distance"),
+    ],
+)
+def test_config_rejects_bad_texture_and_faint_dark_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DetectorConfig(**kwargs)

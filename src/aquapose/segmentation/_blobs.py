@@ -140,7 +140,7 @@ def trim_shadows(
 
     A blob with a sizeable foreground (255) core is a fish plus, often, its shadow
     (127). Kept: pixels within ``shadow_trim`` of the core or inside its convex hull
-    (the body between dark patches), and pixels with the core's sign of contrast and
+    (the body between dark patches; one hull per fish: :func:`core_hulls`), and pixels with the core's sign of contrast and
     at least ``shadow_contrast`` of its strength (fins, tail, a touching dark fish).
     A shadow is fainter than the dark fish casting it, and darker (not brighter)
     than the floor under a light fish. A blob without a core (a dark fish labelled
