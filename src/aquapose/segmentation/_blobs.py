@@ -140,8 +140,9 @@ def trim_shadows(
 
     A blob with a sizeable foreground (255) core is a fish plus, often, its shadow
     (127). Kept: pixels within ``shadow_trim`` of the core or inside its convex hull
-    (the body between dark patches; one hull per fish: :func:`core_hulls`), and pixels with the core's sign of contrast and
-    at least ``shadow_contrast`` of its strength (fins, tail, a touching dark fish).
+    (the body between dark patches; one hull per fish: :func:`core_hulls`), and pixels
+    with the core's sign of contrast and at least ``shadow_contrast`` of its strength
+    (fins, tail, a touching dark fish).
     A shadow is fainter than the dark fish casting it, and darker (not brighter)
     than the floor under a light fish. A blob without a core (a dark fish labelled
     shadow) is kept whole.
@@ -168,8 +169,8 @@ def core_hulls(
     """The body between a fish's core patches (uint8 0/1 windows): the core's convex hull.
 
     Patches of one sign whose groups (``near``: the core dilated by ``shadow_trim``) lie
-    apart, with floor or shadow between them (median contrast under a fifth of the
-    core's), are several fish: one hull per group. A fish with dark patches is dark
+    apart, with floor or shadow between them (median contrast under 0.3 of the core's),
+    are several fish: one hull per group (crowds, whose shadows join them). A fish with dark patches is dark
     between them too; a fish over a textured floor differs from it both ways.
     """
     hull = np.zeros_like(core)

@@ -517,7 +517,8 @@ class MOG2Detector:
         self._background_full: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self._background_grey: np.ndarray | None = None
         self._background_half: np.ndarray | None = None
-        #: r^2 x the floor's local grey variance (quarter grid), its textured box (y0, y1, x0, x1)
+        #: texture_loss^2 x the floor's local grey variance (half size; -1: untextured), and
+        #: the textured floor's box (y0, y1, x0, x1)
         self._texture_floor: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
         self._background_small: tuple[np.ndarray, np.ndarray] | None = None  # grey, window
         self._last_work: np.ndarray | None = None  # last frame fed, light-corrected
@@ -1096,8 +1097,8 @@ def _or_doubled(dst: np.ndarray, src: np.ndarray) -> None:
 
 
 def _local_var(image: np.ndarray, side: int) -> np.ndarray:
-    """Grey-level variance of ``image`` (uint8) over a ``side`` x ``side`` box around each
-    pixel, float32 (box borders reflected)."""
+    """Grey-level variance of ``image`` (uint8 or float32) over a ``side`` x ``side`` box
+    around each pixel, float32 (box borders reflected)."""
     box = (side, side)
     mean = cv2.boxFilter(image, cv2.CV_32F, box)
     return cv2.sqrBoxFilter(image, cv2.CV_32F, box) - mean * mean
