@@ -506,9 +506,8 @@ def _review_stage(
     """Stage 8: simulated review of the queue's first frames, then what it buys: the
     demo's model fine-tuned on labels with and without the reviewed frames, each scored
     on the validation frames' truth and on the held-out clip."""
-    from aquapose.segmentation.io.coco import write_coco
     from aquapose.segmentation.io.labelstudio import import_from_label_studio
-    from aquapose.segmentation.labels import with_reviewed
+    from aquapose.segmentation.labels import write_reviewed
 
     review = out / "review"
     export_json = review / "project-export.json"
@@ -526,10 +525,7 @@ def _review_stage(
         log,
     )
     imported = import_from_label_studio(export_json, image_root=image_root)
-    merged = with_reviewed(
-        read_coco(labels / "train.json"), labels, imported.frames, image_root, review
-    )
-    write_coco(merged.frames, train_json)
+    merged = write_reviewed(labels / "train.json", imported.frames, image_root, train_json)
     log(f"  {imported.summary()}; {merged.replaced} pseudo-labelled frames replaced")
     arms = [(0, labels / "train.json"), (reviewed, train_json)]
     rows: list[list[object]] = []

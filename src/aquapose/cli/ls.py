@@ -157,9 +157,8 @@ def import_cmd(
     Reviewed frames lose the pseudo-labeler's trust marks (rejected boxes, box-only
     and merged flags): a reviewed mask is trusted.
     """
-    from aquapose.segmentation.io.coco import read_coco, write_coco
     from aquapose.segmentation.io.labelstudio import import_from_label_studio
-    from aquapose.segmentation.labels import with_reviewed
+    from aquapose.segmentation.labels import write_reviewed
 
     cfg = resolve_config(ImportConfig, ctx, config, _IMPORT_FLAGS)
     if onto is None:
@@ -168,11 +167,9 @@ def import_cmd(
         )
         console.print(f"wrote {out}: {report.summary()}", highlight=False)
         return
-    base = read_coco(onto)
     report = import_from_label_studio(export_json, image_root=image_root, **asdict(cfg))
-    merged = with_reviewed(base, onto.parent, report.frames, image_root, out.parent)
     info = {"description": f"{onto.name} with frames reviewed in {export_json.name}"}
-    write_coco(merged.frames, out, info=info)
+    merged = write_reviewed(onto, report.frames, image_root, out, info=info)
     console.print(
         f"wrote {out}: {report.summary()}; onto {onto}: {merged.replaced} frames replaced, "
         f"{merged.added} added, {len(merged.frames)} in all",

@@ -170,8 +170,9 @@ def core_hulls(
 
     Patches of one sign whose groups (``near``: the core dilated by ``shadow_trim``) lie
     apart, with floor or shadow between them (median contrast under 0.3 of the core's),
-    are several fish: one hull per group (crowds, whose shadows join them). A fish with dark patches is dark
-    between them too; a fish over a textured floor differs from it both ways.
+    are several fish: one hull per group (crowds, whose shadows join them). A fish with
+    dark patches is dark between them too; a fish over a textured floor differs from it
+    both ways.
     """
     hull = np.zeros_like(core)
     cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(core)), 1)

@@ -274,8 +274,8 @@ def ghost_regions(
         x0, y0 = max(0, x - 4), max(0, y - 4)
         x1, y1 = min(width, x + w + 4), min(height, y + h + 4)
         region = _filled((labels[y0:y1, x0:x1] == i).astype(np.uint8))
-        inner = (region > 0) & (cv2.erode(region, _RING) == 0)
         deep = cv2.erode(region, _RING)
+        inner = (region > 0) & (deep == 0)
         if np.count_nonzero(deep) >= np.count_nonzero(inner):
             # Measure 2-4 px inside: the region's edge pixels are those the threshold
             # picked (on gravel, the floor pixels least like the fish): biased.
@@ -303,28 +303,24 @@ def heal_ghosts(
     across them within ``max(2, 2 sigma)``: the floor is the same in every frame that
     shows it; a fish that one frame's ghost test misjudged is not, and is not written
     into the background as a phantom)."""
-    total: np.ndarray | None = None
-    greys: np.ndarray | None = None
-    squares: np.ndarray | None = None
-    count: np.ndarray | None = None
+    height, width = background.shape[:2]
+    total = np.zeros((height, width, 3), np.float32)  # per pixel, over the frames showing it
+    greys = np.zeros((height, width), np.float32)
+    squares = np.zeros((height, width), np.float32)
+    count = np.zeros((height, width), np.float32)
     for frame in frames:
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio)
         if not ghosts.any():
             continue
         ghosts = cv2.dilate(ghosts, _RING)
-        if total is None or greys is None or squares is None or count is None:
-            total = np.zeros(background.shape, np.float32)
-            greys = np.zeros(background.shape[:2], np.float32)
-            squares = np.zeros(background.shape[:2], np.float32)
-            count = np.zeros(background.shape[:2], np.float32)
         total += frame * ghosts[:, :, None].astype(np.float32)
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
         greys += grey * ghosts
         squares += grey * grey * ghosts
         count += ghosts
-    if total is None or greys is None or squares is None or count is None:
-        return background
     healed = count >= 2
+    if not healed.any():
+        return background
     n = np.maximum(count, 1.0)
     spread = np.sqrt(np.maximum(squares / n - (greys / n) ** 2, 0.0))
     regions, labels = cv2.connectedComponents(healed.astype(np.uint8), connectivity=8)

@@ -49,6 +49,7 @@ from aquapose.segmentation.crops import compute_crop_region, extract_crop
 from aquapose.segmentation.io.coco import read_coco
 from aquapose.segmentation.io.files import read_image
 from aquapose.segmentation.masks import decode_rle, mask_to_box_xyxy
+from aquapose.segmentation.model import bgr_to_tensor
 from aquapose.segmentation.types import AnnotatedFrame, CropRegion, Instance
 
 Target = dict[str, Any]
@@ -670,9 +671,9 @@ class CropDataset(torch.utils.data.Dataset):
             raise IndexError(f"sample index {index} out of range [0, {len(self.samples)})")
         rng = np.random.default_rng([self.seed, epoch if self.augment else 0, index])
         sample = self._load(index, rng, shift=self.augment)
-        image = tv_tensors.Image(_rgb(sample.image_bgr))
+        image = tv_tensors.Image(bgr_to_tensor(sample.image_bgr))
         if sample.background_bgr is not None:  # [2, 3, H, W]: augmented alike
-            image = tv_tensors.Image(torch.stack([image, _rgb(sample.background_bgr)]))
+            image = tv_tensors.Image(torch.stack([image, bgr_to_tensor(sample.background_bgr)]))
         crop_masks = sample.crop_masks
         if self.partial:  # box-only fish: their box, filled, stands in for the mask
             crop_masks = np.concatenate([crop_masks, self._box_masks(sample.crop_boxes_only)])
@@ -736,12 +737,6 @@ class CropDataset(torch.utils.data.Dataset):
                 [(~trusted).long(), torch.full((len(ignore),), 2, dtype=torch.int64)]
             ),
         }
-
-
-def _rgb(image_bgr: np.ndarray) -> torch.Tensor:
-    """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1."""
-    rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
 
 
 def _plain(image: torch.Tensor, target: Target, index: int) -> tuple[torch.Tensor, Target]:

@@ -158,14 +158,16 @@ def _detect_camera(
     detector = MOG2Detector(config.detector)
     video_path = str(video.resolve())
     rejections = 0
+    background = out / "backgrounds" / f"{camera_id}.png"
+    wrote_background = background.exists()  # from the run this one resumes
     for index, frame, detections in detect_video(
         video, camera_id=camera_id, every=config.every, detector=detector, start=start
     ):
         if config.max_frames is not None and index >= config.max_frames:
             break
-        background = out / "backgrounds" / f"{camera_id}.png"
-        if detector.background_bgr is not None and not background.exists():
+        if not wrote_background and detector.background_bgr is not None:
             write_image(background, detector.background_bgr)
+            wrote_background = True
         relative = f"frames/{camera_id}/{index:06d}.png"
         write_image(out / relative, frame)
         if config.overlay:

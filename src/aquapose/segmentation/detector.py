@@ -109,7 +109,7 @@ __all__ = [
 ]
 
 
-_OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_OPEN3 = kernel(3)  # the 3x3 disk
 _BAND = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # a blob's edge band: 2 px out, 2 in
 
 

@@ -7,7 +7,7 @@
 - :func:`stratified_split` splits frames into train/val per camera, never putting
   one frame (or a negative crop of it) in both.
 - :func:`with_reviewed` puts reviewed frames (imported from Label Studio) in place of
-  their pseudo-labels in a training set.
+  their pseudo-labels in a training set (:func:`write_reviewed`: from and to COCO files).
 - :func:`contact_sheet` draws crops with their mask outlines for a quick look.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from aquapose.segmentation.io.coco import read_coco, write_coco
 from aquapose.segmentation.io.files import read_image, relative_path, write_image
 from aquapose.segmentation.masks import as_bool_mask, rle_area
 from aquapose.segmentation.types import AnnotatedFrame, Detection, as_box_xyxy
@@ -196,6 +197,21 @@ def with_reviewed(
         frames.append(replace(frame, image_id=image_id, image_path=relative_path(path, out_dir)))
         added += 1
     return ReviewedSet(frames, len(used), added)
+
+
+def write_reviewed(
+    onto: str | Path,
+    reviewed: Sequence[AnnotatedFrame],
+    reviewed_dir: str | Path,
+    out: str | Path,
+    info: dict[str, Any] | None = None,
+) -> ReviewedSet:
+    """Write ``out`` (COCO): the training set ``onto`` (a COCO file) with the ``reviewed``
+    frames (image paths relative to ``reviewed_dir``) in place, see :func:`with_reviewed`."""
+    onto, out = Path(onto), Path(out)
+    merged = with_reviewed(read_coco(onto), onto.parent, reviewed, reviewed_dir, out.parent)
+    write_coco(merged.frames, out, info=info)
+    return merged
 
 
 # ----------------------------------------------------------------------------- dataset

@@ -397,10 +397,10 @@ class MaskRCNNSegmentor:
         """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1 on the model's device;
         with the crop's background (same shape), ``[6, H, W]``: RGB, then RGB minus the
         background's RGB."""
-        rgb = _rgb_tensor(crop_bgr, self.device)
+        rgb = bgr_to_tensor(crop_bgr, self.device)
         if background_bgr is None:
             return rgb
-        return torch.cat([rgb, rgb - _rgb_tensor(background_bgr, self.device)])
+        return torch.cat([rgb, rgb - bgr_to_tensor(background_bgr, self.device)])
 
     def _check_crops(
         self, crops: Sequence[np.ndarray], regions: Sequence[CropRegion] | None
@@ -566,7 +566,7 @@ class MaskRCNNSegmentor:
         return seg
 
 
-def _rgb_tensor(image_bgr: np.ndarray, device: torch.device) -> torch.Tensor:
+def bgr_to_tensor(image_bgr: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
     """uint8 BGR ``(H, W, 3)`` -> float32 RGB ``[3, H, W]`` in 0..1 on ``device``."""
     tensor = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1]))
     return tensor.to(device).permute(2, 0, 1).float().div_(255.0)
