@@ -17,6 +17,7 @@ from aquapose.segmentation._blobs import (
 )
 from aquapose.segmentation.background import (
     LightField,
+    ghost_regions,
     heal_ghosts,
     median_background,
     robust_background,
@@ -784,6 +785,43 @@ def test_healing_needs_frames_that_agree_on_the_floor(rng):
     second[ghost] = 158  # a different floor there in one frame: not written
     kept = heal_ghosts([first, second], background, 1.0, min_area=40)
     assert np.abs(kept.astype(float) - background)[ghost].mean() < 2
+
+
+def test_a_still_frame_without_an_outline_heals_a_ghost_alone(rng):
+    """A ghost that one frame shows as bare floor, still against its partner a few frames
+    away, is sure: healed from that frame alone. Without a partner one frame is not
+    enough; where the partner shows something moving there, it is a fish, never a ghost."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    background = floor.copy()
+    ghost = _fish_mask(80, 60, half_len=16, half_w=6)
+    background[ghost] = 100
+
+    def noisy():
+        return _render(floor, [], rng, noise=1.0)
+
+    frame, partner = noisy(), noisy()
+    assert ghost_regions(frame, background, 1.0, 40)[ghost].max() == 1
+    assert ghost_regions(frame, background, 1.0, 40, partner=partner)[ghost].max() == 2
+    alone = heal_ghosts([frame], background, 1.0, min_area=40)
+    assert np.abs(alone.astype(float) - background)[ghost].mean() < 2
+    healed = heal_ghosts([frame], background, 1.0, min_area=40, partners=[partner])
+    assert np.abs(healed.astype(float) - floor)[ghost].mean() < 2
+    swimming = _render(floor, [_fish_mask(84, 60, half_len=16, half_w=6)], rng, noise=1.0)
+    assert not ghost_regions(frame, background, 1.0, 40, partner=swimming).any()
+
+
+def test_gravel_ghosts_are_told_by_the_texture_the_background_lacks(rng):
+    """On gravel a fish of the floor's mean grey has no mean outline. Resting in the
+    background (smooth there) while the frame shows the stones: a ghost. The other way
+    round (the frame smooth there: a fish in the frame) it is not one."""
+    floor = _gravel()
+    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
+    smooth = floor.copy()
+    smooth[fish] = 140
+    frame = _render(floor, [], rng, noise=1.3)
+    assert ghost_regions(frame, smooth, 1.3, 40)[fish].mean() > 0.9
+    in_frame = _render(smooth, [], rng, noise=1.3)
+    assert not ghost_regions(in_frame, floor, 1.3, 40)[fish].any()
 
 
 def test_dark_fish_without_foreground_cores_are_split_by_their_contrast(rng):

@@ -10,20 +10,30 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
 1. a first background ``B0`` (median, light divided out, mean of the inliers);
 2. in each sample frame, the regions that differ from ``B0`` (smoothed grey difference
    above ``max(4, 3 noise std)``, opened, at least ``min_area`` pixels) are either a
-   fish in the frame or a ghost of ``B0``. A ghost is recognised by its outline: the
-   background steps in grey level across the region's edge (mean of a 2 px ring outside
-   minus a 2 px ring inside, 2-4 px inside where the region is thick enough: its edge
-   pixels are those the threshold picked, biased on gravel; the region closed and its
-   holes filled) and the frame does not (``B0``'s step > ``ghost_edge_ratio``
-   x the frame's, and > 3 grey levels and 2 noise std); a fish in the frame has it the
-   other way round. Ring means average
-   out a textured floor, whose edges are everywhere;
+   fish in the frame or a ghost of ``B0``. A region that changes between the frame
+   and its *partner* (a frame 0.2 s away, when given) in over a quarter of its pixels
+   is a swimming fish: the floor does not move. Otherwise a ghost is recognised by
+   its outline: the background steps in grey level across the region's edge (mean of
+   a 2 px ring outside minus a 2 px ring inside, 2-4 px inside where the region is
+   thick enough: its edge pixels are those the threshold picked, biased on gravel;
+   the region closed and its holes filled) and the frame does not (``B0``'s step >
+   ``ghost_edge_ratio`` x the frame's, and > 3 grey levels and 2 noise std); a fish
+   in the frame has it the other way round. Ring means average out a textured floor,
+   whose edges are everywhere. On a textured floor (3x3 local grey std around the
+   region above 1.5 noise std in both images) texture tells first: a fish of the
+   floor's mean grey has no mean outline, but hides the stones. The background smooth
+   inside (under half the floor's std) and the frame as textured as around: a ghost;
+   the frame smooth inside: a fish in the frame, whatever the steps say (unless the
+   ghost is sure, below);
 3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in at least two
    frames is re-estimated as the mean of those frames there: they show the floor (a
    resting fish's ghost shows in every frame after it left; one frame's misjudged fish
    is not written into the background), in each connected region where those frames
    agree (median grey std across them within noise: two frames that both misjudged a
-   passing fish disagree, and would leave a phantom in every frame). Regions that
+   passing fish disagree, and would leave a phantom in every frame). A *sure* ghost
+   counts as two frames: the background's step over 2 x ``ghost_edge_ratio`` x the
+   frame's (or the noise std), and still against its partner (a fish resting most of
+   a clip may leave it only in its last sample). Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -189,6 +199,7 @@ def robust_background(
     correct_light: bool = True,
     min_area: float = 0.0,
     ghost_edge_ratio: float = 2.0,
+    partners: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Background image of a clip from sample frames, and the noise std around it.
 
@@ -199,7 +210,9 @@ def robust_background(
     of frames under drifting light keeps a faint ghost of them). 4. with ``min_area`` >
     0, fish resting longer are healed out (see the module's docstring: ghosts of at
     least ``min_area`` pixels are recognised by their outline and re-estimated from the
-    frames that show the floor there).
+    frames that show the floor there). ``partners``: for each frame, one a few frames
+    away (:func:`~aquapose.segmentation.io.video.sample_frame_pairs`): regions that
+    move between the two are fish, never ghosts (see :func:`ghost_regions`).
 
     Returns ((H, W, 3) uint8 background, per-channel noise std in grey levels).
     """
@@ -221,16 +234,29 @@ def robust_background(
     first_pass = np.clip(np.rint(background), 0, 255).astype(np.uint8)
     if min_area <= 0:
         return first_pass, sigma
-    return heal_ghosts(corrected, first_pass, sigma, min_area, ghost_edge_ratio), sigma
+    if partners is not None:
+        partners = [light.correct(f) for f in partners] if correct_light else list(partners)
+    healed = heal_ghosts(corrected, first_pass, sigma, min_area, ghost_edge_ratio, partners)
+    return healed, sigma
 
 
 _RING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # 2 px rings
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+#: a region with more of its pixels changing between a frame and its partner: a fish
+_MOVED = 0.25
 
 
 def _step(grey: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> float:
     """|mean over the outer ring - mean over the inner ring| of a grey window."""
     return abs(float(grey[outer].mean()) - float(grey[inner].mean()))
+
+
+def _texture(grey: np.ndarray, where: np.ndarray) -> float:
+    """Root mean 3x3 local variance of a grey window over the pixels ``where`` (bool)."""
+    g = grey.astype(np.float32)
+    mean = cv2.blur(g, (3, 3))
+    var = cv2.blur(g * g, (3, 3)) - mean * mean
+    return float(np.sqrt(max(float(var[where].mean()), 0.0)))
 
 
 def _filled(region: np.ndarray) -> np.ndarray:
@@ -249,10 +275,14 @@ def ghost_regions(
     sigma: float,
     min_area: float,
     ghost_edge_ratio: float = 2.0,
+    partner: np.ndarray | None = None,
 ) -> np.ndarray:
-    """uint8 0/1 mask of the regions where ``background`` holds something ``frame`` does
+    """uint8 mask of the regions where ``background`` holds something ``frame`` does
     not (a resting fish that has left): regions differing from the background whose
-    outline is in the background, not in the frame (see the module's docstring).
+    outline is in the background, not in the frame (see the module's docstring). 0: not
+    a ghost, 1: a ghost, 2: a sure one (the frame shows no outline at all and does not
+    change from ``partner``, a frame a few frames away: it counts as two frames).
+    Regions that change between ``frame`` and ``partner`` are moving fish, never ghosts.
 
     The outline is measured as the step in mean grey level from a 2 px ring inside the
     region to a 2 px ring outside it, in the frame and in the background: a fish in the
@@ -264,6 +294,11 @@ def ghost_regions(
     diff = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_b).astype(np.float32), (0, 0), 1.0)
     changed = (diff > max(4.0, 3.0 * sigma)).astype(np.uint8)
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN3)
+    moved = None
+    if partner is not None:
+        grey_p = cv2.cvtColor(partner, cv2.COLOR_BGR2GRAY)
+        motion = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_p).astype(np.float32), (0, 0), 1.0)
+        moved = motion > max(4.0, 3.0 * sigma)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
     ghosts = np.zeros_like(changed)
     height, width = changed.shape
@@ -283,11 +318,40 @@ def ghost_regions(
         outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & (labels[y0:y1, x0:x1] == 0)
         if not inner.any() or not outer.any():
             continue
-        step_f = _step(grey_f[y0:y1, x0:x1], inner, outer)
-        step_b = _step(grey_b[y0:y1, x0:x1], inner, outer)
-        if step_b > max(ghost_edge_ratio * step_f, 3.0, 2.0 * sigma):
-            ghosts[y0:y1, x0:x1] |= region
+        if moved is not None and moved[y0:y1, x0:x1][region > 0].mean() > _MOVED:
+            continue  # a fish swimming
+        window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
+        rings = (inner, outer, deep > 0)
+        kind = _ghost_kind(window_f, window_b, rings, sigma, ghost_edge_ratio, moved is not None)
+        if kind:
+            np.maximum(ghosts[y0:y1, x0:x1], region * kind, out=ghosts[y0:y1, x0:x1])
     return ghosts
+
+
+def _ghost_kind(
+    grey_f: np.ndarray,
+    grey_b: np.ndarray,
+    rings: tuple[np.ndarray, np.ndarray, np.ndarray],
+    sigma: float,
+    ratio: float,
+    still: bool,
+) -> int:
+    """0: not a ghost, 1: a ghost, 2: a sure ghost, for a region given as bool masks
+    (inner ring, outer ring, interior 2 px inside) of grey windows of the frame and the
+    background; ``still``: the region does not change against the frame's partner (see
+    the module's docstring)."""
+    inner, outer, interior = rings
+    step_f, step_b = _step(grey_f, inner, outer), _step(grey_b, inner, outer)
+    if still and step_b > max(2.0 * ratio * max(step_f, sigma), 3.0):
+        return 2
+    floor_f, floor_b = _texture(grey_f, outer), _texture(grey_b, outer)
+    if interior.any() and min(floor_f, floor_b) > max(1.5 * sigma, 2.0):
+        inside_f = _texture(grey_f, interior)
+        if inside_f < 0.6 * floor_f:
+            return 0
+        if 0.8 * floor_f < inside_f < 1.5 * floor_f and _texture(grey_b, interior) < 0.5 * floor_b:
+            return 1
+    return int(step_b > max(ratio * step_f, 3.0, 2.0 * sigma))
 
 
 def heal_ghosts(
@@ -296,6 +360,7 @@ def heal_ghosts(
     sigma: float,
     min_area: float,
     ghost_edge_ratio: float = 2.0,
+    partners: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """``background`` with the ghosts that ``frames`` reveal (:func:`ghost_regions`, grown
     by 2 px) replaced by the mean of the frames that show the floor there: where at least
@@ -308,16 +373,17 @@ def heal_ghosts(
     greys = np.zeros((height, width), np.float32)
     squares = np.zeros((height, width), np.float32)
     count = np.zeros((height, width), np.float32)
-    for frame in frames:
-        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio)
+    for k, frame in enumerate(frames):
+        partner = None if partners is None else partners[k]
+        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner)
         if not ghosts.any():
             continue
-        ghosts = cv2.dilate(ghosts, _RING)
-        total += frame * ghosts[:, :, None].astype(np.float32)
+        weight = cv2.dilate(ghosts, _RING).astype(np.float32)
+        total += frame * weight[:, :, None]
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        greys += grey * ghosts
-        squares += grey * grey * ghosts
-        count += ghosts
+        greys += grey * weight
+        squares += grey * grey * weight
+        count += weight
     healed = count >= 2
     if not healed.any():
         return background

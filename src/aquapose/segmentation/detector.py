@@ -98,7 +98,7 @@ from aquapose.segmentation.background import (
     check_frame,
     robust_background,
 )
-from aquapose.segmentation.io.video import open_video, sample_frames
+from aquapose.segmentation.io.video import open_video, sample_frame_pairs
 from aquapose.segmentation.types import Detection
 
 __all__ = [
@@ -111,6 +111,8 @@ __all__ = [
 
 _OPEN3 = kernel(3)  # the 3x3 disk
 _BAND = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # a blob's edge band: 2 px out, 2 in
+#: each frame sampled to prime the model comes with one this much later (ghost test)
+_PARTNER_SECONDS = 0.2
 
 
 class GlobalChangeWarning(UserWarning):
@@ -581,11 +583,17 @@ class MOG2Detector:
                 "use one detector per camera, or reset() it"
             )
 
-    def prime(self, frames: Sequence[np.ndarray] | np.ndarray) -> None:
+    def prime(
+        self,
+        frames: Sequence[np.ndarray] | np.ndarray,
+        partners: Sequence[np.ndarray] | None = None,
+    ) -> None:
         """Reset the model and seed it with the robust background of ``frames``.
 
         ``frames`` is a list of (H, W, 3) BGR frames spread over the clip (their noise is
-        measured too), or a single background image. Afterwards every frame gives
+        measured too), or a single background image. ``partners``: optionally, for each
+        frame one a few frames away (what moves between the two is a fish, not a ghost
+        of one: see :func:`~aquapose.segmentation.background.ghost_regions`). Afterwards every frame gives
         detections (no warm-up). Warns (:class:`GlobalChangeWarning`) when the frames
         share no stable background (moving camera); every frame is then rejected.
         """
@@ -602,6 +610,7 @@ class MOG2Detector:
                 c.correct_light,
                 min_area=max(1.0, c.min_ghost_area * c.scale**2) if c.heal_ghosts else 0.0,
                 ghost_edge_ratio=c.ghost_edge_ratio,
+                partners=None if partners is None else [self._to_work(f) for f in partners],
             )
         self.reset()
         self._check_shape(sample[0])
@@ -1160,6 +1169,7 @@ def detect_video(
         cap.release()
         raise ValueError(f"{path}: frame count unknown, so the clip cannot be primed to resume")
     segment = cfg.median_window if cfg.median_window > 0 else max(count, 1)
+    gap = max(1, round(_PARTNER_SECONDS * (cap.get(cv2.CAP_PROP_FPS) or 15.0)))
     frozen = cfg.learning_rate == 0
     try:
         index, primed = (start if seek else 0), -1
@@ -1169,9 +1179,10 @@ def detect_video(
             first = index - index % segment  # of this frame's background segment
             primes = first != primed and start < first + segment
             if cfg.median_frames > 0 and count > 0 and primes and index < count:
-                sample = sample_frames(path, first, min(first + segment, count), cfg.median_frames)
+                end = min(first + segment, count)
+                sample, partners = sample_frame_pairs(path, first, end, cfg.median_frames, gap)
                 if sample:
-                    det.prime(sample)
+                    det.prime(sample, partners)
                 primed = first
             keep = index % every == 0 and index >= start
             if index < start or (not keep and frozen and det.is_ready):

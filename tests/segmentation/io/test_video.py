@@ -10,6 +10,8 @@ from aquapose.segmentation.io.video import (
     find_videos,
     iter_frames,
     read_frames,
+    sample_frame_pairs,
+    sample_frames,
     video_info,
     write_video,
 )
@@ -36,6 +38,15 @@ def test_frames_come_with_their_exact_index(numbered):
     ]
     picked = read_frames(path, [9, 2, 30])
     assert sorted(picked) == [2, 9] and _level(picked[9]) == 9
+
+
+def test_samples_come_with_a_partner_a_few_frames_away(numbered):
+    """Each sample's partner is ``gap`` frames later, or earlier where that is past the end."""
+    path, count = numbered
+    frames, partners = sample_frame_pairs(path, 0, count, 4, gap=2)
+    assert [_level(f) for f in frames] == [0, 3, 7, 11]
+    assert [_level(f) for f in partners] == [2, 5, 9, 9]
+    assert [_level(f) for f in sample_frames(path, 0, count, 4)] == [0, 3, 7, 11]
 
 
 def test_write_video_is_atomic_and_refuses_nothing(tmp_path):

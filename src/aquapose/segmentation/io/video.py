@@ -3,8 +3,9 @@
 - :func:`open_video`: a capture checked to decode, and its frame count;
 - :func:`iter_frames` / :func:`read_frames`: frames by index, decoded straight through
   (frame-accurate on every codec; seeking with ``CAP_PROP_POS_FRAMES`` is not);
-- :func:`sample_frames`: frames spread over a stretch (for background models, where
-  a seek landing a frame off does not matter);
+- :func:`sample_frames` / :func:`sample_frame_pairs`: frames spread over a stretch (for
+  background models, where a seek landing a frame off does not matter), alone or each
+  with a frame a few frames away (what moves between the two is not the floor);
 - :func:`find_videos`: the camera videos of files and folders (a rig);
 - :func:`write_video`: frames to an mp4, atomically.
 """
@@ -24,6 +25,7 @@ __all__ = [
     "iter_frames",
     "open_video",
     "read_frames",
+    "sample_frame_pairs",
     "sample_frames",
     "video_info",
     "write_video",
@@ -62,30 +64,49 @@ def sample_frames(path: Path, start: int, stop: int, n: int) -> list[np.ndarray]
     Close samples are read by decoding straight through (``grab``); far-apart ones by
     seeking, which costs a decode from the previous key frame each time.
     """
-    wanted = sorted(
-        {int(i) for i in np.linspace(start, stop - 1, num=max(1, min(n, stop - start)))}
-    )
-    gap = (stop - start) / max(1, len(wanted))
+    wanted = _spread(start, stop, n)
+    frames = _read_indices(path, wanted)
+    return [frames[i] for i in wanted if i in frames]
+
+
+def sample_frame_pairs(
+    path: Path, start: int, stop: int, n: int, gap: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Up to ``n`` frames evenly spread over ``[start, stop)`` (as :func:`sample_frames`)
+    and, for each, the frame ``gap`` frames later (earlier near ``stop``): what moves
+    between the two is not the floor."""
+    wanted = _spread(start, stop, n)
+    partner = {i: i + gap if i + gap < stop else max(start, i - gap) for i in wanted}
+    frames = _read_indices(path, sorted(set(wanted) | set(partner.values())))
+    kept = [i for i in wanted if i in frames and partner[i] in frames]
+    return [frames[i] for i in kept], [frames[partner[i]] for i in kept]
+
+
+def _spread(start: int, stop: int, n: int) -> list[int]:
+    """Up to ``n`` distinct frame indices evenly spread over ``[start, stop)``."""
+    count = max(1, min(n, stop - start))
+    return sorted({int(i) for i in np.linspace(start, stop - 1, num=count)})
+
+
+def _read_indices(path: Path, indices: Sequence[int]) -> dict[int, np.ndarray]:
+    """The frames at sorted ``indices``: decoded straight through over gaps of up to
+    ``_SEEK_GAP`` frames, sought to over longer ones."""
     cap, _ = open_video(path)
+    frames: dict[int, np.ndarray] = {}
     try:
-        frames: list[np.ndarray] = []
-        if gap <= _SEEK_GAP:
-            if start:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            want = set(wanted)
-            for index in range(start, wanted[-1] + 1):
-                if index in want:
-                    ok, frame = cap.read()
-                    if ok and frame is not None:
-                        frames.append(frame)
-                elif not cap.grab():
-                    break
-            return frames
-        for index in wanted:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        position = 0  # index of the next frame the capture returns; -1: not known
+        for index in indices:
+            if position < 0 or not 0 <= index - position <= _SEEK_GAP:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+                position = index
+            while position < index and cap.grab():
+                position += 1
             ok, frame = cap.read()
             if ok and frame is not None:
-                frames.append(frame)
+                frames[index] = frame
+                position += 1
+            else:
+                position = -1
         return frames
     finally:
         cap.release()
