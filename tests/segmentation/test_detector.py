@@ -932,6 +932,27 @@ def test_smooth_fish_over_gravel_is_found_whole_by_the_texture_it_hides(rng):
     assert max(best[0.0]) < 0.6 and np.mean(best[0.0]) < 0.5  # pieces, some frames none
 
 
+def test_texture_test_allows_for_the_frames_noise(rng):
+    """A noisy camera (noise std 4) over fine gravel (grain std ~6): at half size, where
+    the test runs, the noise halves and the floor counts as textured; a smooth fish is
+    found whole. Judged against the full-size noise (``texture_min_std`` 3) the floor
+    is plain and the fish is found in pieces, or not at all."""
+    floor = np.clip(140 + 0.35 * (_gravel().astype(np.float32) - 140), 0, 255).astype(np.uint8)
+    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
+    frames = []
+    for _ in range(4):
+        frame = floor.astype(np.float32)
+        frame[fish] = 140.0
+        frames.append(np.clip(frame + rng.normal(0.0, 4.0, frame.shape), 0, 255).astype(np.uint8))
+    best = {}
+    for min_std in (1.5, 3.0):
+        det = MOG2Detector(DetectorConfig(**SMALL, texture_min_std=min_std))
+        det.prime([_render(floor, [], rng, noise=4.0) for _ in range(6)])
+        best[min_std] = [_best_iou([d.blob_mask for d in det.detect(f)], fish) for f in frames]
+    assert min(best[1.5]) > 0.7
+    assert np.mean(best[3.0]) < np.mean(best[1.5]) - 0.1
+
+
 def test_texture_test_is_off_on_a_plain_floor(rng):
     """No floor texture, nothing to lose: the test returns nothing (and costs nothing)."""
     plain = np.full((H, W, 3), 140, np.uint8)

@@ -19,12 +19,13 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    the region closed and its holes filled) and the frame does not (``B0``'s step >
    ``ghost_edge_ratio`` x the frame's, and > 3 grey levels and 2 noise std); a fish
    in the frame has it the other way round. Ring means average out a textured floor,
-   whose edges are everywhere. On a textured floor (3x3 local grey std around the
-   region above 1.5 noise std in both images) texture tells first: a fish of the
-   floor's mean grey has no mean outline, but hides the stones. The background smooth
-   inside (under half the floor's std) and the frame as textured as around: a ghost;
-   the frame smooth inside: a fish in the frame, whatever the steps say (unless the
-   ghost is sure, below);
+   whose edges are everywhere. On a textured floor texture tells first: a fish of the
+   floor's mean grey has no mean outline, but hides the stones. Where the background
+   is textured around the region and inside it (median 3x3 local grey std above the
+   noise std: the floor) and the frame is smoother inside (under 0.6 x, its noise taken
+   out): a fish in the frame, whatever the steps say (unless the ghost is sure,
+   below); the background smooth inside (under half the floor's std around it) and the
+   frame as textured as around (above 1.5 noise std): a ghost;
 3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in at least two
    frames is re-estimated as the mean of those frames there: they show the floor (a
    resting fish's ghost shows in every frame after it left; one frame's misjudged fish
@@ -242,6 +243,8 @@ def robust_background(
 
 _RING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # 2 px rings
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+#: variance of the 3x3 local mean's residual for white noise of unit variance (8/9)
+_NOISE_VAR = 8.0 / 9.0
 #: a region with more of its pixels changing between a frame and its partner: a fish
 _MOVED = 0.25
 
@@ -251,12 +254,13 @@ def _step(grey: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> float:
     return abs(float(grey[outer].mean()) - float(grey[inner].mean()))
 
 
-def _texture(grey: np.ndarray, where: np.ndarray) -> float:
-    """Root mean 3x3 local variance of a grey window over the pixels ``where`` (bool)."""
+def _texture(grey: np.ndarray, where: np.ndarray, median: bool = False) -> float:
+    """Root mean (or median) 3x3 local variance of a grey window over the pixels
+    ``where`` (bool)."""
     g = grey.astype(np.float32)
     mean = cv2.blur(g, (3, 3))
-    var = cv2.blur(g * g, (3, 3)) - mean * mean
-    return float(np.sqrt(max(float(var[where].mean()), 0.0)))
+    var = (cv2.blur(g * g, (3, 3)) - mean * mean)[where]
+    return float(np.sqrt(max(float(np.median(var) if median else var.mean()), 0.0)))
 
 
 def _filled(region: np.ndarray) -> np.ndarray:
@@ -344,12 +348,23 @@ def _ghost_kind(
     step_f, step_b = _step(grey_f, inner, outer), _step(grey_b, inner, outer)
     if still and step_b > max(2.0 * ratio * max(step_f, sigma), 3.0):
         return 2
+    if not interior.any():
+        return int(step_b > max(ratio * step_f, 3.0, 2.0 * sigma))
+    # medians: the rings' and the interior's pixels may straddle the fish's edge
+    level = max(sigma, 2.0)
+    grain_f, grain_b = _texture(grey_f, interior, True), _texture(grey_b, interior, True)
+    if min(_texture(grey_b, outer, True), grain_b) > level and (
+        grain_f**2 - _NOISE_VAR * sigma**2 < (0.6 * grain_b) ** 2
+    ):
+        return 0  # smoother than the floor there, once the frame's noise is out
     floor_f, floor_b = _texture(grey_f, outer), _texture(grey_b, outer)
-    if interior.any() and min(floor_f, floor_b) > max(1.5 * sigma, 2.0):
-        inside_f = _texture(grey_f, interior)
-        if inside_f < 0.6 * floor_f:
-            return 0
-        if 0.8 * floor_f < inside_f < 1.5 * floor_f and _texture(grey_b, interior) < 0.5 * floor_b:
+    if floor_b > level:
+        inside_f, inside_b = _texture(grey_f, interior), _texture(grey_b, interior)
+        if (
+            floor_f > max(1.5 * sigma, 2.0)
+            and 0.8 * floor_f < inside_f < 1.5 * floor_f
+            and inside_b < 0.5 * floor_b
+        ):
             return 1
     return int(step_b > max(ratio * step_f, 3.0, 2.0 * sigma))
 

@@ -33,10 +33,11 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   :func:`detect_video` primes it with a robust background of frames spread over the
   clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
   stops is still foreground. A fish that rests in one spot in more than half of the
-  sampled frames is in their median: its *ghost* (a region whose outline is in the
-  background, not in the frame) is recognised in the frames where it has gone, and
-  the floor there re-estimated from them (``heal_ghosts``), so it is found while it
-  rests and leaves no ghost detection. Limit: a fish that never leaves its spot in the
+  sampled frames is in their median: its *ghost* (a region whose outline, or on
+  gravel whose smoothness, is in the background, not in the frame, and which does not
+  move between the frame and one 0.2 s later) is recognised in the frames where it has
+  gone, and the floor there re-estimated from them (``heal_ghosts``), so it is found
+  while it rests and leaves no ghost detection. Limit: a fish that never leaves its spot in the
   sampled frames cannot be told from the floor;
 - **crowds** (100+ fish): nothing limits the number of fish; fish a few pixels apart
   that the closing joins into one blob are split again when the pixels between them are
@@ -207,13 +208,15 @@ class DetectorConfig:
             gravel tank's 0.75 -> 0.89.
         faint_dark_distance: see ``faint_dark_level``; 0 = anywhere.
         texture_loss: a pixel where the floor is textured and the frame's local grey std is
-            under this fraction of the floor's is a candidate (a smooth fish hiding gravel;
-            MOG2 sees it only where it hides a stone); 0 = off. Sweep: a gravel tank's
-            precision 0.83 -> 0.90 (fewer pieces per fish).
+            under this fraction of the floor's (on top of the frame's own noise) is a
+            candidate (a smooth fish hiding gravel; MOG2 sees it only where it hides a
+            stone); 0 = off. Sweep: a gravel tank's precision 0.83 -> 0.90 (fewer pieces
+            per fish). The test runs at half size, where the noise std is half the
+            frame's.
         texture_window: side (full-frame pixels) of the box the local std is taken over.
         texture_min_std: the floor counts as textured where its local std is at least
-            this many noise std, and so around (not only along an edge) -- three quarters
-            of the pixels within a window's width.
+            this many noise std (at half size), and so around (not only along an edge) --
+            three quarters of the pixels within a window's width.
         max_shadow_reach: a trimmed-off piece whose farthest pixel from the fish is more
             than this many times its own half-thickness away is not a cast shadow (which
             lines the fish's edge, reach ~2) but a faint fish touching it: it is kept as a
@@ -923,21 +926,23 @@ class MOG2Detector:
     def _texture_loss(self) -> np.ndarray | None:
         """uint8 0/255 at half the working size, or None: pixels where the floor is
         textured (local grey std over ``texture_window`` above ``texture_min_std`` noise
-        std, all around: not an edge) and the frame is smooth (its local std under
-        ``texture_loss`` x the floor's): a smooth fish hiding a gravel floor, which differs
-        from the floor only where it hides stones. Only on the textured floor's box."""
+        std at half size, all around: not an edge) and the frame is smooth (its local
+        variance under ``texture_loss``^2 x the floor's plus the noise's): a smooth fish
+        hiding a gravel floor, which differs from the floor only where it hides stones.
+        Only on the textured floor's box."""
         c = self.config
         grey = self._frame_grey_half()
         side = max(3, int(round(c.texture_window * c.scale / 2)) | 1)
         if self._texture_floor is None:
             floor_var = _local_var(self._grey_half((grey.shape[1], grey.shape[0])), side)
-            noise = self.noise_sigma or c.default_noise_sigma
+            noise = (self.noise_sigma or c.default_noise_sigma) / 2  # std at half size
             textured = (floor_var >= (c.texture_min_std * noise) ** 2).astype(np.float32)
             # textured all around (gravel), not along a line (an edge, a ghost's outline)
             around = cv2.boxFilter(textured, -1, (2 * side + 1, 2 * side + 1))
             usable = (around >= 0.75) & (textured > 0)
             # -1 where untextured: a variance (>= 0, up to rounding) is never below it
-            floor_var = np.where(usable, floor_var * np.float32(c.texture_loss**2), -1.0)
+            limit = floor_var * np.float32(c.texture_loss**2) + np.float32(noise**2)
+            floor_var = np.where(usable, limit, -1.0)
             rows, cols = np.flatnonzero(usable.any(axis=1)), np.flatnonzero(usable.any(axis=0))
             box, pad = (0, 0, 0, 0), side // 2  # with the windows of its edge pixels
             if rows.size:
