@@ -47,6 +47,9 @@ def test_samples_come_with_a_partner_a_few_frames_away(numbered):
     assert [_level(f) for f in frames] == [0, 3, 7, 11]
     assert [_level(f) for f in partners] == [2, 5, 9, 9]
     assert [_level(f) for f in sample_frames(path, 0, count, 4)] == [0, 3, 7, 11]
+    frames, partners = sample_frame_pairs(path, 4, 7, 3, gap=5)  # shorter than the gap
+    assert [_level(f) for f in frames] == [4, 5, 6]
+    assert [_level(f) for f in partners] == [6, 6, 4]
 
 
 def test_write_video_is_atomic_and_refuses_nothing(tmp_path):

@@ -73,13 +73,24 @@ def sample_frame_pairs(
     path: Path, start: int, stop: int, n: int, gap: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Up to ``n`` frames evenly spread over ``[start, stop)`` (as :func:`sample_frames`)
-    and, for each, the frame ``gap`` frames later (earlier near ``stop``): what moves
-    between the two is not the floor."""
+    and, for each, the frame ``gap`` frames later (earlier near ``stop``; in a stretch
+    shorter than that, the other end of it): what moves between the two is not the
+    floor."""
     wanted = _spread(start, stop, n)
-    partner = {i: i + gap if i + gap < stop else max(start, i - gap) for i in wanted}
+    partner = {i: _partner(i, start, stop, gap) for i in wanted}
     frames = _read_indices(path, sorted(set(wanted) | set(partner.values())))
     kept = [i for i in wanted if i in frames and partner[i] in frames]
     return [frames[i] for i in kept], [frames[partner[i]] for i in kept]
+
+
+def _partner(index: int, start: int, stop: int, gap: int) -> int:
+    """The frame ``gap`` after ``index`` within ``[start, stop)``, else before, else the
+    end of the stretch farthest from ``index``."""
+    if index + gap < stop:
+        return index + gap
+    if index - gap >= start:
+        return index - gap
+    return start if index - start > stop - 1 - index else stop - 1
 
 
 def _spread(start: int, stop: int, n: int) -> list[int]:
