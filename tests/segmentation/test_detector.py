@@ -838,13 +838,31 @@ def test_dark_fish_without_foreground_cores_are_split_by_their_contrast(rng):
     fg = np.where(blob > 0, 127, 0).astype(np.uint8)
     rules = MOG2Detector(DetectorConfig(**SMALL))._rules
     assert len(split_by_cores(blob, fg, rules)) == 1  # no foreground core: nothing to seed
-    parts = split_by_cores(blob, fg, rules, contrast, 1.0)
+    assert len(split_by_cores(blob, fg, rules, contrast, 1.0)) == 1  # nor by contrast
+    parts = split_by_cores(blob, fg, rules, contrast, 1.0, seed_by_contrast=True)
     assert len(parts) == 2 and min(_best_iou([p > 0 for p in parts], m) for m in (a, b)) > 0.8
     one = _fish_mask(80, 60, half_len=30, half_w=5).astype(np.uint8)
     contrast = np.where(one > 0, -50.0, 0.0).astype(np.float32)
     assert (
         len(split_by_cores(one, np.where(one > 0, 127, 0).astype(np.uint8), rules, contrast)) == 1
     )
+
+
+def test_fish_side_by_side_joined_by_a_shadow_stay_apart_on_their_bodies():
+    """Two dark fish side by side, 5 px apart, each with a foreground core, joined along
+    their length by the shadow between them: the blob's neck is wide (they would be
+    joined back), the bodies' is nil: with the contrast they stay two."""
+    a = _fish_mask(80, 50, half_len=28, half_w=5)
+    b = _fish_mask(80, 66, half_len=28, half_w=5)
+    shadow = np.zeros((H, W), bool)
+    shadow[54:62, 60:101] = True
+    blob = (a | b | shadow).astype(np.uint8)
+    fg = np.where(a | b, 255, np.where(shadow, 127, 0)).astype(np.uint8)
+    contrast = np.where(a | b, -60.0, np.where(shadow, -12.0, 0.0)).astype(np.float32)
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    assert len(split_by_cores(blob, fg, rules)) == 1
+    parts = split_by_cores(blob, fg, rules, contrast, 1.0)  # (each with half the shadow)
+    assert len(parts) == 2 and min(_best_iou([p > 0 for p in parts], m) for m in (a, b)) > 0.6
 
 
 def test_a_small_part_joins_its_neighbour_and_the_others_stay_split():

@@ -263,6 +263,7 @@ def split_by_cores(
     rules: BlobRules,
     contrast: np.ndarray | None = None,
     noise_sigma: float = 0.0,
+    seed_by_contrast: bool = False,
 ) -> list[np.ndarray]:
     """Split a blob (uint8 0/1 window) between its sizeable cores.
 
@@ -271,14 +272,15 @@ def split_by_cores(
     edge (so two dark fish touching at a neck give two cores); a watershed on the blob's
     distance transform, seeded by the cores, draws the border between them. Dark fish
     that MOG2 labels shadow (127) all over have no foreground core: with ``contrast``
-    (frame - background, the blob's window) and fewer than two foreground seeds, the
-    cores are the pixels of the blob's sign of contrast (smoothed, 1 px) at least half as
-    strong as its strongest (90th percentile; a fish's body, not the blurred gap or the
-    fainter shadow between two fish). With ``contrast``, the widths that decide whether
-    parts stay apart (:func:`merge_wide_necks`) are measured on the fish's body (the
-    pixels with 0.3 of that strength), not on the faint halo or shadow that joins two
-    fish. Both only when that strength is at least 16 noise std: a faint fish's
-    contrast is patchy (a blob pinched where MOG2 missed some of it is not cut there).
+    (frame - background, the blob's window), ``seed_by_contrast`` and fewer than two
+    foreground seeds, the cores are the pixels of the blob's sign of contrast (smoothed,
+    1 px) at least half as strong as its strongest (90th percentile; a fish's body, not
+    the blurred gap or the fainter shadow between two fish). With ``contrast``, the
+    widths that decide whether parts stay apart (:func:`merge_wide_necks`) are measured
+    on the fish's body (the pixels with 0.3 of that strength), not on the faint halo or
+    shadow that joins two fish. Both only when that strength is at least 16 noise std: a
+    faint fish's contrast is patchy (a blob pinched where MOG2 missed some of it is not
+    cut there).
     """
     if np.count_nonzero(blob) < 2 * rules.min_area:
         return [blob]  # no room for two fish
@@ -290,7 +292,7 @@ def split_by_cores(
         sign = 1.0 if float(np.median(inside)) >= 0 else -1.0
         strong = float(np.percentile(inside * sign, 90))
         if strong >= 16.0 * noise_sigma:  # a faint fish's contrast is too patchy to trust
-            if len(seeds[1]) < 2:
+            if len(seeds[1]) < 2 and seed_by_contrast:
                 core = (contrast * sign >= 0.5 * strong) & (blob > 0)
                 seeds = _core_seeds(core.astype(np.uint8), rules)
             body = ((contrast * sign >= 0.3 * strong) & (blob > 0)).astype(np.uint8)

@@ -233,12 +233,11 @@ class DetectorConfig:
             dark fish by contrast sign).
         split_by_contrast: also seed the split of a blob by its strongest contrast when
             MOG2 gives it fewer than two foreground cores (dark fish labelled shadow all
-            over), and judge whether parts stay apart on the fish's bodies rather than on
-            the blob (the faint halo or shadow that joins two dark fish 1-2 px apart).
-            Helps crowds of dark fish (sweep, every 2nd frame, faint_light_snr=5: crowd
-            recall 0.935 -> 0.954, random median 0.935 -> 0.948) but cuts striped fish at
-            their stripes (held-out seeds 200-209: precision median 0.937 -> 0.911): off
-            by default.
+            over). Helps crowds of dark fish (sweep, every 2nd frame, faint_light_snr=5:
+            crowd recall 0.935 -> 0.954, random median 0.935 -> 0.948) but cuts striped
+            fish at their stripes (held-out seeds 200-209: precision median 0.937 ->
+            0.911): off by default. (Whether parts stay apart is always judged on the
+            fish's bodies, not on the faint halo or shadow that joins two fish.)
         bridge_contrast: a blob the closing joined from pieces of fish size is split
             between them when the pixels it added are floor: their median contrast below
             this fraction of the faintest piece's (fragments of one faint fish are joined
@@ -787,7 +786,6 @@ class MOG2Detector:
                     for p in trim_shadows(part, fg_window, contrast, rules, noise)
                 ]
             if c.split_touching:
-                by_contrast = contrast if c.split_by_contrast else None
                 if contrast is not None:
                     parts = [
                         p
@@ -797,7 +795,9 @@ class MOG2Detector:
                 parts = [
                     p
                     for part in parts
-                    for p in split_by_cores(part, fg_window, rules, by_contrast, noise)
+                    for p in split_by_cores(
+                        part, fg_window, rules, contrast, noise, c.split_by_contrast
+                    )
                 ]
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
