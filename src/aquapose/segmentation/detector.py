@@ -37,8 +37,8 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   gravel whose smoothness, is in the background, not in the frame, and which does not
   move between the frame and one 0.2 s later) is recognised in the frames where it has
   gone, and the floor there re-estimated from them (``heal_ghosts``), so it is found
-  while it rests and leaves no ghost detection. Limit: a fish that never leaves its spot in the
-  sampled frames cannot be told from the floor;
+  while it rests and leaves no ghost detection. Limit: a fish that never leaves its
+  spot in the sampled frames cannot be told from the floor;
 - **crowds** (100+ fish): nothing limits the number of fish; fish a few pixels apart
   that the closing joins into one blob are split again when the pixels between them are
   floor (``bridge_contrast``). Fish that touch are one blob (the model stage separates
@@ -595,8 +595,8 @@ class MOG2Detector:
         ``frames`` is a list of (H, W, 3) BGR frames spread over the clip (their noise is
         measured too), or a single background image. ``partners``: optionally, for each
         frame one a few frames away (what moves between the two is a fish, not a ghost
-        of one: see :func:`~aquapose.segmentation.background.ghost_regions`). Afterwards every frame gives
-        detections (no warm-up). Warns (:class:`GlobalChangeWarning`) when the frames
+        of one: :func:`~aquapose.segmentation.background.ghost_regions`). Afterwards
+        every frame gives detections (no warm-up). Warns (:class:`GlobalChangeWarning`) when the frames
         share no stable background (moving camera); every frame is then rejected.
         """
         c = self.config

@@ -112,6 +112,8 @@ def _read_indices(path: Path, indices: Sequence[int]) -> dict[int, np.ndarray]:
                 position = index
             while position < index and cap.grab():
                 position += 1
+            if position != index:
+                break  # the stream ended
             ok, frame = cap.read()
             if ok and frame is not None:
                 frames[index] = frame
