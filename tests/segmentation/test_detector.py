@@ -930,24 +930,31 @@ def _gravel(seed: int = 0) -> np.ndarray:
     return np.repeat(np.clip(stones, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
+_SMOOTH_FISH = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
+
+
+def _smooth_fish_ious(floor, noise, rng, **config) -> list[float]:
+    """Best IoU with a fish of grey 140 (the floor's mean) in each of 4 noisy frames, for
+    a detector of ``config`` primed on the empty floor."""
+    det = MOG2Detector(DetectorConfig(**SMALL, **config))
+    det.prime([_render(floor, [], rng, noise=noise) for _ in range(6)])
+    ious = []
+    for _ in range(4):
+        frame = floor.astype(np.float32)
+        frame[_SMOOTH_FISH] = 140.0
+        frame = np.clip(frame + rng.normal(0.0, noise, frame.shape), 0, 255).astype(np.uint8)
+        ious.append(_best_iou([d.blob_mask for d in det.detect(frame)], _SMOOTH_FISH))
+    return ious
+
+
 def test_smooth_fish_over_gravel_is_found_whole_by_the_texture_it_hides(rng):
     """A fish of the floor's mean grey over gravel differs from it only where it hides
     a stone: MOG2 breaks it into specks. The floor's texture, gone where the fish
     lies, finds it whole."""
     floor = _gravel()
-    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
-    frames = []
-    for _ in range(4):
-        frame = floor.astype(np.float32)
-        frame[fish] = 140.0
-        frames.append(np.clip(frame + rng.normal(0.0, 1.3, frame.shape), 0, 255).astype(np.uint8))
-    best = {}
-    for ratio in (0.5, 0.0):
-        det = MOG2Detector(DetectorConfig(**SMALL, texture_loss=ratio))
-        det.prime([_render(floor, [], rng, noise=1.3) for _ in range(6)])
-        best[ratio] = [_best_iou([d.blob_mask for d in det.detect(f)], fish) for f in frames]
-    assert min(best[0.5]) > 0.75
-    assert max(best[0.0]) < 0.6 and np.mean(best[0.0]) < 0.5  # pieces, some frames none
+    assert min(_smooth_fish_ious(floor, 1.3, rng, texture_loss=0.5)) > 0.75
+    off = _smooth_fish_ious(floor, 1.3, rng, texture_loss=0.0)
+    assert max(off) < 0.6 and np.mean(off) < 0.5  # pieces, some frames none
 
 
 def test_texture_test_allows_for_the_frames_noise(rng):
@@ -956,19 +963,9 @@ def test_texture_test_allows_for_the_frames_noise(rng):
     found whole. Judged against the full-size noise (``texture_min_std`` 3) the floor
     is plain and the fish is found in pieces, or not at all."""
     floor = np.clip(140 + 0.35 * (_gravel().astype(np.float32) - 140), 0, 255).astype(np.uint8)
-    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
-    frames = []
-    for _ in range(4):
-        frame = floor.astype(np.float32)
-        frame[fish] = 140.0
-        frames.append(np.clip(frame + rng.normal(0.0, 4.0, frame.shape), 0, 255).astype(np.uint8))
-    best = {}
-    for min_std in (1.5, 3.0):
-        det = MOG2Detector(DetectorConfig(**SMALL, texture_min_std=min_std))
-        det.prime([_render(floor, [], rng, noise=4.0) for _ in range(6)])
-        best[min_std] = [_best_iou([d.blob_mask for d in det.detect(f)], fish) for f in frames]
-    assert min(best[1.5]) > 0.7
-    assert np.mean(best[3.0]) < np.mean(best[1.5]) - 0.1
+    found = _smooth_fish_ious(floor, 4.0, rng, texture_min_std=1.5)
+    assert min(found) > 0.7
+    assert np.mean(_smooth_fish_ious(floor, 4.0, rng, texture_min_std=3.0)) < np.mean(found) - 0.1
 
 
 def test_texture_test_is_off_on_a_plain_floor(rng):

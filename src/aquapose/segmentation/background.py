@@ -61,6 +61,7 @@ __all__ = [
     "check_frame",
     "ghost_regions",
     "heal_ghosts",
+    "local_variance",
     "median_background",
     "robust_background",
 ]
@@ -254,13 +255,18 @@ def _step(grey: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> float:
     return abs(float(grey[outer].mean()) - float(grey[inner].mean()))
 
 
-def _texture(grey: np.ndarray, where: np.ndarray, median: bool = False) -> float:
-    """Root mean (or median) 3x3 local variance of a grey window over the pixels
-    ``where`` (bool)."""
-    g = grey.astype(np.float32)
-    mean = cv2.blur(g, (3, 3))
-    var = (cv2.blur(g * g, (3, 3)) - mean * mean)[where]
-    return float(np.sqrt(max(float(np.median(var) if median else var.mean()), 0.0)))
+def local_variance(image: np.ndarray, side: int) -> np.ndarray:
+    """Grey-level variance of ``image`` (uint8 or float32) over a ``side`` x ``side`` box
+    around each pixel, float32 (box borders reflected)."""
+    box = (side, side)
+    mean = cv2.boxFilter(image, cv2.CV_32F, box)
+    return cv2.sqrBoxFilter(image, cv2.CV_32F, box) - mean * mean
+
+
+def _texture(variance: np.ndarray, where: np.ndarray, median: bool = False) -> float:
+    """Root mean (or median) of a local-variance window over the pixels ``where``."""
+    values = variance[where]
+    return float(np.sqrt(max(float(np.median(values) if median else values.mean()), 0.0)))
 
 
 def _filled(region: np.ndarray) -> np.ndarray:
@@ -348,22 +354,21 @@ def _ghost_kind(
     step_f, step_b = _step(grey_f, inner, outer), _step(grey_b, inner, outer)
     if still and step_b > max(2.0 * ratio * max(step_f, sigma), 3.0):
         return 2
-    if not interior.any():
-        return int(step_b > max(ratio * step_f, 3.0, 2.0 * sigma))
-    # medians: the rings' and the interior's pixels may straddle the fish's edge
-    level = max(sigma, 2.0)
-    grain_f, grain_b = _texture(grey_f, interior, True), _texture(grey_b, interior, True)
-    if min(_texture(grey_b, outer, True), grain_b) > level and (
-        grain_f**2 - _NOISE_VAR * sigma**2 < (0.6 * grain_b) ** 2
-    ):
-        return 0  # smoother than the floor there, once the frame's noise is out
-    floor_f, floor_b = _texture(grey_f, outer), _texture(grey_b, outer)
-    if floor_b > level:
-        inside_f, inside_b = _texture(grey_f, interior), _texture(grey_b, interior)
+    if interior.any():
+        var_f, var_b = local_variance(grey_f, 3), local_variance(grey_b, 3)
+        # medians: the rings' and the interior's pixels may straddle the fish's edge
+        level = max(sigma, 2.0)
+        grain_f, grain_b = _texture(var_f, interior, True), _texture(var_b, interior, True)
+        if min(_texture(var_b, outer, True), grain_b) > level and (
+            grain_f**2 - _NOISE_VAR * sigma**2 < (0.6 * grain_b) ** 2
+        ):
+            return 0  # smoother than the floor there, once the frame's noise is out
+        floor_f, floor_b = _texture(var_f, outer), _texture(var_b, outer)
         if (
-            floor_f > max(1.5 * sigma, 2.0)
-            and 0.8 * floor_f < inside_f < 1.5 * floor_f
-            and inside_b < 0.5 * floor_b
+            floor_b > level
+            and floor_f > max(1.5 * sigma, 2.0)
+            and 0.8 * floor_f < _texture(var_f, interior) < 1.5 * floor_f
+            and _texture(var_b, interior) < 0.5 * floor_b
         ):
             return 1
     return int(step_b > max(ratio * step_f, 3.0, 2.0 * sigma))

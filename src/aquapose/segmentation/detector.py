@@ -28,7 +28,8 @@ How the known failure modes of real tanks are handled (DESIGN.md):
 - **smooth fish over a textured floor** (gravel): a fish of about the floor's grey
   differs from it only where it hides a stone, so MOG2 finds it in pieces. Where the
   floor is textured all around and the frame is smooth (local grey std under
-  ``texture_loss`` x the floor's), the fish hides the floor: candidates too;
+  ``texture_loss`` x the floor's, on top of its noise), the fish hides the floor:
+  candidates too;
 - **stationary fish**: the model is frozen after priming (``learning_rate=0``), and
   :func:`detect_video` primes it with a robust background of frames spread over the
   clip (:func:`~aquapose.segmentation.background.robust_background`), so a fish that
@@ -97,6 +98,7 @@ from aquapose.segmentation._frozen_mog2 import FrozenMOG2
 from aquapose.segmentation.background import (
     LightField,
     check_frame,
+    local_variance,
     robust_background,
 )
 from aquapose.segmentation.io.video import open_video, sample_frame_pairs
@@ -596,8 +598,9 @@ class MOG2Detector:
         measured too), or a single background image. ``partners``: optionally, for each
         frame one a few frames away (what moves between the two is a fish, not a ghost
         of one: :func:`~aquapose.segmentation.background.ghost_regions`). Afterwards
-        every frame gives detections (no warm-up). Warns (:class:`GlobalChangeWarning`) when the frames
-        share no stable background (moving camera); every frame is then rejected.
+        every frame gives detections (no warm-up). Warns (:class:`GlobalChangeWarning`)
+        when the frames share no stable background (moving camera); every frame is then
+        rejected.
         """
         c = self.config
         if isinstance(frames, np.ndarray) and frames.ndim == 3:
@@ -934,7 +937,7 @@ class MOG2Detector:
         grey = self._frame_grey_half()
         side = max(3, int(round(c.texture_window * c.scale / 2)) | 1)
         if self._texture_floor is None:
-            floor_var = _local_var(self._grey_half((grey.shape[1], grey.shape[0])), side)
+            floor_var = local_variance(self._grey_half((grey.shape[1], grey.shape[0])), side)
             noise = (self.noise_sigma or c.default_noise_sigma) / 2  # std at half size
             textured = (floor_var >= (c.texture_min_std * noise) ** 2).astype(np.float32)
             # textured all around (gravel), not along a line (an edge, a ghost's outline)
@@ -956,7 +959,7 @@ class MOG2Detector:
         floor_var, (y0, y1, x0, x1) = self._texture_floor
         if y1 <= y0:
             return None
-        smooth = _local_var(grey[y0:y1, x0:x1], side) < floor_var[y0:y1, x0:x1]
+        smooth = local_variance(grey[y0:y1, x0:x1], side) < floor_var[y0:y1, x0:x1]
         if not smooth.any():
             return None
         mask = np.zeros(floor_var.shape, np.uint8)
@@ -1108,14 +1111,6 @@ def _or_doubled(dst: np.ndarray, src: np.ndarray) -> None:
     up = cv2.resize(src[y : y + h, x : x + w], None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
     region = dst[2 * y : 2 * (y + h), 2 * x : 2 * (x + w)]
     region |= up[: region.shape[0], : region.shape[1]]
-
-
-def _local_var(image: np.ndarray, side: int) -> np.ndarray:
-    """Grey-level variance of ``image`` (uint8 or float32) over a ``side`` x ``side`` box
-    around each pixel, float32 (box borders reflected)."""
-    box = (side, side)
-    mean = cv2.boxFilter(image, cv2.CV_32F, box)
-    return cv2.sqrBoxFilter(image, cv2.CV_32F, box) - mean * mean
 
 
 def _robust_std(image: np.ndarray) -> float:
