@@ -839,8 +839,10 @@ def test_dark_fish_without_foreground_cores_are_split_by_their_contrast(rng):
     rules = MOG2Detector(DetectorConfig(**SMALL))._rules
     assert len(split_by_cores(blob, fg, rules)) == 1  # no foreground core: nothing to seed
     assert len(split_by_cores(blob, fg, rules, contrast, 1.0)) == 1  # nor by contrast
-    parts = split_by_cores(blob, fg, rules, contrast, 1.0, seed_by_contrast=True)
+    parts = split_by_cores(blob, fg, rules, contrast, 1.0, seed_contrast=contrast)
     assert len(parts) == 2 and min(_best_iou([p > 0 for p in parts], m) for m in (a, b)) > 0.8
+    # Over gravel (a floor with 5 grey levels of detail) the same contrast is no seed.
+    assert len(split_by_cores(blob, fg, rules, contrast, 1.0, contrast, floor_std=5.0)) == 1
     one = _fish_mask(80, 60, half_len=30, half_w=5).astype(np.uint8)
     contrast = np.where(one > 0, -50.0, 0.0).astype(np.float32)
     assert (
@@ -883,7 +885,7 @@ def test_a_small_part_joins_its_neighbour_and_the_others_stay_split():
 
 def test_split_by_contrast_separates_dark_fish_end_to_end(rng):
     """Two dark fish labelled shadow (55 % of the floor), end to end 1 px apart: one blob
-    with no foreground core by default; ``split_by_contrast`` seeds it by contrast."""
+    with no foreground core: ``split_by_contrast`` (default) seeds it by contrast."""
     floor = _floor()
     a = _fish_mask(57, 60, half_len=16, half_w=5)
     b = _fish_mask(90, 60, half_len=16, half_w=5)
@@ -895,8 +897,8 @@ def test_split_by_contrast_separates_dark_fish_end_to_end(rng):
         det.prime(floor)
         return [d.blob_mask for d in det.detect(frame)]
 
-    assert len(found()) == 1
-    split = found(split_by_contrast=True)
+    assert len(found(split_by_contrast=False)) == 1
+    split = found()
     assert len(split) == 2 and min(_best_iou(split, m) for m in (a, b)) > 0.6
 
 

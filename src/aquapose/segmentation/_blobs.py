@@ -27,6 +27,7 @@ __all__ = [
     "split_by_cores",
     "split_bridged",
     "split_by_sign",
+    "strong_part",
     "trim_shadows",
 ]
 
@@ -263,39 +264,32 @@ def split_by_cores(
     rules: BlobRules,
     contrast: np.ndarray | None = None,
     noise_sigma: float = 0.0,
-    seed_by_contrast: bool = False,
+    seed_contrast: np.ndarray | None = None,
+    floor_std: float = 0.0,
 ) -> list[np.ndarray]:
     """Split a blob (uint8 0/1 window) between its sizeable cores.
 
     Cores are the blob's foreground (255) pixels, narrowed to where they are at least
     ``split_core_depth`` x the deepest point of their connected piece away from its
     edge (so two dark fish touching at a neck give two cores); a watershed on the blob's
-    distance transform, seeded by the cores, draws the border between them. Dark fish
-    that MOG2 labels shadow (127) all over have no foreground core: with ``contrast``
-    (frame - background, the blob's window), ``seed_by_contrast`` and fewer than two
-    foreground seeds, the cores are the pixels of the blob's sign of contrast (smoothed,
-    1 px) at least half as strong as its strongest (90th percentile; a fish's body, not
-    the blurred gap or the fainter shadow between two fish). With ``contrast``, the
-    widths that decide whether parts stay apart (:func:`merge_wide_necks`) are measured
-    on the fish's body (the pixels with 0.3 of that strength), not on the faint halo or
-    shadow that joins two fish. Both only when that strength is at least 16 noise std: a
-    faint fish's contrast is patchy (a blob pinched where MOG2 missed some of it is not
-    cut there).
+    distance transform, seeded by the cores, draws the border between them. With
+    ``contrast`` (frame - background, float32, the blob's window), the widths that decide
+    whether parts stay apart (:func:`merge_wide_necks`) are measured on the fish's body
+    (:func:`strong_part`, 0.3 of its strength), not on the faint halo or shadow that
+    joins two fish. Dark fish that MOG2 labels shadow (127) all over have no foreground
+    core: with ``seed_contrast`` (frame - the floor's local mean, the same window) and
+    fewer than two foreground seeds, the cores are its strong part (half its strength: a
+    fish's body, not the gap or the fainter shadow between two fish), judged against
+    the noise and the floor's own texture (``floor_std``: a fish over gravel differs
+    from the floor's mean in patches).
     """
     if np.count_nonzero(blob) < 2 * rules.min_area:
         return [blob]  # no room for two fish
     seeds = _core_seeds(((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8), rules)
-    body = blob
-    if contrast is not None:
-        contrast = cv2.GaussianBlur(contrast, (0, 0), 1.0)  # per-pixel noise out
-        inside = contrast[blob > 0]
-        sign = 1.0 if float(np.median(inside)) >= 0 else -1.0
-        strong = float(np.percentile(inside * sign, 90))
-        if strong >= 16.0 * noise_sigma:  # a faint fish's contrast is too patchy to trust
-            if len(seeds[1]) < 2 and seed_by_contrast:
-                core = (contrast * sign >= 0.5 * strong) & (blob > 0)
-                seeds = _core_seeds(core.astype(np.uint8), rules)
-            body = ((contrast * sign >= 0.3 * strong) & (blob > 0)).astype(np.uint8)
+    if len(seeds[1]) < 2 and seed_contrast is not None:
+        core = strong_part(blob, seed_contrast, float(np.hypot(noise_sigma, floor_std)), 0.5)
+        if core is not None:
+            seeds = _core_seeds(core, rules)
     labels, big = seeds
     if len(big) < 2:
         return [blob]
@@ -306,12 +300,28 @@ def split_by_cores(
     dist = cv2.distanceTransform(pad1(blob), cv2.DIST_L2, 3)[1:-1, 1:-1]
     relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
-    if body is not blob:  # widths of the fish's body, not of the faint halo between fish
+    body = None if contrast is None else strong_part(blob, contrast, noise_sigma, 0.3)
+    if body is not None:  # widths of the fish's body, not of the faint halo between fish
         dist = cv2.distanceTransform(pad1(body), cv2.DIST_L2, 3)[1:-1, 1:-1]
     parts = merge_wide_necks(markers, blob, dist, len(big), rules.max_neck_ratio)
     if len(parts) > 1:
         parts = merge_small_parts(fill_to_nearest(parts, blob), rules)
     return parts if len(parts) > 1 else [blob]
+
+
+def strong_part(
+    blob: np.ndarray, contrast: np.ndarray, noise_sigma: float, fraction: float
+) -> np.ndarray | None:
+    """The blob's pixels (uint8 0/1) whose contrast (smoothed, 1 px), of the blob's sign,
+    reaches ``fraction`` of its strongest (90th percentile); None when that strength is
+    under 16 ``noise_sigma``: a faint fish's contrast is too patchy to trust."""
+    smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)  # per-pixel noise out
+    inside = smooth[blob > 0]
+    sign = 1.0 if float(np.median(inside)) >= 0 else -1.0
+    strong = float(np.percentile(inside * sign, 90))
+    if strong < 16.0 * noise_sigma:
+        return None
+    return ((smooth * sign >= fraction * strong) & (blob > 0)).astype(np.uint8)
 
 
 def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndarray]:
