@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from aquapose.segmentation._blobs import (
+    FOREGROUND,
     core_hulls,
     detection_rle,
     merge_small_parts,
     split_by_cores,
+    trim_shadows,
 )
 from aquapose.segmentation.background import (
     LightField,
@@ -189,6 +191,27 @@ def test_light_fish_touching_a_dark_fish_are_split_by_contrast_sign(rng):
     masks = [d.blob_mask for d in det.detect(frame)]
     assert len(masks) == 2
     assert _best_iou(masks, light) > 0.6 and _best_iou(masks, dark) > 0.6
+
+
+def test_a_light_fish_keeps_its_dark_eyes_and_drops_its_shadow():
+    """A small pale fish with its cast shadow 2 px beside it, inside the trim distance: the
+    shadow (darker than the floor, outside the fish's core) is trimmed off, or it would pull
+    the fish's median contrast to the floor's and drop it as a faint speck. A larger pale
+    fish's dark eyes at its snout (small pieces) stay: the snout is not cut off."""
+    rules = MOG2Detector(DetectorConfig())._rules
+    fish = _fish_mask(80, 60, half_len=10, half_w=2)
+    shadow = np.roll(fish, 3, axis=0) & ~fish
+    blob = (fish | shadow).astype(np.uint8)
+    fg = np.where(fish, FOREGROUND, np.where(shadow, 127, 0)).astype(np.uint8)
+    contrast = np.where(fish, 30.0, np.where(shadow, -15.0, 0.0)).astype(np.float32)
+    parts = trim_shadows(blob, fg, contrast, rules, 1.5)
+    assert len(parts) == 1 and mask_iou(parts[0] > 0, fish) > 0.75  # (the rim is blurred)
+    big = _fish_mask(80, 60, half_len=30, half_w=8)
+    eyes = (_fish_mask(101, 56, 1, 2) | _fish_mask(101, 64, 1, 2)) & big
+    fg = np.where(big & (np.arange(W) < 100)[None, :], FOREGROUND, 0).astype(np.uint8)
+    contrast = np.where(eyes, -25.0, np.where(big, 30.0, 0.0)).astype(np.float32)
+    parts = trim_shadows(big.astype(np.uint8), fg, contrast, rules, 1.5)
+    assert len(parts) == 1 and parts[0][eyes].all()
 
 
 @pytest.mark.slow

@@ -152,16 +152,39 @@ def trim_shadows(
     if np.count_nonzero(core) < rules.min_core:
         return [blob]
     keep = cv2.dilate(core, rules.trim)
-    keep |= core_hulls(core, keep, blob, contrast)
+    hull = core_hulls(core, keep, blob, contrast)
     if contrast is not None:
         level = float(np.median(contrast[core > 0]))
+        if level > 0:  # a light fish: what darkens the floor beside it is its shadow
+            keep &= 1 - _shadow_beside(blob, core, hull, contrast, rules, noise_sigma)
         floor = max(rules.shadow_contrast * abs(level), 3.0 * noise_sigma)
         keep |= (contrast * np.sign(level) >= floor).astype(np.uint8)
+    keep |= hull
     fish = blob & keep
     parts = components(fish, rules.min_area)
     if rules.max_shadow_reach > 0:
         parts += faint_fish_beside(blob & (1 - keep), fish, rules)
     return parts
+
+
+def _shadow_beside(
+    blob: np.ndarray,
+    core: np.ndarray,
+    hull: np.ndarray,
+    contrast: np.ndarray,
+    rules: BlobRules,
+    noise_sigma: float,
+) -> np.ndarray:
+    """The cast shadow of a light fish (uint8 0/1): the blob's pieces outside the core's
+    hull that are darker than the floor (smoothed, 1 px: 2 noise std), at least half a
+    fish's area and a quarter of the core's (a pale fish's dark eyes are smaller). Left in,
+    a small pale fish's shadow pulls its median contrast to the floor's (a faint speck)."""
+    smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)
+    dark = ((smooth <= -2.0 * noise_sigma) & (blob > 0) & (hull == 0)).astype(np.uint8)
+    shadow = np.zeros_like(blob)
+    for piece in components(dark, max(0.5 * rules.min_area, 0.25 * np.count_nonzero(core))):
+        shadow |= piece
+    return shadow
 
 
 def core_hulls(
