@@ -14,6 +14,7 @@ from aquapose.segmentation._blobs import (
     core_hulls,
     detection_rle,
     merge_small_parts,
+    quantile,
     split_by_cores,
     trim_shadows,
 )
@@ -862,10 +863,10 @@ def test_dark_fish_without_foreground_cores_are_split_by_their_contrast(rng):
     rules = MOG2Detector(DetectorConfig(**SMALL))._rules
     assert len(split_by_cores(blob, fg, rules)) == 1  # no foreground core: nothing to seed
     assert len(split_by_cores(blob, fg, rules, contrast, 1.0)) == 1  # nor by contrast
-    parts = split_by_cores(blob, fg, rules, contrast, 1.0, seed_contrast=contrast)
+    parts = split_by_cores(blob, fg, rules, contrast, 1.0, lambda: (contrast, 0.0))
     assert len(parts) == 2 and min(_best_iou([p > 0 for p in parts], m) for m in (a, b)) > 0.8
     # Over gravel (a floor with 5 grey levels of detail) the same contrast is no seed.
-    assert len(split_by_cores(blob, fg, rules, contrast, 1.0, contrast, floor_std=5.0)) == 1
+    assert len(split_by_cores(blob, fg, rules, contrast, 1.0, lambda: (contrast, 5.0))) == 1
     one = _fish_mask(80, 60, half_len=30, half_w=5).astype(np.uint8)
     contrast = np.where(one > 0, -50.0, 0.0).astype(np.float32)
     assert (
@@ -1051,3 +1052,11 @@ def test_core_hulls_keep_the_body_between_one_fishs_patches_not_the_floor_betwee
 def test_config_rejects_bad_texture_and_faint_dark_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DetectorConfig(**kwargs)
+
+
+def test_quantile_is_numpys_nearest_percentile(rng):
+    """The detector's fast quantile equals ``np.percentile(method="nearest")`` exactly."""
+    for n in (1, 2, 3, 10, 11, 64, 1001):
+        values = rng.normal(0.0, 10.0, n).astype(np.float32)
+        for q in (0.0, 0.25, 0.5, 0.9, 1.0):
+            assert quantile(values, q) == float(np.percentile(values, 100 * q, method="nearest"))

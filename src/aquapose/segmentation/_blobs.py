@@ -3,6 +3,7 @@ and the windowed RLE encoding of a detection's blob mask."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "merge_small_parts",
     "merge_wide_necks",
     "pad1",
+    "quantile",
     "split_by_cores",
     "split_bridged",
     "split_by_sign",
@@ -56,6 +58,13 @@ class BlobRules:
     max_shadow_reach: float = 0.0
     min_faint_fraction: float = 0.0
     bridge_contrast: float = 0.0
+
+
+def quantile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, 100 * q, method="nearest")`` of a 1-D array, by one
+    ``np.partition``: ~4 us where ``np.percentile`` takes ~40 (many times a frame)."""
+    k = int(round(q * (values.size - 1)))
+    return float(np.partition(values, k)[k])
 
 
 def pad1(mask: np.ndarray) -> np.ndarray:
@@ -154,7 +163,7 @@ def trim_shadows(
     keep = cv2.dilate(core, rules.trim)
     hull = core_hulls(core, keep, blob, contrast)
     if contrast is not None:
-        level = float(np.median(contrast[core > 0]))
+        level = quantile(contrast[core > 0], 0.5)
         if level > 0:  # a light fish: what darkens the floor beside it is its shadow
             keep &= 1 - _shadow_beside(blob, core, hull, contrast, rules, noise_sigma)
         floor = max(rules.shadow_contrast * abs(level), 3.0 * noise_sigma)
@@ -211,7 +220,7 @@ def core_hulls(
     for group in groups:
         cv2.fillConvexPoly(apart, cv2.convexHull(cv2.findNonZero(group & core)), 1)
     between = (hull > 0) & (apart == 0) & (near == 0) & (blob > 0)
-    if between.any() and abs(np.median(contrast[between])) >= 0.3 * abs(np.median(inside)):
+    if between.any() and abs(quantile(contrast[between], 0.5)) >= 0.3 * abs(quantile(inside, 0.5)):
         return hull
     return apart
 
@@ -287,8 +296,7 @@ def split_by_cores(
     rules: BlobRules,
     contrast: np.ndarray | None = None,
     noise_sigma: float = 0.0,
-    seed_contrast: np.ndarray | None = None,
-    floor_std: float = 0.0,
+    seed_contrast: Callable[[], tuple[np.ndarray, float]] | None = None,
 ) -> list[np.ndarray]:
     """Split a blob (uint8 0/1 window) between its sizeable cores.
 
@@ -300,17 +308,18 @@ def split_by_cores(
     whether parts stay apart (:func:`merge_wide_necks`) are measured on the fish's body
     (:func:`strong_part`, 0.3 of its strength), not on the faint halo or shadow that
     joins two fish. Dark fish that MOG2 labels shadow (127) all over have no foreground
-    core: with ``seed_contrast`` (frame - the floor's local mean, the same window) and
-    fewer than two foreground seeds, the cores are its strong part (half its strength: a
-    fish's body, not the gap or the fainter shadow between two fish), judged against
-    the noise and the floor's own texture (``floor_std``: a fish over gravel differs
-    from the floor's mean in patches).
+    core: with ``seed_contrast`` (called only then: frame - the floor's local mean, the
+    same window, and the std of the floor's own detail) and fewer than two foreground
+    seeds, the cores are its strong part (half its strength: a fish's body, not the gap
+    or the fainter shadow between two fish), judged against the noise and that detail
+    (a fish over gravel differs from the floor's mean in patches).
     """
     if np.count_nonzero(blob) < 2 * rules.min_area:
         return [blob]  # no room for two fish
     seeds = _core_seeds(((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8), rules)
     if len(seeds[1]) < 2 and seed_contrast is not None:
-        core = strong_part(blob, seed_contrast, float(np.hypot(noise_sigma, floor_std)), 0.5)
+        floor_contrast, floor_std = seed_contrast()
+        core = strong_part(blob, floor_contrast, float(np.hypot(noise_sigma, floor_std)), 0.5)
         if core is not None:
             seeds = _core_seeds(core, rules)
     labels, big = seeds
@@ -340,8 +349,8 @@ def strong_part(
     under 16 ``noise_sigma``: a faint fish's contrast is too patchy to trust."""
     smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)  # per-pixel noise out
     inside = smooth[blob > 0]
-    sign = 1.0 if float(np.median(inside)) >= 0 else -1.0
-    strong = float(np.percentile(inside * sign, 90))
+    sign = 1.0 if quantile(inside, 0.5) >= 0 else -1.0
+    strong = quantile(inside * sign, 0.9)
     if strong < 16.0 * noise_sigma:
         return None
     return ((smooth * sign >= fraction * strong) & (blob > 0)).astype(np.uint8)
@@ -419,8 +428,8 @@ def split_bridged(
     bridge = (blob > 0) & (inside == 0)
     if not bridge.any():
         return [blob]
-    faintest = min(abs(float(np.median(contrast[p > 0]))) for p in pieces)
-    gap = abs(float(np.median(contrast[bridge])))
+    faintest = min(abs(quantile(contrast[p > 0], 0.5)) for p in pieces)
+    gap = abs(quantile(contrast[bridge], 0.5))
     if gap >= max(rules.bridge_contrast * faintest, 3.0 * noise_sigma):
         return [blob]
     return fill_to_nearest(pieces, blob)

@@ -79,6 +79,7 @@ import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ from aquapose.segmentation._blobs import (
     FOREGROUND,
     BlobRules,
     kernel,
+    quantile,
     split_bridged,
     split_by_cores,
     split_by_sign,
@@ -799,15 +801,13 @@ class MOG2Detector:
                         for part in parts
                         for p in split_by_sign(part, contrast, fg_window, rules, noise)
                     ]
-                seed, floor_std = None, 0.0
+                seed = None
                 if c.split_by_contrast and contrast is not None:
-                    seed, floor_std = self._floor_contrast(x, y, w, h, blob)
+                    seed = partial(self._floor_contrast, x, y, w, h, blob)
                 parts = [
                     p
                     for part in parts
-                    for p in split_by_cores(
-                        part, fg_window, rules, contrast, noise, seed, floor_std
-                    )
+                    for p in split_by_cores(part, fg_window, rules, contrast, noise, seed)
                 ]
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
@@ -832,7 +832,7 @@ class MOG2Detector:
         small = c.small_blob_area * c.scale * c.scale
         if area >= 4 * small:
             return False
-        level = abs(float(np.median(contrast[part > 0])))
+        level = abs(quantile(contrast[part > 0], 0.5))
         return level < c.small_blob_contrast * noise * min(1.0, small / area)
 
     def _soft_edged(
@@ -875,8 +875,8 @@ class MOG2Detector:
             band &= cv2.dilate(rest, _BAND) == 0
             if not band.any():
                 return False
-        level = max(abs(float(np.median(contrast[mask > 0]))), 3.0)
-        return float(np.percentile(slope[band], 90)) < c.min_edge_sharpness * level
+        level = max(abs(quantile(contrast[mask > 0], 0.5)), 3.0)
+        return quantile(slope[band], 0.9) < c.min_edge_sharpness * level
 
     def _missed_by_mog2(self, candidate: np.ndarray) -> None:
         """Add to ``candidate`` (uint8 0/255, work scale, in place) the fish MOG2's per-pixel
