@@ -16,6 +16,7 @@ from aquapose.segmentation._blobs import (
     merge_small_parts,
     quantile,
     split_by_cores,
+    split_by_sign,
     trim_shadows,
 )
 from aquapose.segmentation.background import (
@@ -192,6 +193,25 @@ def test_light_fish_touching_a_dark_fish_are_split_by_contrast_sign(rng):
     masks = [d.blob_mask for d in det.detect(frame)]
     assert len(masks) == 2
     assert _best_iou(masks, light) > 0.6 and _best_iou(masks, dark) > 0.6
+
+
+def test_sign_split_takes_a_dark_fish_labelled_shadow_not_a_shadow():
+    """A light fish (foreground core) beside a dark region with no foreground core (MOG2
+    labels a dark fish on a light floor shadow): split off when it is twice the sign-split
+    level dark (a fish), not when it is a shadow's few tens of grey levels."""
+    light = _fish_mask(70, 60, half_len=16, half_w=6)
+    dark = _fish_mask(100, 60, half_len=14, half_w=5) & ~light
+    blob = (light | dark).astype(np.uint8)
+    fg = np.where(light, FOREGROUND, np.where(dark, 127, 0)).astype(np.uint8)
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+
+    def parts(darkness):
+        contrast = np.where(light, 40.0, np.where(dark, darkness, 0.0)).astype(np.float32)
+        return [p > 0 for p in split_by_sign(blob, contrast, fg, rules, 1.5)]
+
+    fish = parts(-60.0)
+    assert len(fish) == 2 and min(_best_iou(fish, m) for m in (light, dark)) > 0.9
+    assert len(parts(-30.0)) == 1
 
 
 def test_a_light_fish_keeps_its_dark_eyes_and_drops_its_shadow():

@@ -261,7 +261,9 @@ def split_by_sign(
 
     Each pixel goes to the nearer of the two (opened) regions of contrast beyond
     +/- ``sign_split_contrast``, when both are big enough for a fish and hold a
-    foreground-only core (a shadow, pure darkening, has none).
+    foreground-only core (a shadow, pure darkening, has none) -- or, the dark one, a
+    median twice that dark (a dark fish that MOG2 labels shadow all over; a shadow that
+    dark, split off, is still dropped for its soft edge).
     """
     level = max(rules.sign_split_contrast, 4.0 * noise_sigma)
     inside = contrast[blob > 0]
@@ -274,6 +276,9 @@ def split_by_sign(
         clear = ((contrast * sign >= level) & (blob > 0)).astype(np.uint8)
         clear = cv2.morphologyEx(clear, cv2.MORPH_OPEN, _OPEN3)
         cored = np.count_nonzero(clear & (fg_window == FOREGROUND)) >= rules.min_core
+        if sign < 0 and not cored and np.count_nonzero(clear):
+            # MOG2 labels a dark fish on a light floor shadow: twice the level is no shadow
+            cored = quantile(contrast[clear > 0], 0.5) <= -2.0 * level
         if np.count_nonzero(clear) < rules.min_area or not cored:
             return [blob]
         regions.append(clear)
