@@ -29,7 +29,6 @@ __all__ = [
     "split_by_cores",
     "split_bridged",
     "split_by_sign",
-    "strong_part",
     "trim_shadows",
 ]
 
@@ -311,7 +310,7 @@ def split_by_cores(
     distance transform, seeded by the cores, draws the border between them. With
     ``contrast`` (frame - background, float32, the blob's window), the widths that decide
     whether parts stay apart (:func:`merge_wide_necks`) are measured on the fish's body
-    (:func:`strong_part`, 0.3 of its strength), not on the faint halo or shadow that
+    (:func:`_strong_part`, 0.3 of its strength), not on the faint halo or shadow that
     joins two fish. Dark fish that MOG2 labels shadow (127) all over have no foreground
     core: with ``seed_contrast`` (called only then: frame - the floor's local mean, the
     same window, and the std of the floor's own detail) and fewer than two foreground
@@ -324,7 +323,7 @@ def split_by_cores(
     seeds = _core_seeds(((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8), rules)
     if len(seeds[1]) < 2 and seed_contrast is not None:
         floor_contrast, floor_std = seed_contrast()
-        core = strong_part(blob, floor_contrast, float(np.hypot(noise_sigma, floor_std)), 0.5)
+        core = _strong_part(blob, floor_contrast, float(np.hypot(noise_sigma, floor_std)), 0.5)
         if core is not None:
             seeds = _core_seeds(core, rules)
     labels, big = seeds
@@ -337,7 +336,7 @@ def split_by_cores(
     dist = cv2.distanceTransform(pad1(blob), cv2.DIST_L2, 3)[1:-1, 1:-1]
     relief = 255 - cv2.normalize(dist, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     cv2.watershed(cv2.cvtColor(relief, cv2.COLOR_GRAY2BGR), markers)
-    body = None if contrast is None else strong_part(blob, contrast, noise_sigma, 0.3)
+    body = None if contrast is None else _strong_part(blob, contrast, noise_sigma, 0.3)
     if body is not None:  # widths of the fish's body, not of the faint halo between fish
         dist = cv2.distanceTransform(pad1(body), cv2.DIST_L2, 3)[1:-1, 1:-1]
     parts = merge_wide_necks(markers, blob, dist, len(big), rules.max_neck_ratio)
@@ -346,7 +345,7 @@ def split_by_cores(
     return parts if len(parts) > 1 else [blob]
 
 
-def strong_part(
+def _strong_part(
     blob: np.ndarray, contrast: np.ndarray, noise_sigma: float, fraction: float
 ) -> np.ndarray | None:
     """The blob's pixels (uint8 0/1) whose contrast (smoothed, 1 px), of the blob's sign,
