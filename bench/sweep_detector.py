@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=parse_seeds, default=SWEEP_SEEDS, help="random seeds")
     parser.add_argument(
-        "--presets", default="resting,crowd,demo", help="fixed presets (seed 0); '' = none"
+        "--presets", default="resting,crowd,demo", help="fixed presets, each at seed 0 or PRESET:SEED (e.g. crowd:1); '' = none"
     )
     parser.add_argument("--every", type=int, default=1, help="score every n-th frame")
     parser.add_argument(
@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[SceneResult, str]] = []
     random_rows: list[SceneResult] = []
     scenes = [("random", s) for s in args.seeds]
-    scenes += [(p, 0) for p in args.presets.split(",") if p]
+    for item in filter(None, args.presets.split(",")):
+        preset, _, seed = item.partition(":")
+        scenes.append((preset, int(seed or 0)))
     for preset, seed in scenes:
         folder = scene_dir(args.cache, preset, seed)
         name = f"{preset}_{seed}"
