@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=parse_seeds, default=SWEEP_SEEDS, help="random seeds")
     parser.add_argument(
-        "--presets", default="resting,crowd,demo", help="fixed presets, each at seed 0 or PRESET:SEED (e.g. crowd:1); '' = none"
+        "--presets",
+        default="resting,crowd,demo",
+        help="fixed presets, each at seed 0 or PRESET:SEED (e.g. crowd:1); '' = none",
     )
     parser.add_argument("--every", type=int, default=1, help="score every n-th frame")
     parser.add_argument(
