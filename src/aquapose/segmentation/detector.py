@@ -79,7 +79,7 @@ import math
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -802,8 +802,8 @@ class MOG2Detector:
                         for p in split_by_sign(part, contrast, fg_window, rules, noise)
                     ]
                 seed = None
-                if c.split_by_contrast and contrast is not None:
-                    seed = partial(self._floor_contrast, x, y, w, h, blob)
+                if c.split_by_contrast and contrast is not None:  # once per blob, if asked
+                    seed = cache(partial(self._floor_contrast, x, y, w, h, blob))
                 parts = [
                     p
                     for part in parts
@@ -1059,7 +1059,8 @@ class MOG2Detector:
             sigma = _FLOOR_SIGMA * self.config.scale
             self._floor_mean = cv2.GaussianBlur(grey, (0, 0), sigma)
         mean = self._floor_mean[y : y + h, x : x + w]
-        detail = self._grey()[y : y + h, x : x + w][blob > 0] - mean[blob > 0]
+        inside = blob > 0
+        detail = self._grey()[y : y + h, x : x + w][inside] - mean[inside]
         frame = self._frame_grey()[y : y + h, x : x + w].astype(np.float32)
         return frame - mean, float(detail.std())
 
