@@ -854,6 +854,46 @@ def test_a_still_frame_without_an_outline_heals_a_ghost_alone(rng):
     assert not ghost_regions(frame, background, 1.0, 40, partner=swimming).any()
 
 
+def test_a_sure_ghost_heals_alone_only_in_the_first_or_last_frame(rng):
+    """One still frame with no outline heals a ghost at the clip's ends (a fish resting
+    most of the clip may leave only then); between frames that show the background's
+    content there, it is a fish hiding a dark spot of the floor, and is not written."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    background = floor.copy()
+    spot = _fish_mask(80, 60, half_len=16, half_w=6)
+    background[spot] = 100
+
+    def noisy(image):
+        return _render(image, [], rng, noise=1.0)
+
+    bare = noisy(floor)
+    for at, healed in ((0, True), (1, False), (2, True)):
+        frames = [noisy(background) for _ in range(3)]
+        frames[at] = bare
+        partners = [noisy(background) for _ in range(3)]
+        partners[at] = noisy(floor)
+        out = heal_ghosts(frames, background, 1.0, min_area=40, partners=partners)
+        error = np.abs(out.astype(float) - (floor if healed else background))[spot].mean()
+        assert error < 2, at
+
+
+def test_a_fish_with_the_floors_mean_grey_is_not_taken_for_a_ghost(rng):
+    """A fish resting for a few samples over a slightly dark patch of floor, its body of
+    the floor's grey around the patch, steps less across its outline than the floor
+    does; its small dark head (a spread unlike the floor's) tells that it is in the
+    frame, not a ghost in the background, which is left as it is."""
+    body = _fish_mask(80, 60, half_len=30, half_w=10, angle=15)
+    background = np.full((H, W, 3), 150, np.uint8)
+    background[body] = 144
+    fish = np.full((H, W, 3), 150, np.uint8)
+    fish[_fish_mask(96, 64, half_len=3, half_w=3)] = 60  # its head
+    scenes = [fish if 7 <= i < 12 else background for i in range(25)]
+    frames = [_render(scene, [], rng, noise=1.5) for scene in scenes]
+    partners = [_render(scene, [], rng, noise=1.5) for scene in scenes]
+    out = heal_ghosts(frames, background, 1.5, min_area=40, partners=partners)
+    assert np.abs(out.astype(float) - background)[body].mean() < 1
+
+
 def test_gravel_ghosts_are_told_by_the_texture_the_background_lacks(rng):
     """On gravel a fish of the floor's mean grey has no mean outline. Resting in the
     background (smooth there) while the frame shows the stones: a ghost. The other way

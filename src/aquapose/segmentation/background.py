@@ -13,17 +13,20 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    fish in the frame or a ghost of ``B0``. A region that changes between the frame
    and its *partner* (a frame 0.2 s away, when given) in over a quarter of its pixels
    is a swimming fish: the floor does not move. Otherwise a ghost is recognised by
-   its outline: the background steps in grey level across the region's edge (mean of
-   a 2 px ring outside minus a 2 px ring inside, 2-4 px inside where the region is
-   thick enough: its edge pixels are those the threshold picked, biased on gravel;
-   the region closed and its holes filled) and the frame does not (``B0``'s step >
-   ``ghost_edge_ratio`` x the frame's, and > 3 grey levels and 2 noise std); a fish
-   in the frame has it the other way round. Ring means average out a textured floor,
-   whose edges are everywhere. On a textured floor texture tells first: a fish of the
-   floor's mean grey has no mean outline, but hides the stones. Where the background
+   its outline: inside the region the background differs from the floor around it and
+   the frame does not. The *outline* of an image there is the hypot of the differences
+   of the mean and of the std of its grey level between the region's inside (2 px in,
+   where the region is that thick: its edge pixels are those the threshold picked,
+   biased on gravel; the region closed and its holes filled) and a 2 px ring outside.
+   ``B0``'s outline > ``ghost_edge_ratio`` x the frame's, and > 3 grey levels and 2
+   noise std: a ghost; a fish in the frame has it the other way round. Means and stds
+   over rings average out a textured floor, whose edges are everywhere; the std tells
+   a fish with the floor's mean grey but a dark head (its spread unlike the floor's)
+   from the floor. On a textured floor texture tells first: a fish of the floor's mean
+   grey has no mean outline, but hides the stones. Where the background
    is textured around the region and inside it (median 3x3 local grey std above the
    noise std: the floor) and the frame is smoother inside (under 0.6 x, its noise taken
-   out): a fish in the frame, whatever the steps say (unless the ghost is sure,
+   out): a fish in the frame, whatever the outlines say (unless the ghost is sure,
    below); the background smooth inside (under half the floor's std around it) and the
    frame as textured as around (above 1.5 noise std): a ghost;
 3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in at least two
@@ -31,10 +34,12 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    resting fish's ghost shows in every frame after it left; one frame's misjudged fish
    is not written into the background), in each connected region where those frames
    agree (median grey std across them within noise: two frames that both misjudged a
-   passing fish disagree, and would leave a phantom in every frame). A *sure* ghost
-   counts as two frames: the background's step over 2 x ``ghost_edge_ratio`` x the
-   frame's (or the noise std), and still against its partner (a fish resting most of
-   a clip may leave it only in its last sample). Regions that
+   passing fish disagree, and would leave a phantom in every frame). A *sure* ghost in
+   the first or the last sample counts as two frames: the background's outline over 2 x
+   ``ghost_edge_ratio`` x the frame's (or the noise std), and still against its partner
+   (a fish resting most of a clip may leave it only in its last sample, or arrive
+   after the first). Between them a sure ghost counts once: a pale fish resting on a
+   dark spot of the floor hides it, and looks like its ghost in that frame. Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -250,9 +255,12 @@ _NOISE_VAR = 8.0 / 9.0
 _MOVED = 0.25
 
 
-def _step(grey: np.ndarray, inner: np.ndarray, outer: np.ndarray) -> float:
-    """|mean over the outer ring - mean over the inner ring| of a grey window."""
-    return abs(float(grey[outer].mean()) - float(grey[inner].mean()))
+def _outline(grey: np.ndarray, inside: np.ndarray, outer: np.ndarray) -> float:
+    """How much a grey window's region differs from the ring around it: the hypot of the
+    differences of their means and of their standard deviations."""
+    values_in = grey[inside].astype(np.float32)
+    values_out = grey[outer].astype(np.float32)
+    return float(np.hypot(values_in.mean() - values_out.mean(), values_in.std() - values_out.std()))
 
 
 def local_variance(image: np.ndarray, side: int) -> np.ndarray:
@@ -294,11 +302,12 @@ def ghost_regions(
     change from ``partner``, a frame a few frames away: it counts as two frames).
     Regions that change between ``frame`` and ``partner`` are moving fish, never ghosts.
 
-    The outline is measured as the step in mean grey level from a 2 px ring inside the
-    region to a 2 px ring outside it, in the frame and in the background: a fish in the
-    frame steps from fish to floor in the frame and not in the background; a ghost the
-    other way round. Means over rings average out the floor's texture (a gravel floor
-    has strong edges everywhere, but no step along a fish's outline)."""
+    The outline is measured as the difference in mean and std of the grey level between
+    the region's inside (2 px in) and a 2 px ring outside it, in the frame and in the
+    background: a fish in the frame differs from the floor around it in the frame and
+    not in the background; a ghost the other way round. Means and stds over rings
+    average out the floor's texture (a gravel floor has strong edges everywhere, but no
+    step along a fish's outline)."""
     grey_f = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     grey_b = cv2.cvtColor(background, cv2.COLOR_BGR2GRAY)
     diff = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_b).astype(np.float32), (0, 0), 1.0)
@@ -319,19 +328,17 @@ def ghost_regions(
         x0, y0 = max(0, x - 4), max(0, y - 4)
         x1, y1 = min(width, x + w + 4), min(height, y + h + 4)
         region = _filled((labels[y0:y1, x0:x1] == i).astype(np.uint8))
-        deep = cv2.erode(region, _RING)
-        inner = (region > 0) & (deep == 0)
-        if np.count_nonzero(deep) >= np.count_nonzero(inner):
-            # Measure 2-4 px inside: the region's edge pixels are those the threshold
-            # picked (on gravel, the floor pixels least like the fish): biased.
-            inner = (deep > 0) & (cv2.erode(deep, _RING) == 0)
+        # 2 px inside: the region's edge pixels are those the threshold picked (on
+        # gravel, the floor pixels least like the fish): biased.
+        deep = cv2.erode(region, _RING) > 0
+        inside = deep if deep.any() else region > 0
         outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & (labels[y0:y1, x0:x1] == 0)
-        if not inner.any() or not outer.any():
+        if not outer.any():
             continue
         if moved is not None and moved[y0:y1, x0:x1][region > 0].mean() > _MOVED:
             continue  # a fish swimming
         window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
-        rings = (inner, outer, deep > 0)
+        rings = (inside, outer, deep)
         kind = _ghost_kind(window_f, window_b, rings, sigma, ghost_edge_ratio, moved is not None)
         if kind:
             np.maximum(ghosts[y0:y1, x0:x1], region * kind, out=ghosts[y0:y1, x0:x1])
@@ -347,12 +354,12 @@ def _ghost_kind(
     still: bool,
 ) -> int:
     """0: not a ghost, 1: a ghost, 2: a sure ghost, for a region given as bool masks
-    (inner ring, outer ring, interior 2 px inside) of grey windows of the frame and the
-    background; ``still``: the region does not change against the frame's partner (see
-    the module's docstring)."""
-    inner, outer, interior = rings
-    step_f, step_b = _step(grey_f, inner, outer), _step(grey_b, inner, outer)
-    if still and step_b > max(2.0 * ratio * max(step_f, sigma), 3.0):
+    (its inside, the ring around it, its interior 2 px inside: maybe empty) of grey
+    windows of the frame and the background; ``still``: the region does not change
+    against the frame's partner (see the module's docstring)."""
+    inside, outer, interior = rings
+    outline_f, outline_b = _outline(grey_f, inside, outer), _outline(grey_b, inside, outer)
+    if still and outline_b > max(2.0 * ratio * max(outline_f, sigma), 3.0):
         return 2
     if interior.any():
         var_f, var_b = local_variance(grey_f, 3), local_variance(grey_b, 3)
@@ -371,7 +378,7 @@ def _ghost_kind(
             and _texture(var_b, interior) < 0.5 * floor_b
         ):
             return 1
-    return int(step_b > max(ratio * step_f, 3.0, 2.0 * sigma))
+    return int(outline_b > max(ratio * outline_f, 3.0, 2.0 * sigma))
 
 
 def heal_ghosts(
@@ -382,9 +389,10 @@ def heal_ghosts(
     ghost_edge_ratio: float = 2.0,
     partners: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``background`` with the ghosts that ``frames`` reveal (:func:`ghost_regions`, grown
-    by 2 px) replaced by the mean of the frames that show the floor there: where at least
-    two frames do, in each connected region whose frames agree (median grey-level std
+    """``background`` with the ghosts that ``frames`` (in time order) reveal
+    (:func:`ghost_regions`, grown by 2 px) replaced by the mean of the frames that show the
+    floor there: where at least two frames do (a sure ghost in the first or last frame
+    counts as two), in each connected region whose frames agree (median grey-level std
     across them within ``max(2, 2 sigma)``: the floor is the same in every frame that
     shows it; a fish that one frame's ghost test misjudged is not, and is not written
     into the background as a phantom)."""
@@ -393,11 +401,14 @@ def heal_ghosts(
     greys = np.zeros((height, width), np.float32)
     squares = np.zeros((height, width), np.float32)
     count = np.zeros((height, width), np.float32)
+    last = len(frames) - 1
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner)
         if not ghosts.any():
             continue
+        if 0 < k < last:
+            ghosts = np.minimum(ghosts, 1)  # sure ghosts count twice only at the ends
         weight = cv2.dilate(ghosts, _RING).astype(np.float32)
         total += frame * weight[:, :, None]
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)

@@ -167,8 +167,8 @@ class DetectorConfig:
             left alone (a piece of a fish misjudged as a ghost, written into the
             background, would be a phantom in every frame).
         ghost_edge_ratio: a region differing from the background is a ghost when the
-            background's step in grey level across its outline is this many times the
-            frame's.
+            background's outline (the change in mean and std of grey level across the
+            region's edge) is this many times the frame's.
         correct_light: divide out the light change between the background and each
             frame (global gain and a gradient, fitted robustly): slow illumination drift
             and a moving light are not foreground.
