@@ -877,6 +877,25 @@ def test_a_sure_ghost_heals_alone_only_in_the_first_or_last_frame(rng):
         assert error < 2, at
 
 
+def test_sure_ghosts_heal_first_so_a_blended_fish_is_not_written_back(rng):
+    """The background holds a resting fish where it lay in most samples, the floor in a
+    patch inside it. Where it rests, the frames show that patch as the floor inside a
+    ghost's outline; the frames after it left (sure ghosts) put the floor back first, so
+    the patch is not healed with the fish."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    fish = _fish_mask(80, 60, half_len=26, half_w=9)
+    patch = _fish_mask(80, 60, half_len=9, half_w=4)
+    background = floor.copy()
+    background[fish & ~patch] = 75
+    scenes = [floor.copy() for _ in range(25)]
+    for scene in scenes[:11]:
+        scene[fish] = 75
+    frames = [_render(scene, [], rng, noise=1.5) for scene in scenes]
+    partners = [_render(scene, [], rng, noise=1.5) for scene in scenes]
+    out = heal_ghosts(frames, background, 1.5, min_area=40, partners=partners)
+    assert np.abs(out.astype(float) - floor)[fish].mean() < 2
+
+
 def test_a_fish_with_the_floors_mean_grey_is_not_taken_for_a_ghost(rng):
     """A fish resting for a few samples over a slightly dark patch of floor, its body of
     the floor's grey around the patch, steps less across its outline than the floor

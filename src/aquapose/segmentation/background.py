@@ -39,7 +39,9 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    ``ghost_edge_ratio`` x the frame's (or the noise std), and still against its partner
    (a fish resting most of a clip may leave it only in its last sample, or arrive
    after the first). Between them a sure ghost counts once: a pale fish resting on a
-   dark spot of the floor hides it, and looks like its ghost in that frame. Regions that
+   dark spot of the floor hides it, and looks like its ghost in that frame. Sure ghosts
+   are healed first, then every ghost against that background (see
+   :func:`heal_ghosts`). Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -395,7 +397,27 @@ def heal_ghosts(
     counts as two), in each connected region whose frames agree (median grey-level std
     across them within ``max(2, 2 sigma)``: the floor is the same in every frame that
     shows it; a fish that one frame's ghost test misjudged is not, and is not written
-    into the background as a phantom)."""
+    into the background as a phantom).
+
+    Two passes: sure ghosts alone first, then every ghost against the background they
+    healed. A background that blends a resting fish with the floor (the fish in it where
+    it lay in most samples, the floor beside) shows, in the frames where the fish rests,
+    floor inside a ring of ghost: a ghost's outline. Once the sure ghosts (the frames
+    after it left) have put the floor back, those frames show a fish in the frame."""
+    sure = _heal(frames, background, sigma, min_area, ghost_edge_ratio, partners, True)
+    return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
+
+
+def _heal(
+    frames: Sequence[np.ndarray],
+    background: np.ndarray,
+    sigma: float,
+    min_area: float,
+    ghost_edge_ratio: float,
+    partners: Sequence[np.ndarray] | None,
+    sure_only: bool,
+) -> np.ndarray:
+    """One pass of :func:`heal_ghosts`, from sure ghosts only or from every ghost."""
     height, width = background.shape[:2]
     total = np.zeros((height, width, 3), np.float32)  # per pixel, over the frames showing it
     greys = np.zeros((height, width), np.float32)
@@ -405,6 +427,8 @@ def heal_ghosts(
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner)
+        if sure_only:
+            ghosts = ghosts * (ghosts == 2)
         if not ghosts.any():
             continue
         if 0 < k < last:
