@@ -301,7 +301,7 @@ def ghost_regions(
     not (a resting fish that has left): regions differing from the background whose
     outline is in the background, not in the frame (see the module's docstring). 0: not
     a ghost, 1: a ghost, 2: a sure one (the frame shows no outline at all and does not
-    change from ``partner``, a frame a few frames away: it counts as two frames).
+    change from ``partner``, a frame a few frames away: see :func:`heal_ghosts`).
     Regions that change between ``frame`` and ``partner`` are moving fish, never ghosts.
 
     The outline is measured as the difference in mean and std of the grey level between
