@@ -896,6 +896,25 @@ def test_sure_ghosts_heal_first_so_a_blended_fish_is_not_written_back(rng):
     assert np.abs(out.astype(float) - floor)[fish].mean() < 2
 
 
+def test_a_still_region_in_the_first_and_last_samples_is_the_floor(rng):
+    """A fish rested on a bright stone in just over half the samples, and its ghost in the
+    background has the grey of the floor around: the frames that show the stone look
+    like a bright fish on the floor. Still, and the same in the first sample, the last
+    and those between, it is the floor; where those frames disagree it is left alone."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    stone = _fish_mask(80, 60, half_len=10, half_w=7)
+    for last_grey, healed in ((200, True), (230, False)):
+        scenes = [floor.copy() for _ in range(25)]
+        for i, scene in enumerate(scenes):
+            if not 5 <= i < 18:
+                scene[stone] = last_grey if i == 24 else 200
+        frames = [_render(scene, [], rng, noise=1.5) for scene in scenes]
+        partners = [_render(scene, [], rng, noise=1.5) for scene in scenes]
+        out = heal_ghosts(frames, floor, 1.5, min_area=40, partners=partners)
+        error = np.abs(out.astype(float) - (200 if healed else floor))[stone].mean()
+        assert error < 3, last_grey
+
+
 def test_a_fish_with_the_floors_mean_grey_is_not_taken_for_a_ghost(rng):
     """A fish resting for a few samples over a slightly dark patch of floor, its body of
     the floor's grey around the patch, steps less across its outline than the floor

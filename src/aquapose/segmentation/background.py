@@ -41,7 +41,12 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    after the first). Between them a sure ghost counts once: a pale fish resting on a
    dark spot of the floor hides it, and looks like its ghost in that frame. Sure ghosts
    are healed first, then every ghost against that background (see
-   :func:`heal_ghosts`). Regions that
+   :func:`heal_ghosts`). Where the floor has a local feature (a bright stone) and a
+   fish's ghost has the grey of the floor around it, the frames that show the floor
+   look like a fish on it. A region still and unlike the background in the first
+   sample, the last and at least one between, the same in all, is the floor: a
+   resting fish is not found in the same spot and pose at both ends of the clip, and
+   away in between. Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -296,6 +301,7 @@ def ghost_regions(
     min_area: float,
     ghost_edge_ratio: float = 2.0,
     partner: np.ndarray | None = None,
+    still: np.ndarray | None = None,
 ) -> np.ndarray:
     """uint8 mask of the regions where ``background`` holds something ``frame`` does
     not (a resting fish that has left): regions differing from the background whose
@@ -303,6 +309,8 @@ def ghost_regions(
     a ghost, 1: a ghost, 2: a sure one (the frame shows no outline at all and does not
     change from ``partner``, a frame a few frames away: see :func:`heal_ghosts`).
     Regions that change between ``frame`` and ``partner`` are moving fish, never ghosts.
+    ``still``: a (H, W) uint8 array, given with ``partner``, where every still region
+    (ghost or not) is set to 1.
 
     The outline is measured as the difference in mean and std of the grey level between
     the region's inside (2 px in) and a 2 px ring outside it, in the frame and in the
@@ -339,6 +347,8 @@ def ghost_regions(
             continue
         if moved is not None and moved[y0:y1, x0:x1][region > 0].mean() > _MOVED:
             continue  # a fish swimming
+        if still is not None and moved is not None:
+            np.maximum(still[y0:y1, x0:x1], region, out=still[y0:y1, x0:x1])
         window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
         rings = (inside, outer, deep)
         kind = _ghost_kind(window_f, window_b, rings, sigma, ghost_edge_ratio, moved is not None)
@@ -403,9 +413,43 @@ def heal_ghosts(
     healed. A background that blends a resting fish with the floor (the fish in it where
     it lay in most samples, the floor beside) shows, in the frames where the fish rests,
     floor inside a ring of ghost: a ghost's outline. Once the sure ghosts (the frames
-    after it left) have put the floor back, those frames show a fish in the frame."""
+    after it left) have put the floor back, those frames show a fish in the frame. With
+    ``partners``, the second pass also takes as the floor each region still and unlike
+    the background in the first frame, the last and at least one between, where those
+    frames agree (see the module's docstring)."""
     sure = _heal(frames, background, sigma, min_area, ghost_edge_ratio, partners, True)
     return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
+
+
+class _Floor:
+    """Per-pixel weighted sums of frames that show the floor: their mean and grey spread."""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.total = np.zeros((*shape, 3), np.float32)
+        self.greys = np.zeros(shape, np.float32)
+        self.squares = np.zeros(shape, np.float32)
+        self.count = np.zeros(shape, np.float32)
+
+    def add(self, frame: np.ndarray, weight: np.ndarray) -> None:
+        """Add a (H, W, 3) uint8 frame with a (H, W) float32 weight."""
+        self.total += frame * weight[:, :, None]
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        self.greys += grey * weight
+        self.squares += grey * grey * weight
+        self.count += weight
+
+    def write(self, out: np.ndarray, where: np.ndarray, limit: float, min_size: float = 0) -> None:
+        """Set ``out`` to the frames' mean in each connected region of ``where`` of at least
+        ``min_size`` pixels whose frames agree (median grey std across them <= ``limit``)."""
+        n = np.maximum(self.count, 1.0)
+        spread = np.sqrt(np.maximum(self.squares / n - (self.greys / n) ** 2, 0.0))
+        regions, labels = cv2.connectedComponents(where.astype(np.uint8), connectivity=8)
+        for i in range(1, regions):
+            region = labels == i
+            if np.count_nonzero(region) < min_size or float(np.median(spread[region])) > limit:
+                continue  # the frames disagree on what lies there: not the floor
+            mean = self.total[region] / self.count[region][:, None]
+            out[region] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
 
 
 def _heal(
@@ -417,40 +461,37 @@ def _heal(
     partners: Sequence[np.ndarray] | None,
     sure_only: bool,
 ) -> np.ndarray:
-    """One pass of :func:`heal_ghosts`, from sure ghosts only or from every ghost."""
-    height, width = background.shape[:2]
-    total = np.zeros((height, width, 3), np.float32)  # per pixel, over the frames showing it
-    greys = np.zeros((height, width), np.float32)
-    squares = np.zeros((height, width), np.float32)
-    count = np.zeros((height, width), np.float32)
+    """One pass of :func:`heal_ghosts`, from sure ghosts only or from every ghost (and
+    from still regions at both ends of the clip)."""
+    shape = background.shape[:2]
+    shown = _Floor(shape)  # over the frames whose ghosts show the floor
+    ends = None if sure_only or partners is None else _Floor(shape)  # still regions
+    at_ends = np.ones(shape, bool)
     last = len(frames) - 1
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
-        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner)
+        still = None if ends is None else np.zeros(shape, np.uint8)
+        ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner, still)
+        if ends is not None and still is not None:
+            ends.add(frame, still.astype(np.float32))
+            if k in (0, last):
+                at_ends &= still > 0
         if sure_only:
             ghosts = ghosts * (ghosts == 2)
         if not ghosts.any():
             continue
         if 0 < k < last:
             ghosts = np.minimum(ghosts, 1)  # sure ghosts count twice only at the ends
-        weight = cv2.dilate(ghosts, _RING).astype(np.float32)
-        total += frame * weight[:, :, None]
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        greys += grey * weight
-        squares += grey * grey * weight
-        count += weight
-    healed = count >= 2
-    if not healed.any():
-        return background
-    n = np.maximum(count, 1.0)
-    spread = np.sqrt(np.maximum(squares / n - (greys / n) ** 2, 0.0))
-    regions, labels = cv2.connectedComponents(healed.astype(np.uint8), connectivity=8)
+        shown.add(frame, cv2.dilate(ghosts, _RING).astype(np.float32))
+    healed = shown.count >= 2
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()
-    for i in range(1, regions):
-        region = labels == i
-        if float(np.median(spread[region])) > limit:
-            continue  # the frames disagree on what lies there: not the floor
-        mean = total[region] / count[region][:, None]
-        out[region] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+    if ends is not None:
+        # Still and unlike the background in the first sample, the last and one between,
+        # the same in all: the floor, whatever the outlines say (slivers left alone).
+        where = at_ends & (ends.count >= 3) & ~healed
+        if where.any():
+            ends.write(out, where, limit, min_area / 4)
+    if healed.any():
+        shown.write(out, healed, limit)
     return out
