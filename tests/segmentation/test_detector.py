@@ -897,16 +897,20 @@ def test_sure_ghosts_heal_first_so_a_blended_fish_is_not_written_back(rng):
 
 
 def test_a_still_region_in_the_first_and_last_samples_is_the_floor(rng):
-    """A fish rested on a bright stone in just over half the samples, and its ghost in the
-    background has the grey of the floor around: the frames that show the stone look
-    like a bright fish on the floor. Still, and the same in the first sample, the last
-    and those between, it is the floor; where those frames disagree it is left alone."""
+    """A dark fish rested on a bright stone in just over half the samples, and the
+    background holds the grey of the floor around there: the frames that show the stone
+    look like a bright fish on the floor. Still, and the same in the first sample, the
+    last and those between that show it, it is the floor; where the first and the last
+    disagree it is left alone."""
     floor = np.full((H, W, 3), 150, np.uint8)
     stone = _fish_mask(80, 60, half_len=10, half_w=7)
+    fish = _fish_mask(80, 60, half_len=20, half_w=9)
     for last_grey, healed in ((200, True), (230, False)):
         scenes = [floor.copy() for _ in range(25)]
         for i, scene in enumerate(scenes):
-            if not 5 <= i < 18:
+            if 5 <= i < 18:
+                scene[fish] = 90  # resting on the stone
+            else:
                 scene[stone] = last_grey if i == 24 else 200
         frames = [_render(scene, [], rng, noise=1.5) for scene in scenes]
         partners = [_render(scene, [], rng, noise=1.5) for scene in scenes]

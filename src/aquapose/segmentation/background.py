@@ -44,9 +44,9 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    :func:`heal_ghosts`). Where the floor has a local feature (a bright stone) and a
    fish's ghost has the grey of the floor around it, the frames that show the floor
    look like a fish on it. A region still and unlike the background in the first
-   sample, the last and at least one between, the same in all, is the floor: a
-   resting fish is not found in the same spot and pose at both ends of the clip, and
-   away in between. Regions that
+   sample, the last and at least one between that shows the same, is the floor (the
+   mean of the samples that show it): a resting fish is not found in the same spot and
+   pose at both ends of the clip, and away in between. Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -415,8 +415,8 @@ def heal_ghosts(
     floor inside a ring of ghost: a ghost's outline. Once the sure ghosts (the frames
     after it left) have put the floor back, those frames show a fish in the frame. With
     ``partners``, the second pass also takes as the floor each region still and unlike
-    the background in the first frame, the last and at least one between, where those
-    frames agree (see the module's docstring)."""
+    the background in the first frame, the last and at least one between that shows
+    the same, where those frames agree (see the module's docstring)."""
     sure = _heal(frames, background, sigma, min_area, ghost_edge_ratio, partners, True)
     return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
 
@@ -468,12 +468,17 @@ def _heal(
     ends = None if sure_only or partners is None else _Floor(shape)  # still regions
     at_ends = np.ones(shape, bool)
     last = len(frames) - 1
+    if ends is not None:  # what the first and the last frames show, and how near is alike
+        firsts = [cv2.cvtColor(frames[k], cv2.COLOR_BGR2GRAY).astype(np.float32) for k in (0, last)]
+        reference, alike = (firsts[0] + firsts[1]) / 2, max(4.0, 3.0 * sigma)
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
         still = None if ends is None else np.zeros(shape, np.uint8)
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner, still)
         if ends is not None and still is not None:
-            ends.add(frame, still.astype(np.float32))
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            near = cv2.GaussianBlur(np.abs(grey - reference), (0, 0), 1.0) <= alike
+            ends.add(frame, ((still > 0) & near).astype(np.float32))
             if k in (0, last):
                 at_ends &= still > 0
         if sure_only:
@@ -487,8 +492,9 @@ def _heal(
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()
     if ends is not None:
-        # Still and unlike the background in the first sample, the last and one between,
-        # the same in all: the floor, whatever the outlines say (slivers left alone).
+        # Still and unlike the background in the first sample, the last and one between
+        # that shows the same (a resting fish between them does not): the floor, whatever
+        # the outlines say (slivers left alone).
         where = at_ends & (ends.count >= 3) & ~healed
         if where.any():
             ends.write(out, where, limit, min_area / 4)
