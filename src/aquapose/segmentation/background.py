@@ -421,6 +421,11 @@ def heal_ghosts(
     return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
 
 
+def _grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W) float32 grey levels of a (H, W, 3) uint8 BGR frame."""
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+
 class _Floor:
     """Per-pixel weighted sums of frames that show the floor: their mean and grey spread."""
 
@@ -430,10 +435,9 @@ class _Floor:
         self.squares = np.zeros(shape, np.float32)
         self.count = np.zeros(shape, np.float32)
 
-    def add(self, frame: np.ndarray, weight: np.ndarray) -> None:
-        """Add a (H, W, 3) uint8 frame with a (H, W) float32 weight."""
+    def add(self, frame: np.ndarray, grey: np.ndarray, weight: np.ndarray) -> None:
+        """Add a (H, W, 3) uint8 frame, its (H, W) float32 grey, with a float32 weight."""
         self.total += frame * weight[:, :, None]
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
         self.greys += grey * weight
         self.squares += grey * grey * weight
         self.count += weight
@@ -469,16 +473,16 @@ def _heal(
     at_ends = np.ones(shape, bool)
     last = len(frames) - 1
     if ends is not None:  # what the first and the last frames show, and how near is alike
-        firsts = [cv2.cvtColor(frames[k], cv2.COLOR_BGR2GRAY).astype(np.float32) for k in (0, last)]
-        reference, alike = (firsts[0] + firsts[1]) / 2, max(4.0, 3.0 * sigma)
+        reference, alike = (_grey(frames[0]) + _grey(frames[last])) / 2, max(4.0, 3.0 * sigma)
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
         still = None if ends is None else np.zeros(shape, np.uint8)
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner, still)
+        grey = None
         if ends is not None and still is not None:
-            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            grey = _grey(frame)
             near = cv2.GaussianBlur(np.abs(grey - reference), (0, 0), 1.0) <= alike
-            ends.add(frame, ((still > 0) & near).astype(np.float32))
+            ends.add(frame, grey, ((still > 0) & near).astype(np.float32))
             if k in (0, last):
                 at_ends &= still > 0
         if sure_only:
@@ -487,7 +491,8 @@ def _heal(
             continue
         if 0 < k < last:
             ghosts = np.minimum(ghosts, 1)  # sure ghosts count twice only at the ends
-        shown.add(frame, cv2.dilate(ghosts, _RING).astype(np.float32))
+        grey = _grey(frame) if grey is None else grey
+        shown.add(frame, grey, cv2.dilate(ghosts, _RING).astype(np.float32))
     healed = shown.count >= 2
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()

@@ -954,13 +954,12 @@ class MOG2Detector:
         where it hides stones. Only on the textured floor's box."""
         c = self.config
         windows = [c.texture_window] + ([c.texture_thin_window] if c.texture_thin_window else [])
-        sides = {max(3, int(round(window * c.scale / 2)) | 1) for window in windows}
-        found = [
-            m for m in (self._texture_loss_at(side) for side in sorted(sides)) if m is not None
-        ]
-        if not found:
-            return None
-        return found[0] if len(found) == 1 else found[0] | found[1]
+        found = None
+        for side in sorted({max(3, int(round(window * c.scale / 2)) | 1) for window in windows}):
+            mask = self._texture_loss_at(side)
+            if mask is not None:
+                found = mask if found is None else found | mask
+        return found
 
     def _texture_loss_at(self, side: int) -> np.ndarray | None:
         """:meth:`_texture_loss` over boxes of ``side`` half-size pixels."""
