@@ -195,6 +195,26 @@ def test_light_fish_touching_a_dark_fish_are_split_by_contrast_sign(rng):
     assert _best_iou(masks, light) > 0.6 and _best_iou(masks, dark) > 0.6
 
 
+def test_each_split_fish_is_trimmed_against_its_own_contrast(rng):
+    """A light fish touching a dark one, whose cast shadow reaches a small dark fish: the
+    blob's core mixes both signs, so its shadow is trimmed again on the dark part alone,
+    and the small fish is a detection of its own (a crowd's shadows join fish)."""
+    floor = _floor()
+    light = _fish_mask(80, 30, half_len=18, half_w=6, angle=90)
+    dark = _fish_mask(80, 62, half_len=16, half_w=6, angle=90)
+    small = _fish_mask(99, 66, half_len=10, half_w=3, angle=80)
+    shadow = _fish_mask(88, 66, half_len=17, half_w=8, angle=90) & ~dark & ~light & ~small
+    frame = _render(floor, [light, dark, small], rng, delta=[45.0, None, None], factor=0.35)
+    frame[shadow] = (frame[shadow] * 0.85).astype(np.uint8)
+    frame[small] = (floor[small] * 0.5).astype(np.uint8)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    masks = [d.blob_mask for d in det.detect(frame)]
+    assert len(masks) == 3
+    assert _best_iou(masks, light) > 0.9 and _best_iou(masks, dark) > 0.7
+    assert _best_iou(masks, small) > 0.5
+
+
 def test_sign_split_takes_a_dark_fish_labelled_shadow_not_a_shadow():
     """A light fish (foreground core) beside a dark region with no foreground core (MOG2
     labels a dark fish on a light floor shadow): split off when it is twice the sign-split

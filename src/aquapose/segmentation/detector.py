@@ -77,7 +77,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cache, partial
 from pathlib import Path
@@ -801,26 +801,18 @@ class MOG2Detector:
                 window = (opened[y : y + h, x : x + w] > 0).astype(np.uint8)
                 parts = split_bridged(blob, window, contrast, rules, noise)
             if rules.trim is not None:
-                parts = [
-                    p
-                    for part in parts
-                    for p in trim_shadows(part, fg_window, contrast, rules, noise)
-                ]
+                parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise)
             if c.split_touching:
                 if contrast is not None:
-                    parts = [
-                        p
-                        for part in parts
-                        for p in split_by_sign(part, contrast, fg_window, rules, noise)
-                    ]
+                    parts = _each(split_by_sign, parts, contrast, fg_window, rules, noise)
                 seed = None
                 if c.split_by_contrast and contrast is not None:  # once per blob, if asked
                     seed = cache(partial(self._floor_contrast, x, y, w, h, blob))
-                parts = [
-                    p
-                    for part in parts
-                    for p in split_by_cores(part, fg_window, rules, contrast, noise, seed)
-                ]
+                parts = _each(split_by_cores, parts, fg_window, rules, contrast, noise, seed)
+            if rules.trim is not None and len(parts) > 1:
+                # Again, each fish against its own contrast: the blob's mixes a light fish
+                # with dark ones, and a dark fish's shadow joined the fish beside it.
+                parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise)
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
                 if self._faint_speck(part, contrast, noise):
@@ -1145,6 +1137,13 @@ class MOG2Detector:
             window_xy=(fx0, fy0),
             frame_hw=(frame_h, frame_w),
         )
+
+
+def _each(
+    step: Callable[..., list[np.ndarray]], parts: list[np.ndarray], *args: Any
+) -> list[np.ndarray]:
+    """``step(part, *args)`` on each part, the pieces of all of them in one list."""
+    return [piece for part in parts for piece in step(part, *args)]
 
 
 def _or_doubled(dst: np.ndarray, src: np.ndarray) -> None:
