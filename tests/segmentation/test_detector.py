@@ -16,6 +16,7 @@ from aquapose.segmentation._blobs import (
     merge_small_parts,
     quantile,
     split_by_cores,
+    split_bridged,
     split_by_sign,
     trim_shadows,
 )
@@ -637,6 +638,24 @@ def test_fish_a_few_pixels_apart_are_not_joined_by_the_closing(rng):
     frame = _render(floor, [whole & ~middle, middle], rng, noise=1.0, delta=[-40.0, -14.0])
     found = [d.blob_mask for d in det.detect(frame)]
     assert len(found) == 1 and _best_iou(found, whole) > 0.7
+
+
+def test_a_bridge_that_hides_stones_is_not_floor(rng):
+    """Two pieces of a pale fish joined by the closing over its middle, which hides a
+    gravel floor: there it differs from the floor both ways (a signed median near 0), but
+    by as much as the fish does, so the blob stays one; over plain floor it is split."""
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    blob = np.zeros((12, 40), np.uint8)
+    blob[2:10, 2:38] = 1
+    opened = blob.copy()
+    opened[:, 18:22] = 0  # the closing added columns 18-21
+    pieces = np.where(opened > 0, 20.0, 0.0)
+    stones = np.array([12.0, -12.0, 0.0])[np.indices(blob.shape).sum(axis=0) % 3]
+    over_gravel = (pieces + (opened == 0) * blob * stones).astype(np.float32)
+    assert len(split_bridged(blob, opened, over_gravel, rules, 1.0)) == 1
+    floor = (pieces + (opened == 0) * blob * rng.normal(0.0, 1.0, blob.shape)).astype(np.float32)
+    parts = split_bridged(blob, opened, floor, rules, 1.0)
+    assert len(parts) == 2 and sum(int(p.sum()) for p in parts) == int(blob.sum())
 
 
 def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):

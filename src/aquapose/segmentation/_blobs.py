@@ -418,9 +418,10 @@ def split_bridged(
 
     ``opened`` is the candidate mask before the closing (uint8 0/1, the blob's window).
     When it holds two or more pieces of fish size and the pixels the closing added
-    between them are floor (their median contrast under ``bridge_contrast`` x the
+    between them are floor (their median |contrast| under ``bridge_contrast`` x the
     faintest piece's, and under 3 noise std), each blob pixel goes to the nearest
-    piece. Fragments of one faint fish are joined by pixels of the fish's own sign:
+    piece. Fragments of one faint fish are joined by pixels of the fish's own sign, or,
+    over gravel, by pixels that differ from the floor both ways (it hides the stones):
     they stay one.
     """
     if rules.bridge_contrast <= 0 or contrast is None:
@@ -433,7 +434,7 @@ def split_bridged(
     if not bridge.any():
         return [blob]
     faintest = min(abs(quantile(contrast[p > 0], 0.5)) for p in pieces)
-    gap = abs(quantile(contrast[bridge], 0.5))
+    gap = quantile(np.abs(contrast[bridge]), 0.5)
     if gap >= max(rules.bridge_contrast * faintest, 3.0 * noise_sigma):
         return [blob]
     return fill_to_nearest(pieces, blob)
