@@ -15,8 +15,8 @@ from aquapose.segmentation._blobs import (
     detection_rle,
     merge_small_parts,
     quantile,
-    split_by_cores,
     split_bridged,
+    split_by_cores,
     split_by_sign,
     trim_shadows,
 )
