@@ -11,8 +11,10 @@ import pytest
 
 from aquapose.segmentation._blobs import (
     FOREGROUND,
+    Piece,
     core_hulls,
     detection_rle,
+    join_tails,
     merge_small_parts,
     quantile,
     split_bridged,
@@ -85,6 +87,8 @@ def _best_iou(det_masks, gt_mask):
         ({"box_padding": -1}, "box_padding"),
         ({"min_edge_blob_area": 0}, "min_edge_blob_area"),
         ({"max_shadow_reach": -1.0}, "max_shadow_reach"),
+        ({"tail_reach": -0.1}, "tail_reach"),
+        ({"bridge_contrast": -1.0}, "bridge_contrast"),
         ({"min_edge_sharpness": -0.1}, "min_edge_sharpness"),
         ({"min_faint_fraction": 1.0}, "min_faint_fraction"),
     ],
@@ -656,6 +660,46 @@ def test_a_bridge_that_hides_stones_is_not_floor(rng):
     floor = (pieces + (opened == 0) * blob * rng.normal(0.0, 1.0, blob.shape)).astype(np.float32)
     parts = split_bridged(blob, opened, floor, rules, 1.0)
     assert len(parts) == 2 and sum(int(p.sum()) for p in parts) == int(blob.sum())
+
+
+def _piece(mask: np.ndarray) -> Piece:
+    ys, xs = np.nonzero(mask)
+    window = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return Piece(window.astype(np.uint8), int(xs.min()), int(ys.min()), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("tail", "between", "detail", "joined"),
+    [
+        ((114, 60, 8, 4, 0), 12.0, 4.0, True),  # a tail beyond a faint peduncle, on gravel
+        ((114, 60, 8, 4, 0), 12.0, 0.5, False),  # ... on a plain floor: two fish
+        ((114, 60, 8, 4, 0), 1.0, 4.0, False),  # floor between them
+        ((80, 80, 8, 4, 0), 12.0, 4.0, False),  # beside the body, not beyond its end
+        ((128, 60, 20, 5, 0), 12.0, 4.0, False),  # a fish lying end to end
+    ],
+    ids=["tail", "plain-floor", "floor-gap", "beside", "end-to-end"],
+)
+def test_join_tails_only_joins_a_tail_cut_off_over_gravel(tail, between, detail, joined):
+    """``join_tails`` joins a piece beyond a fish's end, over a floor with detail, when the
+    pixels between differ from the floor (both ways: the fish hides stones)."""
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    body = _fish_mask(80, 60, half_len=22, half_w=7)
+    cx, cy, half_len, half_w, angle = tail
+    small = _fish_mask(cx, cy, half_len=half_len, half_w=half_w, angle=angle)
+    signs = np.array([1.0, -1.0])[np.indices((H, W)).sum(axis=0) % 2]
+    frame = np.where(body | small, 20.0, between * signs).astype(np.float32)
+
+    def contrast(x, y, w, h):
+        return frame[y : y + h, x : x + w]
+
+    pieces = join_tails([_piece(body), _piece(small)], rules, 1.0, contrast, lambda *_: detail)
+    assert len(pieces) == (1 if joined else 2)
+    if joined:
+        whole = np.zeros((H, W), bool)
+        p = pieces[0]
+        whole[p.y : p.y + p.mask.shape[0], p.x : p.x + p.mask.shape[1]] = p.mask > 0
+        assert (whole >= (body | small)).all()
+        assert whole[60, 102:107].all()  # the peduncle between them is filled
 
 
 def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):

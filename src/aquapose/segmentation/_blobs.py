@@ -3,6 +3,7 @@ and the windowed RLE encoding of a detection's blob mask."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +22,11 @@ __all__ = [
     "detection_rle",
     "faint_fish_beside",
     "fill_to_nearest",
+    "join_tails",
     "kernel",
     "merge_small_parts",
     "merge_wide_necks",
+    "Piece",
     "pad1",
     "quantile",
     "split_by_cores",
@@ -57,6 +60,7 @@ class BlobRules:
     max_shadow_reach: float = 0.0
     min_faint_fraction: float = 0.0
     bridge_contrast: float = 0.0
+    tail_reach: float = 0.0
 
 
 def quantile(values: np.ndarray, q: float) -> float:
@@ -438,6 +442,124 @@ def split_bridged(
     if gap >= max(rules.bridge_contrast * faintest, 3.0 * noise_sigma):
         return [blob]
     return fill_to_nearest(pieces, blob)
+
+
+@dataclass
+class Piece:
+    """A fish found in a frame: ``mask`` uint8 0/1 (h, w) in its window, whose top-left
+    pixel is (``x``, ``y``) (working pixels); ``sign`` of its median contrast (+1 lighter
+    than the floor, -1 darker)."""
+
+    mask: np.ndarray
+    x: int
+    y: int
+    sign: float
+
+
+def _axis(piece: Piece) -> tuple[float, float, float, float, float]:
+    """(area, centre x, centre y, half-length, long axis angle in radians) of a piece,
+    from its moments (an ellipse's semi-axis is 2 std along it)."""
+    m = cv2.moments(piece.mask, binaryImage=True)
+    area = m["m00"]
+    mu20, mu02, mu11 = m["mu20"] / area, m["mu02"] / area, m["mu11"] / area
+    spread = math.hypot((mu20 - mu02) / 2, mu11)
+    half = 2.0 * math.sqrt((mu20 + mu02) / 2 + spread)
+    angle = 0.5 * math.atan2(2 * mu11, mu20 - mu02)
+    return area, piece.x + m["m10"] / area, piece.y + m["m01"] / area, half, angle
+
+
+def _window(pieces: tuple[Piece, ...]) -> tuple[int, int, int, int]:
+    """(x, y, w, h): the window holding all ``pieces``."""
+    x0, y0 = min(p.x for p in pieces), min(p.y for p in pieces)
+    x1 = max(p.x + p.mask.shape[1] for p in pieces)
+    y1 = max(p.y + p.mask.shape[0] for p in pieces)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _place(piece: Piece, window: tuple[int, int, int, int]) -> np.ndarray:
+    """``piece``'s mask in ``window`` (x, y, w, h), uint8 0/1."""
+    x, y, w, h = window
+    out = np.zeros((h, w), np.uint8)
+    ph, pw = piece.mask.shape
+    out[piece.y - y : piece.y - y + ph, piece.x - x : piece.x - x + pw] = piece.mask
+    return out
+
+
+def _between(masks: tuple[np.ndarray, np.ndarray]) -> tuple[float, np.ndarray]:
+    """(the shortest distance between two masks (uint8 0/1, one window), uint8 0/1 the
+    pixels of neither that lie on (about) the shortest paths between them)."""
+    away = [cv2.distanceTransform(1 - m, cv2.DIST_L2, 3) for m in masks]
+    total = away[0] + away[1]
+    gap = float(total.min())
+    return gap, ((away[0] > 0) & (away[1] > 0) & (total <= gap + 1.5)).astype(np.uint8)
+
+
+def join_tails(
+    pieces: list[Piece],
+    rules: BlobRules,
+    noise_sigma: float,
+    contrast: Callable[[int, int, int, int], np.ndarray | None],
+    floor_detail: Callable[[int, int, int, int, np.ndarray], float],
+) -> list[Piece]:
+    """Join the pieces MOG2 cut one smooth fish into over a textured floor (it differs
+    from the floor only where it hides stones: a tail beyond a faint peduncle).
+
+    A piece joins a larger one of its sign when it holds at most 60 % of its area and is
+    at most half as long (a tail, not a fish lying end to end), lies beyond its end
+    along its long axis (within 35 degrees, seen from its centre), no farther from it
+    than ``tail_reach`` x its length, and the pixels between them are not floor: the
+    floor there has detail (std over 1 noise std: stones) and they differ from it
+    (median |contrast| over ``bridge_contrast`` x the fainter piece's, and over 3 noise
+    std). Fish lying end to end over a plain floor, or with floor between, stay apart.
+    ``contrast(x, y, w, h)``: frame - background in a window; ``floor_detail(x, y, w, h,
+    mask)``: the std of the floor's detail under ``mask``.
+    """
+    if len(pieces) < 2:
+        return pieces
+    area, cx, cy, half, angle = np.array([_axis(p) for p in pieces]).T
+    sign = np.array([p.sign for p in pieces])
+    # [i, j]: piece j seen from piece i's centre, along and across i's long axis.
+    dx, dy = cx[None, :] - cx[:, None], cy[None, :] - cy[:, None]
+    ux, uy = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    along, across = np.abs(dx * ux + dy * uy), np.abs(dx * uy - dy * ux)
+    reach = rules.tail_reach * 2 * half
+    tail = (
+        (sign[None, :] == sign[:, None])
+        & (area[None, :] <= 0.6 * area[:, None])
+        & (half[None, :] <= 0.5 * half[:, None])
+        & (along >= 0.5 * half[:, None])
+        & (along <= (half + reach)[:, None] + 2 * half[None, :])
+        & (across <= 0.7 * along)
+    )
+    np.fill_diagonal(tail, False)
+    order = np.argsort(-area, kind="stable")
+    into: dict[int, int] = {}  # a tail's index -> its body's
+    joined = dict(enumerate(pieces))
+    for i in order:
+        if i in into or not tail[i].any():
+            continue
+        for j in order[tail[i][order]]:
+            if j in into:
+                continue
+            pair = _window((pieces[i], pieces[j]))
+            masks = (_place(pieces[i], pair), _place(pieces[j], pair))
+            gap, path = _between(masks)
+            if gap > reach[i] or not path.any() or floor_detail(*pair, path) < noise_sigma:
+                continue
+            diff = contrast(*pair)
+            if diff is None:
+                continue
+            level = min(abs(quantile(diff[m > 0], 0.5)) for m in masks)
+            if quantile(np.abs(diff[path > 0]), 0.5) < max(
+                rules.bridge_contrast * level, 3.0 * noise_sigma
+            ):
+                continue
+            into[j] = i
+            between = Piece(path, pair[0], pair[1], 0.0)
+            window = _window((joined[i], pieces[j]))
+            mask = _place(joined[i], window) | _place(pieces[j], window) | _place(between, window)
+            joined[i] = Piece(mask, window[0], window[1], pieces[i].sign)
+    return [joined[i] for i in range(len(pieces)) if i not in into]
 
 
 def detection_rle(detection: Detection) -> dict[str, Any]:

@@ -44,6 +44,9 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   that the closing joins into one blob are split again when the pixels between them are
   floor (``bridge_contrast``). Fish that touch are one blob (the model stage separates
   them);
+- **a smooth fish cut in pieces on gravel** (it differs from the floor only where it
+  hides stones, its tail beyond a faint peduncle): a piece beyond a larger one's end,
+  with pixels between that are not floor, is joined to it (``tail_reach``);
 - **small fish on busy floors**: blobs down to ``min_blob_area`` are fish, but those
   under ``small_blob_area`` must stand ``small_blob_contrast`` noise std out of the
   floor, and up to 4 x that area a level falling with their area (compression leaves
@@ -89,6 +92,8 @@ import numpy as np
 from aquapose.segmentation._blobs import (
     FOREGROUND,
     BlobRules,
+    Piece,
+    join_tails,
     kernel,
     quantile,
     split_bridged,
@@ -257,6 +262,12 @@ class DetectorConfig:
             by pixels of its own sign, or both signs where it hides gravel); 0 = off. Fish
             lying a few pixels apart (crowds). Sweep: median |contrast|, not |median
             contrast|: resting preset precision 0.90 -> 0.95, crowd recall -0.004.
+        tail_reach: pieces of one fish that MOG2 cut apart over a textured floor (a tail
+            beyond a faint peduncle) are joined when the smaller lies beyond the larger's
+            end, at most this x its length away, and the pixels between differ from the
+            floor (``bridge_contrast``) over a floor with detail (at least 1 noise std);
+            0 = off. Sweep: precision median 0.973 -> 0.979 (dev), noisy gravel tank
+            0.807 -> 0.866, resting presets +0.01-0.02; recall -0.001 median.
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
         min_core_area: a core is "sizeable" (a seed) with at least this many pixels, and
@@ -325,6 +336,7 @@ class DetectorConfig:
     split_touching: bool = True
     split_by_contrast: bool = True
     bridge_contrast: float = 0.3
+    tail_reach: float = 0.4
     split_core_depth: float = 0.5
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
@@ -405,6 +417,8 @@ class DetectorConfig:
             "min_ghost_area",
             "small_blob_area",
             "small_blob_contrast",
+            "bridge_contrast",
+            "tail_reach",
         ):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.min_blob_area >= 1, f"min_blob_area must be >= 1, got {self.min_blob_area}")
@@ -511,6 +525,7 @@ class MOG2Detector:
             max_shadow_reach=c.max_shadow_reach,
             min_faint_fraction=c.min_faint_fraction,
             bridge_contrast=c.bridge_contrast,
+            tail_reach=c.tail_reach,
         )
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._edge_rules = replace(self._rules, min_area=edge_area)
@@ -781,6 +796,7 @@ class MOG2Detector:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
         contours, _ = cv2.findContours(candidate, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         detections: list[Detection] = []
+        fish: list[Piece] = []
         work_h, work_w = candidate.shape
         noise = self.noise_sigma or c.default_noise_sigma
         for contour in contours:
@@ -821,11 +837,18 @@ class MOG2Detector:
                     continue  # compression noise on a textured floor, a sliver of shadow
                 if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
-                det = self._to_detection(
-                    part, x, y, frame_hw, (work_h, work_w), camera_id, frame_index
+                sign = (
+                    0.0 if contrast is None else float(np.sign(quantile(contrast[part > 0], 0.5)))
                 )
-                if det is not None:
-                    detections.append(det)
+                fish.append(Piece(part, x, y, sign))
+        if c.tail_reach > 0:
+            fish = join_tails(fish, self._rules, noise, self._contrast, self._floor_detail)
+        for piece in fish:
+            det = self._to_detection(
+                piece.mask, piece.x, piece.y, frame_hw, (work_h, work_w), camera_id, frame_index
+            )
+            if det is not None:
+                detections.append(det)
         return detections
 
     def _faint_speck(self, part: np.ndarray, contrast: np.ndarray | None, noise: float) -> bool:
@@ -1079,6 +1102,10 @@ class MOG2Detector:
         detail = self._grey()[y : y + h, x : x + w][inside] - mean[inside]
         frame = self._frame_grey()[y : y + h, x : x + w].astype(np.float32)
         return frame - mean, float(detail.std())
+
+    def _floor_detail(self, x: int, y: int, w: int, h: int, mask: np.ndarray) -> float:
+        """The std of the floor's detail under ``mask`` (uint8 0/1, the window)."""
+        return self._floor_contrast(x, y, w, h, mask)[1]
 
     def _contrast(self, x: int, y: int, w: int, h: int) -> np.ndarray | None:
         """Signed grey-level difference (frame - background), float32 (h, w), in a window."""
