@@ -509,7 +509,7 @@ def join_tails(
     along its long axis (within 35 degrees, seen from its centre), no farther from it
     than ``tail_reach`` x its length, and the pixels between them are not floor: the
     floor there has detail (std over 1 noise std: stones) and they differ from it
-    (median |contrast| over ``bridge_contrast`` x the fainter piece's, and over 3 noise
+    (median |contrast| over ``bridge_contrast`` x the fainter piece's, and over 2 noise
     std). Fish lying end to end over a plain floor, or with floor between, stay apart.
     ``contrast(x, y, w, h)``: frame - background in a window; ``floor_detail(x, y, w, h,
     mask)``: the std of the floor's detail under ``mask``.
@@ -551,7 +551,7 @@ def join_tails(
                 continue
             level = min(abs(quantile(diff[m > 0], 0.5)) for m in masks)
             if quantile(np.abs(diff[path > 0]), 0.5) < max(
-                rules.bridge_contrast * level, 3.0 * noise_sigma
+                rules.bridge_contrast * level, 2.0 * noise_sigma
             ):
                 continue
             into[j] = i
