@@ -837,9 +837,10 @@ class MOG2Detector:
                     continue  # compression noise on a textured floor, a sliver of shadow
                 if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
-                sign = (
-                    0.0 if contrast is None else float(np.sign(quantile(contrast[part > 0], 0.5)))
-                )
+                inside = part > 0
+                if not inside.any():
+                    continue
+                sign = 0.0 if contrast is None else float(np.sign(quantile(contrast[inside], 0.5)))
                 fish.append(Piece(part, x, y, sign))
         if c.tail_reach > 0:
             fish = join_tails(fish, self._rules, noise, self._contrast, self._floor_detail)
