@@ -15,7 +15,9 @@ frames. Rows:
   (issue 17) cost ~2.5 ms a frame: 0.72 against 0.87 without them (same session, idle);
   seeding splits by contrast (on by default since) ~1 ms more: 0.63-0.65 (2 runs); the
   second, thin texture box (``texture_thin_window``) 1.2 ms more (16.7 -> 17.9 ms a
-  frame): 0.58 (1 run; 0.61-0.62 before it, same session);
+  frame): 0.58 (1 run; 0.61-0.62 before it, same session); trimming each split fish's
+  shadow again and joining tails cut off over gravel (``tail_reach``): 0.57 (51.5
+  frames/s, against 51.9 before them, same session; ~1.4 ms more on a 110-fish frame);
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.
