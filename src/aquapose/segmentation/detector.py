@@ -556,7 +556,7 @@ class MOG2Detector:
         # (the _background it was made from, background_bgr at frame size)
         self._background_full: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         self._background_grey: np.ndarray | None = None
-        self._floor_mean: np.ndarray | None = None  # float32, see _floor_contrast
+        self._floor_mean_grey: np.ndarray | None = None  # float32, see _floor_mean
         self._background_half: np.ndarray | None = None
         #: per box side (half size): texture_loss^2 x the floor's local grey variance
         #: (-1: untextured), and the textured floor's box (y0, y1, x0, x1)
@@ -1091,22 +1091,26 @@ class MOG2Detector:
     def _floor_contrast(
         self, x: int, y: int, w: int, h: int, blob: np.ndarray
     ) -> tuple[np.ndarray, float]:
-        """Frame - the floor's local mean (background grey levels smoothed over
-        ``_FLOOR_SIGMA`` px), float32 (h, w), in a window; and the std of the floor's detail
-        (background - that mean) under ``blob`` (uint8 0/1, the window): gravel's stones."""
-        if self._floor_mean is None:
-            grey = self._grey().astype(np.float32)
-            sigma = _FLOOR_SIGMA * self.config.scale
-            self._floor_mean = cv2.GaussianBlur(grey, (0, 0), sigma)
-        mean = self._floor_mean[y : y + h, x : x + w]
-        inside = blob > 0
-        detail = self._grey()[y : y + h, x : x + w][inside] - mean[inside]
+        """Frame - the floor's local mean, float32 (h, w), in a window; and
+        :meth:`_floor_detail` under ``blob`` (uint8 0/1, the window)."""
         frame = self._frame_grey()[y : y + h, x : x + w].astype(np.float32)
-        return frame - mean, float(detail.std())
+        return frame - self._floor_mean(x, y, w, h), self._floor_detail(x, y, w, h, blob)
 
     def _floor_detail(self, x: int, y: int, w: int, h: int, mask: np.ndarray) -> float:
-        """The std of the floor's detail under ``mask`` (uint8 0/1, the window)."""
-        return self._floor_contrast(x, y, w, h, mask)[1]
+        """The std of the floor's detail (background - its local mean) under ``mask``
+        (uint8 0/1, the window at (x, y)): gravel's stones."""
+        inside = mask > 0
+        detail = self._grey()[y : y + h, x : x + w][inside] - self._floor_mean(x, y, w, h)[inside]
+        return float(detail.std())
+
+    def _floor_mean(self, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """The floor's local mean (background grey levels smoothed over ``_FLOOR_SIGMA``
+        px), float32 (h, w), in a window (the whole image cached)."""
+        if self._floor_mean_grey is None:
+            grey = self._grey().astype(np.float32)
+            sigma = _FLOOR_SIGMA * self.config.scale
+            self._floor_mean_grey = cv2.GaussianBlur(grey, (0, 0), sigma)
+        return self._floor_mean_grey[y : y + h, x : x + w]
 
     def _contrast(self, x: int, y: int, w: int, h: int) -> np.ndarray | None:
         """Signed grey-level difference (frame - background), float32 (h, w), in a window."""
