@@ -719,6 +719,20 @@ def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):
     assert len(lenient.detect(frame)) == 2
 
 
+def test_a_thin_pale_fish_with_a_sure_core_is_not_a_speck(rng):
+    """A 3 px wide pale fish (47 px, 25 grey levels above the floor: a small fish of a
+    crowd). At half size its blob is too thin to get the faint-light test's exclusion
+    halo, so the smoothed brightening around it joins it and halves its median contrast.
+    Its MOG2 core (foreground, not shadow) is large and bright: a fish, not a speck."""
+    floor = _floor()
+    fish = _fish_mask(80, 60, half_len=10, half_w=1, angle=30)
+    frame = _render(floor, [fish], rng, noise=2.5, delta=[25.0])
+    det = MOG2Detector(DetectorConfig(**{**SMALL, "min_blob_area": 24}))
+    det.prime([_render(floor, [], rng, noise=2.5) for _ in range(6)])
+    found = [d.blob_mask for d in det.detect(frame)]
+    assert len(found) == 1 and _best_iou(found, fish) > 0.3
+
+
 def test_light_field_divides_out_gain_and_gradient(rng):
     floor = _floor().astype(np.float32)
     xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :, None]
@@ -1214,7 +1228,8 @@ def test_faint_speck_limit_falls_with_the_blobs_area(rng):
     def speck(area, level):
         part = np.zeros((1, 400), np.uint8)
         part[0, :area] = 1
-        return det._faint_speck(part, np.full(part.shape, -level, np.float32), noise)
+        no_core = np.zeros_like(part)  # MOG2 found none of it
+        return det._faint_speck(part, np.full(part.shape, -level, np.float32), noise, no_core)
 
     assert speck(60, 9.0) and not speck(60, 11.0)  # under 80 px: 5 std = 10 levels
     assert speck(120, 6.0) and not speck(120, 7.0)  # 5 x 80 / 120 std = 6.7 levels

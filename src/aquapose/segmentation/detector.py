@@ -193,7 +193,10 @@ class DetectorConfig:
             x ``small_blob_area / a``. Small fish on a busy floor: the specks that
             compression leaves on gravel are faint, a small fish is not (sweep, every 2nd
             frame: precision on a flickering gravel tank 0.88 -> 0.95, resting preset
-            0.92 -> 0.96; crowd recall -0.01).
+            0.92 -> 0.96; crowd recall -0.01). A part whose MOG2 foreground (not shadow)
+            holds 2 x ``min_core_area`` and ``min_blob_area`` pixels at twice that level is a fish whatever its
+            median (a small pale fish joined by the faint-light test's halo: crowd recall
+            +0.01).
         small_blob_contrast: see ``small_blob_area``; 0 = off.
         min_edge_blob_area: the same for a blob touching the frame's border (a fish
             entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
@@ -833,7 +836,7 @@ class MOG2Detector:
                 parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise)
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
-                if self._faint_speck(part, contrast, noise):
+                if self._faint_speck(part, contrast, noise, fg_window):
                     continue  # compression noise on a textured floor, a sliver of shadow
                 if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
@@ -852,9 +855,14 @@ class MOG2Detector:
                 detections.append(det)
         return detections
 
-    def _faint_speck(self, part: np.ndarray, contrast: np.ndarray | None, noise: float) -> bool:
+    def _faint_speck(
+        self, part: np.ndarray, contrast: np.ndarray | None, noise: float, fg_window: np.ndarray
+    ) -> bool:
         """Whether ``part`` is smaller than ``small_blob_area`` and fainter than
-        ``small_blob_contrast`` noise std (median |frame - background| grey levels)."""
+        ``small_blob_contrast`` noise std (median |frame - background| grey levels), and
+        has no sure core: MOG2's foreground (not shadow, ``fg_window`` 255) in at least
+        2 x ``min_core_area`` and ``min_blob_area`` of its pixels, at twice that level
+        there (a small pale fish: the faint-light halo around it dilutes its median)."""
         c = self.config
         if contrast is None or c.small_blob_contrast <= 0:
             return False
@@ -862,8 +870,13 @@ class MOG2Detector:
         small = c.small_blob_area * c.scale * c.scale
         if area >= 4 * small:
             return False
-        level = abs(quantile(contrast[part > 0], 0.5))
-        return level < c.small_blob_contrast * noise * min(1.0, small / area)
+        level = c.small_blob_contrast * noise
+        if abs(quantile(contrast[part > 0], 0.5)) >= level * min(1.0, small / area):
+            return False
+        core = (part > 0) & (fg_window == 255)
+        if np.count_nonzero(core) < max(2 * c.min_core_area * c.scale**2, self._rules.min_area):
+            return True
+        return abs(quantile(contrast[core], 0.5)) < 2 * level
 
     def _soft_edged(
         self,
