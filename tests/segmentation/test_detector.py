@@ -671,17 +671,20 @@ def _piece(mask: np.ndarray) -> Piece:
 @pytest.mark.parametrize(
     ("tail", "between", "detail", "joined"),
     [
-        ((114, 60, 8, 4, 0), 12.0, 4.0, True),  # a tail beyond a faint peduncle, on gravel
-        ((114, 60, 8, 4, 0), 12.0, 0.5, False),  # ... on a plain floor: two fish
-        ((114, 60, 8, 4, 0), 1.0, 4.0, False),  # floor between them
-        ((80, 80, 8, 4, 0), 12.0, 4.0, False),  # beside the body, not beyond its end
-        ((128, 60, 20, 5, 0), 12.0, 4.0, False),  # a fish lying end to end
+        ((114, 60, 8, 4, 0), 8.0, 4.0, (60, 104)),  # a tail beyond a faint peduncle, on gravel
+        ((114, 60, 8, 4, 0), 8.0, 0.5, None),  # ... on a plain floor: two fish
+        ((114, 60, 8, 4, 0), 1.0, 4.0, None),  # floor between them
+        ((80, 80, 8, 4, 0), 8.0, 4.0, None),  # beside the body, a faint bridge
+        ((80, 80, 8, 4, 0), 14.0, 4.0, (72, 80)),  # ... a bridge as unlike the floor
+        ((128, 60, 20, 5, 0), 8.0, 4.0, None),  # a fish lying end to end
     ],
-    ids=["tail", "plain-floor", "floor-gap", "beside", "end-to-end"],
+    ids=["tail", "plain-floor", "floor-gap", "beside", "beside-strong", "end-to-end"],
 )
-def test_join_tails_only_joins_a_tail_cut_off_over_gravel(tail, between, detail, joined):
+def test_join_tails_joins_pieces_of_one_fish_over_gravel(tail, between, detail, joined):
     """``join_tails`` joins a piece beyond a fish's end, over a floor with detail, when the
-    pixels between differ from the floor (both ways: the fish hides stones)."""
+    pixels between differ from the floor (both ways: the fish hides stones) by
+    ``bridge_contrast`` (0.3) x the pieces' contrast (20); a piece anywhere near when
+    they differ by ``join_contrast`` (0.6) x. ``joined``: a pixel between them it fills."""
     rules = MOG2Detector(DetectorConfig(**SMALL))._rules
     body = _fish_mask(80, 60, half_len=22, half_w=7)
     cx, cy, half_len, half_w, angle = tail
@@ -699,7 +702,7 @@ def test_join_tails_only_joins_a_tail_cut_off_over_gravel(tail, between, detail,
         p = pieces[0]
         whole[p.y : p.y + p.mask.shape[0], p.x : p.x + p.mask.shape[1]] = p.mask > 0
         assert (whole >= (body | small)).all()
-        assert whole[60, 102:107].all()  # the peduncle between them is filled
+        assert whole[joined]  # the path between them is filled
 
 
 def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):

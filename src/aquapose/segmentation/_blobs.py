@@ -61,6 +61,7 @@ class BlobRules:
     min_faint_fraction: float = 0.0
     bridge_contrast: float = 0.0
     tail_reach: float = 0.0
+    join_contrast: float = 0.0
 
 
 def quantile(values: np.ndarray, q: float) -> float:
@@ -502,17 +503,20 @@ def join_tails(
     floor_detail: Callable[[int, int, int, int, np.ndarray], float],
 ) -> list[Piece]:
     """Join the pieces MOG2 cut one smooth fish into over a textured floor (it differs
-    from the floor only where it hides stones: a tail beyond a faint peduncle).
+    from the floor only where it hides stones: a tail beyond a faint peduncle, a body
+    broken where it covers sand between stones).
 
-    A piece joins a larger one of its sign when it holds at most 60 % of its area and is
-    at most half as long (a tail, not a fish lying end to end), lies beyond its end
-    along its long axis (within 35 degrees, seen from its centre), no farther from it
-    than ``tail_reach`` x its length, and the pixels between them are not floor: the
-    floor there has detail (std over 1 noise std: stones) and they differ from it
-    (median |contrast| over ``bridge_contrast`` x the fainter piece's, and over 2 noise
-    std). Fish lying end to end over a plain floor, or with floor between, stay apart.
-    ``contrast(x, y, w, h)``: frame - background in a window; ``floor_detail(x, y, w, h,
-    mask)``: the std of the floor's detail under ``mask``.
+    A piece joins a larger one of its sign no farther from it than ``tail_reach`` x the
+    larger's length when the pixels between them are not floor: the floor there has
+    detail (std over 1 noise std: stones) and they differ from it, their median
+    |contrast| over 2 noise std and over ``join_contrast`` x the fainter piece's (itself
+    at least half as unlike the floor as the other: not a faint fish touching a dark
+    one); over ``bridge_contrast`` x only for a tail: a piece with at most 60 % of the
+    larger's area, at most half as long (not a fish lying end to end), beyond its end
+    along its long axis (within 35 degrees, seen from its centre). Fish with floor
+    between, or over a plain floor, stay apart. ``contrast(x, y, w, h)``: frame -
+    background in a window; ``floor_detail(x, y, w, h, mask)``: the std of the floor's
+    detail under ``mask``.
     """
     if len(pieces) < 2:
         return pieces
@@ -523,22 +527,25 @@ def join_tails(
     ux, uy = np.cos(angle)[:, None], np.sin(angle)[:, None]
     along, across = np.abs(dx * ux + dy * uy), np.abs(dx * uy - dy * ux)
     reach = rules.tail_reach * 2 * half
+    alike = (sign[None, :] == sign[:, None]) & (area[None, :] <= area[:, None])
     tail = (
-        (sign[None, :] == sign[:, None])
+        alike
         & (area[None, :] <= 0.6 * area[:, None])
         & (half[None, :] <= 0.5 * half[:, None])
         & (along >= 0.5 * half[:, None])
         & (along <= (half + reach)[:, None] + 2 * half[None, :])
         & (across <= 0.7 * along)
     )
-    np.fill_diagonal(tail, False)
+    near = np.hypot(dx, dy) <= (half + reach)[:, None] + 2 * half[None, :]
+    candidate = tail | (alike & near) if rules.join_contrast > 0 else tail
+    np.fill_diagonal(candidate, False)
     order = np.argsort(-area, kind="stable")
     into: dict[int, int] = {}  # a tail's index -> its body's
     joined = dict(enumerate(pieces))
     for i in order:
-        if i in into or not tail[i].any():
+        if i in into or not candidate[i].any():
             continue
-        for j in order[tail[i][order]]:
+        for j in order[candidate[i][order]]:
             if j in into:
                 continue
             pair = _window((pieces[i], pieces[j]))
@@ -549,10 +556,12 @@ def join_tails(
             diff = contrast(*pair)
             if diff is None:
                 continue
-            level = min(abs(quantile(diff[m > 0], 0.5)) for m in masks)
-            if quantile(np.abs(diff[path > 0]), 0.5) < max(
-                rules.bridge_contrast * level, 2.0 * noise_sigma
-            ):
+            levels = [abs(quantile(diff[m > 0], 0.5)) for m in masks]
+            level = min(levels)
+            bridge = rules.bridge_contrast if tail[i, j] else rules.join_contrast
+            if not tail[i, j] and level < 0.5 * max(levels):
+                continue  # a faint fish touching a dark one
+            if quantile(np.abs(diff[path > 0]), 0.5) < max(bridge * level, 2.0 * noise_sigma):
                 continue
             into[j] = i
             between = Piece(path, pair[0], pair[1], 0.0)
