@@ -196,9 +196,9 @@ class DetectorConfig:
             compression leaves on gravel are faint, a small fish is not (sweep, every 2nd
             frame: precision on a flickering gravel tank 0.88 -> 0.95, resting preset
             0.92 -> 0.96; crowd recall -0.01). A part whose MOG2 foreground (not shadow)
-            holds 2 x ``min_core_area`` and ``min_blob_area`` pixels at twice that level is a fish whatever its
-            median (a small pale fish joined by the faint-light test's halo: crowd recall
-            +0.01).
+            holds 2 x ``min_core_area`` and ``min_blob_area`` pixels at twice that level
+            is a fish whatever its median (a small pale fish joined by the faint-light
+            test's halo: crowd recall 0.950 -> 0.960).
         small_blob_contrast: see ``small_blob_area``; 0 = off.
         min_edge_blob_area: the same for a blob touching the frame's border (a fish
             entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
