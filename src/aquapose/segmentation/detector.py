@@ -953,7 +953,10 @@ class MOG2Detector:
         (a faint dark one), away from MOG2's (opened) blobs of fish size: the smoothing
         spreads a fish MOG2 found past its edge, and a fish's cast shadow lies beside it
         (dark pixels count only ``faint_dark_distance`` away). Specks MOG2 finds inside a
-        faint fish get no such halo (it would cut the fish to pieces)."""
+        faint fish get no such halo (it would cut the fish to pieces). A blob too thin at
+        half size to enclose that area but with as many pixels (a small pale fish of a
+        crowd) gets a 1 px one: its own blur doubled it, while the full halo would cut a
+        faint pale fish lying beside it."""
         c = self.config
         if c.faint_light_level <= 0 and c.faint_dark_level <= 0:
             return None
@@ -976,7 +979,17 @@ class MOG2Detector:
         coarse = np.ascontiguousarray(candidate[: 2 * half[1] : 2, : 2 * half[0] : 2])
         contours, _ = cv2.findContours(coarse, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         smallest = self._rules.min_area / 4.0
-        sizeable = [cnt for cnt in contours if cv2.contourArea(cnt) >= smallest]
+        sizeable, thin = [], []
+        for cnt in contours:
+            area = cv2.contourArea(cnt)
+            if area >= smallest:
+                sizeable.append(cnt)
+            elif area + cv2.arcLength(cnt, True) / 2 + 1 >= smallest:  # its pixels (Pick)
+                thin.append(cnt)
+        if lighter is not None and thin:  # a thin pale fish: 1 px, not a halo (see above)
+            lines = np.zeros((half[1], half[0]), np.uint8)
+            cv2.drawContours(lines, thin, -1, 255, thickness=cv2.FILLED)
+            lighter &= ~cv2.dilate(lines, _OPEN3)
         if sizeable:
             blobs = np.zeros((half[1], half[0]), np.uint8)
             cv2.drawContours(blobs, sizeable, -1, 255, thickness=cv2.FILLED)
