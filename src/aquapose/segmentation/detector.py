@@ -885,7 +885,7 @@ class MOG2Detector:
         level = c.small_blob_contrast * noise
         if abs(quantile(contrast[part > 0], 0.5)) >= level * min(1.0, small / area):
             return False
-        core = (part > 0) & (fg_window == 255)
+        core = (part > 0) & (fg_window == FOREGROUND)
         if np.count_nonzero(core) < max(2 * c.min_core_area * c.scale**2, self._rules.min_area):
             return True
         return abs(quantile(contrast[core], 0.5)) < 2 * level
