@@ -20,7 +20,8 @@ frames. Rows:
   frames/s, against 51.9 before them, same session; ~1.4 ms more on a 110-fish frame);
   keeping small parts with a sure MOG2 core and joining any near pieces of one faint
   fish (``join_contrast``), a 1 px ring round thin blobs: 0.55-0.56 (50.4-51.1
-  frames/s, 2 runs);
+  frames/s, 2 runs); the camera-shift and texture tests on a worker thread beside the
+  frozen MOG2 test: 0.62-0.65 (56.2-59.2 frames/s, 3 runs, same masks);
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.

@@ -1223,7 +1223,7 @@ def test_texture_test_is_off_on_a_plain_floor(rng):
     det = MOG2Detector(DetectorConfig(**SMALL))
     det.prime([_render(plain, [], rng, noise=1.3) for _ in range(6)])
     det.detect(_render(plain, [_fish_mask(80, 60)], rng, noise=1.3))
-    assert det._texture_loss() is None
+    assert det._texture_loss(det._frame_grey_half()) is None
     assert det._texture_floor and all(box == (0, 0, 0, 0) for _, box in det._texture_floor.values())
 
 

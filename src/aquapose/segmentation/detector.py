@@ -83,6 +83,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import cache, partial
 from pathlib import Path
@@ -549,11 +550,13 @@ class MOG2Detector:
         # faint_dark_distance at half resolution, as steps of 2 px (iterating a 5x5 disk is
         # ~2x cheaper than one large disk, and as round)
         self._dark_steps = int(round(c.faint_dark_distance * c.scale / 4))
+        self._frame_tests: Future[tuple[Any, np.ndarray | None]] | None = None
         self.reset()
 
     # -- state -------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the background model and all counters (a new camera or clip)."""
+        self._finish_frame_tests()  # they read the caches reset here
         c = self.config
         self._mog = cv2.createBackgroundSubtractorMOG2(
             history=c.history, varThreshold=c.var_threshold, detectShadows=c.detect_shadows
@@ -719,12 +722,31 @@ class MOG2Detector:
             return fg
         if self._light is not None:
             work = self._light.correct(work)
+        self._finish_frame_tests()
         self._last_work = work
         self._last_grey = None
         self._last_grey_half = None
         if self._frozen is not None:
+            self._frame_tests = _worker().submit(self._run_frame_tests)
             return self._frozen_mask(work)
         return self._mog.apply(work, learningRate=c.learning_rate)
+
+    def _run_frame_tests(self) -> tuple[tuple[float, float, float] | None, np.ndarray | None]:
+        """(:meth:`_camera_shift`, :meth:`_texture_loss` or None) of the last frame: they
+        need only the frame, so a frozen model runs them on a worker thread beside its MOG2
+        test (OpenCV and numpy release the GIL)."""
+        c = self.config
+        shift = self._camera_shift()
+        if c.texture_loss <= 0 or not (self._primed and c.learning_rate == 0):
+            return shift, None
+        return shift, self._texture_loss(self._frame_grey_half())
+
+    def _finish_frame_tests(
+        self,
+    ) -> tuple[tuple[float, float, float] | None, np.ndarray | None] | None:
+        """The last frame's :meth:`_run_frame_tests` once done, or None when none started."""
+        pending, self._frame_tests = self._frame_tests, None
+        return None if pending is None else pending.result()
 
     def _frozen_mask(self, work: np.ndarray) -> np.ndarray:
         """MOG2's mask of ``work`` from the frozen model's test (5-8x faster than ``apply``);
@@ -783,13 +805,13 @@ class MOG2Detector:
         self, fg: np.ndarray, frame_hw: tuple[int, int], camera_id: str, frame_index: int
     ) -> list[Detection]:
         c = self.config
+        moved, smooth = self._finish_frame_tests() or self._run_frame_tests()
         _, candidate = cv2.threshold(fg, 0, 255, cv2.THRESH_BINARY)
         fraction = cv2.countNonZero(candidate) / candidate.size
         self.last_foreground_fraction = fraction
         if self._unstable:
             why = f"the clip has no stable background (noise {self._unstable:.1f} grey levels)"
             return self._reject(why, camera_id, frame_index)
-        moved = self._camera_shift()
         if moved is not None:
             dx, dy, response = moved
             why = f"the frame is shifted by ({dx:+.1f}, {dy:+.1f}) px (response {response:.2f})"
@@ -805,7 +827,7 @@ class MOG2Detector:
         if self._open is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_OPEN, self._open)
         if self._primed and c.learning_rate == 0:  # a frozen model: the primed background
-            self._missed_by_mog2(candidate)
+            self._missed_by_mog2(candidate, smooth)
         opened = candidate
         if self._close is not None:
             candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, self._close)
@@ -933,17 +955,14 @@ class MOG2Detector:
         level = max(abs(quantile(contrast[mask > 0], 0.5)), 3.0)
         return quantile(slope[band], 0.9) < c.min_edge_sharpness * level
 
-    def _missed_by_mog2(self, candidate: np.ndarray) -> None:
+    def _missed_by_mog2(self, candidate: np.ndarray, smooth: np.ndarray | None) -> None:
         """Add to ``candidate`` (uint8 0/255, work scale, in place) the fish MOG2's per-pixel
         test misses, found at half the working resolution (smooth signals; 4x fewer pixels):
         faint fish (:meth:`_faint_half`) and smooth fish hiding a textured floor
-        (:meth:`_texture_loss`)."""
-        c = self.config
+        (``smooth``, :meth:`_texture_loss`'s mask: already found on the worker thread)."""
         found = self._faint_half(candidate)
-        if c.texture_loss > 0:
-            smooth = self._texture_loss()
-            if smooth is not None:
-                found = smooth if found is None else found | smooth
+        if smooth is not None:
+            found = smooth if found is None else found | smooth
         if found is not None:
             _or_doubled(candidate, found)
 
@@ -1001,8 +1020,9 @@ class MOG2Detector:
         merged = found[0] | found[1] if len(found) == 2 else found[0]
         return merged if merged.any() else None
 
-    def _texture_loss(self) -> np.ndarray | None:
-        """uint8 0/255 at half the working size, or None: pixels where the floor is
+    def _texture_loss(self, grey: np.ndarray) -> np.ndarray | None:
+        """uint8 0/255 at half the working size, or None: pixels of ``grey`` (the frame's
+        :meth:`_frame_grey_half`) where the floor is
         textured (local grey std over ``texture_window`` or ``texture_thin_window`` above
         ``texture_min_std`` noise std at half size, all around: not an edge) and the frame
         is smooth (its local variance under ``texture_loss``^2 x the floor's plus the
@@ -1012,15 +1032,14 @@ class MOG2Detector:
         windows = [c.texture_window] + ([c.texture_thin_window] if c.texture_thin_window else [])
         found = None
         for side in sorted({max(3, int(round(window * c.scale / 2)) | 1) for window in windows}):
-            mask = self._texture_loss_at(side)
+            mask = self._texture_loss_at(grey, side)
             if mask is not None:
                 found = mask if found is None else found | mask
         return found
 
-    def _texture_loss_at(self, side: int) -> np.ndarray | None:
+    def _texture_loss_at(self, grey: np.ndarray, side: int) -> np.ndarray | None:
         """:meth:`_texture_loss` over boxes of ``side`` half-size pixels."""
         c = self.config
-        grey = self._frame_grey_half()
         if side not in self._texture_floor:
             floor_var = local_variance(self._grey_half((grey.shape[1], grey.shape[0])), side)
             noise = (self.noise_sigma or c.default_noise_sigma) / 2  # std at half size
@@ -1209,6 +1228,12 @@ class MOG2Detector:
             window_xy=(fx0, fy0),
             frame_hw=(frame_h, frame_w),
         )
+
+
+@cache
+def _worker() -> ThreadPoolExecutor:
+    """The thread that runs a frame's tests beside MOG2's (``_run_frame_tests``)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="aquapose-detector")
 
 
 def _each(
