@@ -1025,6 +1025,32 @@ def test_a_still_region_in_the_first_and_last_samples_is_the_floor(rng):
         assert error < 3, last_grey
 
 
+def test_the_spot_a_fish_swam_off_is_the_floor_at_both_ends(rng):
+    """The background holds a dark fish where it rested in most samples. In the first
+    sample, the last and one between it has moved 12 px aside and swims on (its partner
+    frame shows it 10 px farther): one changing region of its old spot (floor now, lighter
+    than the background) and its new place (darker; most of it changes). The old spot
+    alone is still: the floor at both ends, healed (the region as a whole moves)."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    spot = _fish_mask(80, 50, half_len=20, half_w=7)
+    now = _fish_mask(80, 62, half_len=20, half_w=7)
+    background = floor.copy()
+    background[spot] = 90
+    frames, partners = [], []
+    for i in range(25):
+        scene, partner = background.copy(), background.copy()
+        if i in (0, 12, 24):
+            scene, partner = floor.copy(), floor.copy()
+            scene[now] = 90
+            partner[_fish_mask(80, 72, half_len=20, half_w=7)] = 90
+        frames.append(_render(scene, [], rng, noise=1.5))
+        partners.append(_render(partner, [], rng, noise=1.5))
+    out = heal_ghosts(frames, background, 1.5, min_area=40, partners=partners)
+    left = spot & ~cv2.dilate(now.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.abs(out.astype(float) - floor)[left].mean() < 3
+    assert np.abs(out.astype(float) - floor)[now & ~spot].mean() < 3  # no phantom
+
+
 def test_a_fish_with_the_floors_mean_grey_is_not_taken_for_a_ghost(rng):
     """A fish resting for a few samples over a slightly dark patch of floor, its body of
     the floor's grey around the patch, steps less across its outline than the floor

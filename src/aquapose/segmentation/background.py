@@ -46,7 +46,10 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    look like a fish on it. A region still and unlike the background in the first
    sample, the last and at least one between that shows the same, is the floor (the
    mean of the samples that show it): a resting fish is not found in the same spot and
-   pose at both ends of the clip, and away in between. Regions that
+   pose at both ends of the clip, and away in between. So is the spot a fish rested on
+   when it is swimming off it at both ends: in a moving region, the still pixels of one
+   sign of (frame - background) beside moving ones of the other (the fish now, darker or
+   lighter than the floor its old spot shows). Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -310,7 +313,7 @@ def ghost_regions(
     change from ``partner``, a frame a few frames away: see :func:`heal_ghosts`).
     Regions that change between ``frame`` and ``partner`` are moving fish, never ghosts.
     ``still``: a (H, W) uint8 array, given with ``partner``, where every still region
-    (ghost or not) is set to 1.
+    (ghost or not) is set to 1, and the spot a swimming fish left (:func:`_old_spot`).
 
     The outline is measured as the difference in mean and std of the grey level between
     the region's inside (2 px in) and a 2 px ring outside it, in the frame and in the
@@ -346,7 +349,11 @@ def ghost_regions(
         if not outer.any():
             continue
         if moved is not None and moved[y0:y1, x0:x1][region > 0].mean() > _MOVED:
-            continue  # a fish swimming
+            if still is not None:  # a fish swimming, maybe off the spot where it rested
+                window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
+                left = _old_spot(region, window_f, window_b, moved[y0:y1, x0:x1], min_area)
+                np.maximum(still[y0:y1, x0:x1], left, out=still[y0:y1, x0:x1])
+            continue
         if still is not None and moved is not None:
             np.maximum(still[y0:y1, x0:x1], region, out=still[y0:y1, x0:x1])
         window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
@@ -355,6 +362,33 @@ def ghost_regions(
         if kind:
             np.maximum(ghosts[y0:y1, x0:x1], region * kind, out=ghosts[y0:y1, x0:x1])
     return ghosts
+
+
+def _old_spot(
+    region: np.ndarray, grey_f: np.ndarray, grey_b: np.ndarray, moved: np.ndarray, min_area: float
+) -> np.ndarray:
+    """uint8 0/1: the still part of a moving region (uint8 0/1; grey windows of the frame
+    and the background, bool window of the pixels that change against the partner) where a
+    fish swam off the spot it rested on: the pixels of one sign of (frame - background)
+    (smoothed, 1 px), at least ``min_area`` of them, of which at most ``_MOVED`` change,
+    beside at least as many of the other sign of which over twice that change (the fish
+    now, darker or lighter than the floor its old spot now shows). Zeros otherwise."""
+    signed = cv2.GaussianBlur(grey_f.astype(np.float32) - grey_b, (0, 0), 1.0)
+    parts = []
+    for sign in (1.0, -1.0):
+        part = ((signed * sign > 0) & (region > 0)).astype(np.uint8)
+        part = cv2.morphologyEx(part, cv2.MORPH_OPEN, _OPEN3)
+        size = np.count_nonzero(part)
+        parts.append((part, size, float(moved[part > 0].mean()) if size >= min_area else 1.0))
+    for (part, size, change), (_, other, other_change) in (parts, parts[::-1]):
+        if (
+            size >= min_area
+            and change <= _MOVED
+            and other >= min_area
+            and other_change > 2 * _MOVED
+        ):
+            return part
+    return np.zeros_like(region)
 
 
 def _ghost_kind(
