@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -112,3 +115,29 @@ def test_no_frozen_test_for_a_learning_or_clamped_model(rng, kwargs):
     det = MOG2Detector(DetectorConfig(**kwargs))
     det.prime(_scene(rng)[::2])
     assert det._frozen is None
+
+
+def _count_in_fork(frames, out) -> None:
+    det = MOG2Detector(DetectorConfig(min_blob_area=20, min_core_area=6))
+    det.prime(frames[::2])
+    out.put(len(det.detect(frames[3])))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only (Windows spawns)")
+def test_a_forked_process_runs_the_frame_tests_on_its_own_thread(rng):
+    """The frozen model's frame tests run on a worker thread; a process forked after the
+    parent started it (fork copies no threads) starts its own instead of waiting forever."""
+    frames = _scene(rng)
+    parent = MOG2Detector(DetectorConfig(min_blob_area=20, min_core_area=6))
+    parent.prime(frames[::2])
+    expected = len(parent.detect(frames[3]))
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_count_in_fork, args=(frames, out))
+    child.start()
+    try:
+        assert out.get(timeout=60) == expected >= 1
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()

@@ -81,6 +81,7 @@ Blob work is done in each blob's bounding window, never on the full frame.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -1234,6 +1235,10 @@ class MOG2Detector:
 def _worker() -> ThreadPoolExecutor:
     """The thread that runs a frame's tests beside MOG2's (``_run_frame_tests``)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="aquapose-detector")
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has no threads: it starts its own
+    os.register_at_fork(after_in_child=_worker.cache_clear)
 
 
 def _each(
