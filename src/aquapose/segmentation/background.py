@@ -348,15 +348,14 @@ def ghost_regions(
         outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & (labels[y0:y1, x0:x1] == 0)
         if not outer.any():
             continue
+        window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
         if moved is not None and moved[y0:y1, x0:x1][region > 0].mean() > _MOVED:
             if still is not None:  # a fish swimming, maybe off the spot where it rested
-                window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
                 left = _old_spot(region, window_f, window_b, moved[y0:y1, x0:x1], min_area)
                 np.maximum(still[y0:y1, x0:x1], left, out=still[y0:y1, x0:x1])
             continue
         if still is not None and moved is not None:
             np.maximum(still[y0:y1, x0:x1], region, out=still[y0:y1, x0:x1])
-        window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
         rings = (inside, outer, deep)
         kind = _ghost_kind(window_f, window_b, rings, sigma, ghost_edge_ratio, moved is not None)
         if kind:

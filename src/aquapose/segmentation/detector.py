@@ -124,6 +124,8 @@ __all__ = [
 
 
 _OPEN3 = kernel(3)  # the 3x3 disk
+#: a frame's (camera shift (dx, dy, response) or None, texture-loss mask or None)
+_FrameTests = tuple[tuple[float, float, float] | None, np.ndarray | None]
 _BAND = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # a blob's edge band: 2 px out, 2 in
 #: each frame sampled to prime the model comes with one this much later (ghost test)
 _PARTNER_SECONDS = 0.2
@@ -551,7 +553,7 @@ class MOG2Detector:
         # faint_dark_distance at half resolution, as steps of 2 px (iterating a 5x5 disk is
         # ~2x cheaper than one large disk, and as round)
         self._dark_steps = int(round(c.faint_dark_distance * c.scale / 4))
-        self._frame_tests: Future[tuple[Any, np.ndarray | None]] | None = None
+        self._frame_tests: Future[_FrameTests] | None = None
         self.reset()
 
     # -- state -------------------------------------------------------------------------
@@ -732,7 +734,7 @@ class MOG2Detector:
             return self._frozen_mask(work)
         return self._mog.apply(work, learningRate=c.learning_rate)
 
-    def _run_frame_tests(self) -> tuple[tuple[float, float, float] | None, np.ndarray | None]:
+    def _run_frame_tests(self) -> _FrameTests:
         """(:meth:`_camera_shift`, :meth:`_texture_loss` or None) of the last frame: they
         need only the frame, so a frozen model runs them on a worker thread beside its MOG2
         test (OpenCV and numpy release the GIL)."""
@@ -742,9 +744,7 @@ class MOG2Detector:
             return shift, None
         return shift, self._texture_loss(self._frame_grey_half())
 
-    def _finish_frame_tests(
-        self,
-    ) -> tuple[tuple[float, float, float] | None, np.ndarray | None] | None:
+    def _finish_frame_tests(self) -> _FrameTests | None:
         """The last frame's :meth:`_run_frame_tests` once done, or None when none started."""
         pending, self._frame_tests = self._frame_tests, None
         return None if pending is None else pending.result()
