@@ -26,6 +26,7 @@ from aquapose.segmentation.background import (
     LightField,
     ghost_regions,
     heal_ghosts,
+    is_ghost,
     median_background,
     robust_background,
 )
@@ -1080,6 +1081,43 @@ def test_gravel_ghosts_are_told_by_the_texture_the_background_lacks(rng):
     assert ghost_regions(frame, smooth, 1.3, 40)[fish].mean() > 0.9
     in_frame = _render(smooth, [], rng, noise=1.3)
     assert not ghost_regions(in_frame, floor, 1.3, 40)[fish].any()
+
+
+def test_a_ghost_left_in_the_background_is_dropped_frame_by_frame(rng):
+    """What healing left of a resting fish (the background lighter in a fish's shape, the
+    frame the floor there) is no detection; a fish of that contrast in the frame is
+    one. Without ``heal_ghosts`` the ghost is a detection too."""
+    floor = _floor()
+    ghost = _fish_mask(45, 60, half_len=22, half_w=8, angle=10)
+    fish = _fish_mask(115, 60, half_len=22, half_w=8, angle=-10)
+    held = floor.copy()
+    held[ghost] += 20
+    frame = _render(floor, [fish], rng, delta=[20.0], noise=1.5)
+    for heal, expected in ((True, [fish]), (False, [ghost, fish])):
+        det = MOG2Detector(DetectorConfig(**SMALL, heal_ghosts=heal))
+        det.prime(held)
+        masks = [d.blob_mask for d in det.detect(frame)]
+        assert len(masks) == len(expected)
+        assert all(_best_iou(masks, m) > 0.6 for m in expected)
+
+
+def test_a_fish_hiding_stones_is_no_ghost_whatever_the_outlines(rng):
+    """A fish resting on a patch of stones (in the background, textured and paler than
+    the sand round it) hides them: the background has the stronger outline there, but the
+    frame is the smoother one: a fish, not a ghost. The same outlines with the patch
+    smooth in the background are a ghost, unless the region is too small to judge."""
+    sand = cv2.GaussianBlur(rng.normal(140, 8, (H, W)).astype(np.float32), (0, 0), 0.7)
+    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
+    stones, pale, frame = sand.copy(), sand.copy(), sand.copy()
+    stones[fish] = rng.normal(150, 14, (H, W))[fish]
+    pale[fish] = 150
+    frame[fish] = 142
+    frame += rng.normal(0, 1.3, frame.shape)
+    grey_f, stones, pale = (np.clip(a, 0, 255).astype(np.uint8) for a in (frame, stones, pale))
+    region, free = fish.astype(np.uint8), ~fish
+    assert not is_ghost(grey_f, stones, region, free, 1.3, 40)
+    assert is_ghost(grey_f, pale, region, free, 1.3, 40)
+    assert not is_ghost(grey_f, pale, region, free, 1.3, 40 * 40)
 
 
 def test_dark_fish_without_foreground_cores_are_split_by_their_contrast(rng):

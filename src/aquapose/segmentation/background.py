@@ -65,6 +65,7 @@ by tile (one scalar gain per tile: cheap at 1600x1200).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -266,11 +267,18 @@ _MOVED = 0.25
 
 
 def _outline(grey: np.ndarray, inside: np.ndarray, outer: np.ndarray) -> float:
-    """How much a grey window's region differs from the ring around it: the hypot of the
-    differences of their means and of their standard deviations."""
-    values_in = grey[inside].astype(np.float32)
-    values_out = grey[outer].astype(np.float32)
-    return float(np.hypot(values_in.mean() - values_out.mean(), values_in.std() - values_out.std()))
+    """How much a grey window's region differs from the ring around it (bool or uint8
+    0/1 masks): the hypot of the differences of their means and of their standard
+    deviations."""
+    mean_in, std_in = _mean_std(grey, inside)
+    mean_out, std_out = _mean_std(grey, outer)
+    return math.hypot(mean_in - mean_out, std_in - std_out)
+
+
+def _mean_std(grey: np.ndarray, where: np.ndarray) -> tuple[float, float]:
+    """Mean and (population) standard deviation of a grey window under a mask."""
+    mean, std = cv2.meanStdDev(grey, mask=where.view(np.uint8))
+    return float(mean[0, 0]), float(std[0, 0])
 
 
 def local_variance(image: np.ndarray, side: int) -> np.ndarray:
@@ -363,6 +371,44 @@ def ghost_regions(
     return ghosts
 
 
+def is_ghost(
+    grey_f: np.ndarray,
+    grey_b: np.ndarray,
+    region: np.ndarray,
+    free: np.ndarray,
+    sigma: float,
+    min_area: float,
+    ghost_edge_ratio: float = 2.0,
+) -> bool:
+    """Whether a region found in a frame is a ghost the background holds, not a fish.
+
+    ``region``: uint8 0/1 window with a 4 px margin round it; ``grey_f``, ``grey_b``: the
+    frame's and the background's grey levels there (uint8); ``free``: bool window of the
+    pixels its outer ring may use (not another fish). A ghost: the region's outline
+    (:func:`_outline`, its holes filled) in the background is over ``ghost_edge_ratio``
+    x the frame's, over 3 grey levels and over 1.5 x the grey std of the background's
+    ring (a floor of bumps or stones differs from itself that much by chance), and it is
+    no fish hiding a textured floor (:func:`_hides_floor`). Regions under ``min_area``
+    pixels are not judged."""
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    region = np.zeros_like(region)
+    cv2.drawContours(region, contours, -1, 1, thickness=cv2.FILLED)
+    inside = cv2.erode(region, _RING)  # 2 px in, where the region is that thick
+    if not inside.any():
+        inside = region
+    outer = cv2.dilate(region, _RING)
+    outer[(region > 0) | ~free] = 0
+    if cv2.countNonZero(region) < min_area or not outer.any():
+        return False
+    mean_in, std_in = _mean_std(grey_b, inside)
+    mean_out, std_out = _mean_std(grey_b, outer)
+    outline_b = math.hypot(mean_in - mean_out, std_in - std_out)
+    if outline_b <= max(ghost_edge_ratio * _outline(grey_f, inside, outer), 3.0, 1.5 * std_out):
+        return False
+    variances = local_variance(grey_f, 3), local_variance(grey_b, 3)
+    return not _hides_floor(*variances, (inside > 0, outer > 0), sigma)
+
+
 def _old_spot(
     region: np.ndarray, grey_f: np.ndarray, grey_b: np.ndarray, moved: np.ndarray, min_area: float
 ) -> np.ndarray:
@@ -408,13 +454,9 @@ def _ghost_kind(
         return 2
     if interior.any():
         var_f, var_b = local_variance(grey_f, 3), local_variance(grey_b, 3)
-        # medians: the rings' and the interior's pixels may straddle the fish's edge
         level = max(sigma, 2.0)
-        grain_f, grain_b = _texture(var_f, interior, True), _texture(var_b, interior, True)
-        if min(_texture(var_b, outer, True), grain_b) > level and (
-            grain_f**2 - _NOISE_VAR * sigma**2 < (0.6 * grain_b) ** 2
-        ):
-            return 0  # smoother than the floor there, once the frame's noise is out
+        if _hides_floor(var_f, var_b, (interior, outer), sigma):
+            return 0
         floor_f, floor_b = _texture(var_f, outer), _texture(var_b, outer)
         if (
             floor_b > level
@@ -424,6 +466,21 @@ def _ghost_kind(
         ):
             return 1
     return int(outline_b > max(ratio * outline_f, 3.0, 2.0 * sigma))
+
+
+def _hides_floor(
+    var_f: np.ndarray, var_b: np.ndarray, rings: tuple[np.ndarray, np.ndarray], sigma: float
+) -> bool:
+    """Whether a region (bool masks of its interior and of the ring round it, over 3x3
+    local-variance windows of the frame and of the background) is a fish that hides a
+    textured floor: the background textured inside and around (median local std over
+    ``max(sigma, 2)``), the frame smoother inside (under 0.6 x, its noise taken out)."""
+    interior, outer = rings
+    # medians: the rings' and the interior's pixels may straddle the fish's edge
+    grain_f, grain_b = _texture(var_f, interior, True), _texture(var_b, interior, True)
+    return min(_texture(var_b, outer, True), grain_b) > max(sigma, 2.0) and (
+        grain_f**2 - _NOISE_VAR * sigma**2 < (0.6 * grain_b) ** 2
+    )
 
 
 def heal_ghosts(

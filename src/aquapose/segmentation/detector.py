@@ -38,7 +38,8 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   gravel whose smoothness, is in the background, not in the frame, and which does not
   move between the frame and one 0.2 s later) is recognised in the frames where it has
   gone, and the floor there re-estimated from them (``heal_ghosts``), so it is found
-  while it rests and leaves no ghost detection. Limit: a fish that never leaves its
+  while it rests and leaves no ghost detection; what healing leaves of a ghost is
+  dropped frame by frame (``is_ghost``). Limit: a fish that never leaves its
   spot in the sampled frames cannot be told from the floor;
 - **crowds** (100+ fish): nothing limits the number of fish; fish a few pixels apart
   that the closing joins into one blob are split again when the pixels between them are
@@ -109,6 +110,7 @@ from aquapose.segmentation._frozen_mog2 import FrozenMOG2
 from aquapose.segmentation.background import (
     LightField,
     check_frame,
+    is_ghost,
     local_variance,
     robust_background,
 )
@@ -173,8 +175,10 @@ class DetectorConfig:
             more than half of them (they are in the median: a *ghost* in the frames where
             they are gone) and re-estimate the floor there from those frames (see
             :mod:`~aquapose.segmentation.background`): a resting fish stays foreground and
-            leaves no ghost detection.
-        min_ghost_area: smallest ghost (full-frame pixels) healed; smaller regions are
+            leaves no ghost detection. Also drops, in each frame, a detection whose
+            outline is in the background and not in the frame: what healing left of a
+            ghost (:func:`~aquapose.segmentation.background.is_ghost`).
+        min_ghost_area: smallest ghost (full-frame pixels) healed or dropped; smaller regions are
             left alone (a piece of a fish misjudged as a ghost, written into the
             background, would be a phantom in every frame). 40 heals the part of a
             resting fish kept in the median where it lay longest (a speck detected in
@@ -882,6 +886,8 @@ class MOG2Detector:
                 fish.append(Piece(part, x, y, sign))
         if c.tail_reach > 0:
             fish = join_tails(fish, self._rules, noise, self._contrast, self._floor_detail)
+        if self._primed and c.heal_ghosts:  # what healing left of a ghost
+            fish = [p for p in fish if not self._ghost(p, candidate, noise)]
         for piece in fish:
             det = self._to_detection(
                 piece.mask, piece.x, piece.y, frame_hw, (work_h, work_w), camera_id, frame_index
@@ -889,6 +895,23 @@ class MOG2Detector:
             if det is not None:
                 detections.append(det)
         return detections
+
+    def _ghost(self, piece: Piece, candidate: np.ndarray, noise: float) -> bool:
+        """Whether ``piece`` is a ghost the primed background still holds: its outline in
+        the background, not in the frame (:func:`~aquapose.segmentation.background.is_ghost`;
+        ``candidate``: the frame's foreground, uint8 0/255, work scale)."""
+        c = self.config
+        h, w = piece.mask.shape
+        work_h, work_w = candidate.shape
+        x0, y0 = max(0, piece.x - 4), max(0, piece.y - 4)
+        x1, y1 = min(work_w, piece.x + w + 4), min(work_h, piece.y + h + 4)
+        region = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        region[piece.y - y0 : piece.y - y0 + h, piece.x - x0 : piece.x - x0 + w] = piece.mask
+        window = (slice(y0, y1), slice(x0, x1))
+        free = candidate[window] == 0  # the ring round it: not another fish
+        grey_f, grey_b = self._frame_grey()[window], self._grey()[window]
+        min_area = c.min_ghost_area * c.scale**2
+        return is_ghost(grey_f, grey_b, region, free, noise, min_area, c.ghost_edge_ratio)
 
     def _faint_speck(
         self, part: np.ndarray, contrast: np.ndarray | None, noise: float, fg_window: np.ndarray
