@@ -403,7 +403,9 @@ def is_ghost(
     mean_in, std_in = _mean_std(grey_b, inside)
     mean_out, std_out = _mean_std(grey_b, outer)
     outline_b = math.hypot(mean_in - mean_out, std_in - std_out)
-    if outline_b <= max(ghost_edge_ratio * _outline(grey_f, inside, outer), 3.0, 1.5 * std_out):
+    if outline_b <= max(3.0, 1.5 * std_out):  # most fish: no outline in the background
+        return False
+    if outline_b <= ghost_edge_ratio * _outline(grey_f, inside, outer):
         return False
     variances = local_variance(grey_f, 3), local_variance(grey_b, 3)
     return not _hides_floor(*variances, (inside > 0, outer > 0), sigma)
