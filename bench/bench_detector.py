@@ -21,7 +21,9 @@ frames. Rows:
   keeping small parts with a sure MOG2 core and joining any near pieces of one faint
   fish (``join_contrast``), a 1 px ring round thin blobs: 0.55-0.56 (50.4-51.1
   frames/s, 2 runs); the camera-shift and texture tests on a worker thread beside the
-  frozen MOG2 test: 0.62-0.65 (56.2-59.2 frames/s, 3 runs, same masks);
+  frozen MOG2 test: 0.62-0.65 (56.2-59.2 frames/s, 3 runs, same masks); dropping
+  what healing left of a ghost (``is_ghost``, ~0.1 ms a detection): 0.57-0.59
+  (52.7-54.2 frames/s, 4 runs; 0.63 before it, same session);
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.

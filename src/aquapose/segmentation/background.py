@@ -77,6 +77,7 @@ __all__ = [
     "check_frame",
     "ghost_regions",
     "heal_ghosts",
+    "is_ghost",
     "local_variance",
     "median_background",
     "robust_background",

@@ -178,8 +178,8 @@ class DetectorConfig:
             leaves no ghost detection. Also drops, in each frame, a detection whose
             outline is in the background and not in the frame: what healing left of a
             ghost (:func:`~aquapose.segmentation.background.is_ghost`).
-        min_ghost_area: smallest ghost (full-frame pixels) healed or dropped; smaller regions are
-            left alone (a piece of a fish misjudged as a ghost, written into the
+        min_ghost_area: smallest ghost (full-frame pixels) healed or dropped; smaller
+            regions are left alone (a piece of a fish misjudged as a ghost, written into the
             background, would be a phantom in every frame). 40 heals the part of a
             resting fish kept in the median where it lay longest (a speck detected in
             every frame once it left); 24 heals pieces of swimming fish too.
