@@ -174,6 +174,26 @@ def test_dark_fish_labelled_shadow_is_still_a_fish(rng):
     assert len(found) == 1 and mask_iou(found[0].blob_mask, mask) > 0.7
 
 
+def test_a_dark_fish_labelled_shadow_all_over_loses_its_cast_shadow(rng):
+    """A dark fish that MOG2 labels shadow (127) all over, joined by the fainter shadow
+    it casts: the detection is the fish (its strong part), not fish and shadow."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    mask = _fish_mask(80, 60, angle=20)
+    shadow = _fish_mask(85, 66, angle=20) & ~mask
+    frame = floor.astype(np.float32)
+    frame[shadow] *= 0.9
+    frame[mask] *= 0.65
+    frame = np.clip(frame + rng.normal(0.0, 1.5, frame.shape), 0, 255).astype(np.uint8)
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    det.prime(floor)
+    fg = det.foreground_mask(frame)
+    assert np.mean(fg[mask] == 127) > 0.9 and np.mean(fg[shadow] == 127) > 0.5
+    found = det.detect(frame)
+    assert len(found) == 1
+    assert mask_iou(found[0].blob_mask, mask) > 0.8
+    assert np.mean(found[0].blob_mask[shadow]) < 0.2
+
+
 @pytest.mark.parametrize(("factor", "delta"), [(0.45, None), (None, 45.0)], ids=["dark", "light"])
 def test_cast_shadow_is_trimmed_from_the_fish(factor, delta, rng):
     """A fish (dark: foreground core; light: brighter than the floor) with a cast shadow

@@ -149,6 +149,7 @@ def trim_shadows(
     contrast: np.ndarray | None,
     rules: BlobRules,
     noise_sigma: float,
+    floor_detail: Callable[[], float] | None = None,
 ) -> list[np.ndarray]:
     """Drop a fish's cast shadow from its blob; returns the pieces big enough for a fish.
 
@@ -159,11 +160,14 @@ def trim_shadows(
     (fins, tail, a touching dark fish).
     A shadow is fainter than the dark fish casting it, and darker (not brighter)
     than the floor under a light fish. A blob without a core (a dark fish labelled
-    shadow) is kept whole.
+    shadow all over) is trimmed by its contrast alone: :func:`_trim_by_contrast`
+    (``floor_detail``: called then, the std of the floor's detail under the blob).
     """
     core = ((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8)
     if np.count_nonzero(core) < rules.min_core:
-        return [blob]
+        if contrast is None:
+            return [blob]
+        return _trim_by_contrast(blob, contrast, rules, noise_sigma, floor_detail)
     keep = cv2.dilate(core, rules.trim)
     hull = core_hulls(core, keep, blob, contrast)
     if contrast is not None:
@@ -178,6 +182,29 @@ def trim_shadows(
     if rules.max_shadow_reach > 0:
         parts += faint_fish_beside(blob & (1 - keep), fish, rules)
     return parts
+
+
+def _trim_by_contrast(
+    blob: np.ndarray,
+    contrast: np.ndarray,
+    rules: BlobRules,
+    noise_sigma: float,
+    floor_detail: Callable[[], float] | None,
+) -> list[np.ndarray]:
+    """A blob without a foreground core, trimmed to its strong part: the pixels at
+    ``shadow_contrast`` of its strength or more (smoothed 1 px, :func:`_strength`;
+    closed 1 px), in pieces big enough for a fish. A dark fish that MOG2 labels shadow
+    all over is darker than the shadow it casts, which joins its blob in a clear, still
+    tank. Kept whole when its strength is under 16 x the noise and the floor's detail
+    (``floor_detail()``) together: over gravel, a fish's contrast is patchy."""
+    smooth, sign, strong = _strength(blob, contrast)
+    if strong < 16.0 * noise_sigma:
+        return [blob]
+    if floor_detail is not None and strong < 16.0 * math.hypot(noise_sigma, floor_detail()):
+        return [blob]
+    keep = ((smooth * sign >= rules.shadow_contrast * strong) & (blob > 0)).astype(np.uint8)
+    keep = cv2.morphologyEx(keep, cv2.MORPH_CLOSE, _OPEN3) & blob
+    return components(keep, rules.min_area) or [blob]
 
 
 def _shadow_beside(
@@ -356,13 +383,19 @@ def _strong_part(
     """The blob's pixels (uint8 0/1) whose contrast (smoothed, 1 px), of the blob's sign,
     reaches ``fraction`` of its strongest (90th percentile); None when that strength is
     under 16 ``noise_sigma``: a faint fish's contrast is too patchy to trust."""
-    smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)  # per-pixel noise out
-    inside = smooth[blob > 0]
-    sign = 1.0 if quantile(inside, 0.5) >= 0 else -1.0
-    strong = quantile(inside * sign, 0.9)
+    smooth, sign, strong = _strength(blob, contrast)
     if strong < 16.0 * noise_sigma:
         return None
     return ((smooth * sign >= fraction * strong) & (blob > 0)).astype(np.uint8)
+
+
+def _strength(blob: np.ndarray, contrast: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(``contrast`` smoothed 1 px (per-pixel noise out), the sign of its median over
+    the blob, and the blob's strength: the 90th percentile of that signed contrast)."""
+    smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)
+    inside = smooth[blob > 0]
+    sign = 1.0 if quantile(inside, 0.5) >= 0 else -1.0
+    return smooth, sign, quantile(inside * sign, 0.9)
 
 
 def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndarray]:

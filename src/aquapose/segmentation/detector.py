@@ -13,6 +13,9 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   and fainter than the fish (or darker than the floor under a light fish) are dropped,
   unless a dropped piece reaches far from the fish (a shadow only lines its edge) and
   is sizeable: that is a faint fish touching a darker one, kept as its own detection;
+  a blob with no foreground core (a dark fish labelled shadow all over, joined by the
+  fainter shadow it casts) keeps the pixels at ``shadow_contrast`` of its strength or
+  more, when that strength stands 16 x above the noise and the floor's detail;
   a blob (or part) with no foreground core and a soft edge is a shadow lying apart from
   its fish (blurred by the fish's height over the floor; a fish's edge is sharp): dropped;
 - **faint fish lighter than the floor**: MOG2's per-pixel test misses a fish only a few
@@ -216,7 +219,10 @@ class DetectorConfig:
             farther than this from the core are a cast shadow and dropped; 0 = keep.
         shadow_contrast: ... and pixels of the core's sign with at least this fraction of
             its contrast are the fish (fins, tail) whatever their distance (a shadow is
-            fainter than a dark fish, and darker than the floor under a light one).
+            fainter than a dark fish, and darker than the floor under a light one). A
+            blob without a foreground core (a dark fish labelled shadow all over) keeps
+            the pixels at this fraction of its strongest contrast (90th percentile), when
+            that is over 16 x the noise and the floor's detail (not over gravel).
         faint_light_level: pixels whose grey level, smoothed over ``faint_light_blur``, is at
             least this many grey levels above the background are candidates too (a pale fish
             barely lighter than the floor; noise averages out in the smoothing); 0 = off.
@@ -860,8 +866,9 @@ class MOG2Detector:
             if c.split_touching and opened is not candidate:
                 window = (opened[y : y + h, x : x + w] > 0).astype(np.uint8)
                 parts = split_bridged(blob, window, contrast, rules, noise)
+            detail = cache(partial(self._floor_detail, x, y, w, h, blob))  # if asked
             if rules.trim is not None:
-                parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise)
+                parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise, detail)
             if c.split_touching:
                 if contrast is not None:
                     parts = _each(split_by_sign, parts, contrast, fg_window, rules, noise)
@@ -872,7 +879,7 @@ class MOG2Detector:
             if rules.trim is not None and len(parts) > 1:
                 # Again, each fish against its own contrast: the blob's mixes a light fish
                 # with dark ones, and a dark fish's shadow joined the fish beside it.
-                parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise)
+                parts = _each(trim_shadows, parts, fg_window, contrast, rules, noise, detail)
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
                 if self._faint_speck(part, contrast, noise, fg_window):
