@@ -191,18 +191,14 @@ def _trim_by_contrast(
     noise_sigma: float,
     floor_detail: Callable[[], float] | None,
 ) -> list[np.ndarray]:
-    """A blob without a foreground core, trimmed to its strong part: the pixels at
-    ``shadow_contrast`` of its strength or more (smoothed 1 px, :func:`_strength`;
+    """A blob without a foreground core, trimmed to its strong part (:func:`_strong_part`
+    at ``shadow_contrast`` of its strength, against the noise and the floor's detail;
     closed 1 px), in pieces big enough for a fish. A dark fish that MOG2 labels shadow
     all over is darker than the shadow it casts, which joins its blob in a clear, still
-    tank. Kept whole when its strength is under 16 x the noise and the floor's detail
-    (``floor_detail()``) together: over gravel, a fish's contrast is patchy."""
-    smooth, sign, strong = _strength(blob, contrast)
-    if strong < 16.0 * noise_sigma:
+    tank. Kept whole when its contrast is too faint or, over gravel, too patchy."""
+    keep = _strong_part(blob, contrast, noise_sigma, rules.shadow_contrast, floor_detail)
+    if keep is None:
         return [blob]
-    if floor_detail is not None and strong < 16.0 * math.hypot(noise_sigma, floor_detail()):
-        return [blob]
-    keep = ((smooth * sign >= rules.shadow_contrast * strong) & (blob > 0)).astype(np.uint8)
     keep = cv2.morphologyEx(keep, cv2.MORPH_CLOSE, _OPEN3) & blob
     return components(keep, rules.min_area) or [blob]
 
@@ -378,24 +374,26 @@ def split_by_cores(
 
 
 def _strong_part(
-    blob: np.ndarray, contrast: np.ndarray, noise_sigma: float, fraction: float
+    blob: np.ndarray,
+    contrast: np.ndarray,
+    noise_sigma: float,
+    fraction: float,
+    floor_detail: Callable[[], float] | None = None,
 ) -> np.ndarray | None:
     """The blob's pixels (uint8 0/1) whose contrast (smoothed, 1 px), of the blob's sign,
     reaches ``fraction`` of its strongest (90th percentile); None when that strength is
-    under 16 ``noise_sigma``: a faint fish's contrast is too patchy to trust."""
-    smooth, sign, strong = _strength(blob, contrast)
-    if strong < 16.0 * noise_sigma:
-        return None
-    return ((smooth * sign >= fraction * strong) & (blob > 0)).astype(np.uint8)
-
-
-def _strength(blob: np.ndarray, contrast: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """(``contrast`` smoothed 1 px (per-pixel noise out), the sign of its median over
-    the blob, and the blob's strength: the 90th percentile of that signed contrast)."""
-    smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)
+    under 16 ``noise_sigma``: a faint fish's contrast is too patchy to trust. With
+    ``floor_detail`` (called only when the strength passes that), under 16 x the hypot
+    of the noise and that detail too (a fish over gravel differs from it in patches)."""
+    smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)  # per-pixel noise out
     inside = smooth[blob > 0]
     sign = 1.0 if quantile(inside, 0.5) >= 0 else -1.0
-    return smooth, sign, quantile(inside * sign, 0.9)
+    strong = quantile(inside * sign, 0.9)
+    if strong < 16.0 * noise_sigma:
+        return None
+    if floor_detail is not None and strong < 16.0 * math.hypot(noise_sigma, floor_detail()):
+        return None
+    return ((smooth * sign >= fraction * strong) & (blob > 0)).astype(np.uint8)
 
 
 def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndarray]:

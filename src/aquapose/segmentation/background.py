@@ -299,11 +299,25 @@ def _texture(variance: np.ndarray, where: np.ndarray, median: bool = False) -> f
 def _filled(region: np.ndarray) -> np.ndarray:
     """A uint8 0/1 region closed (5x5) and with its holes filled: the area it outlines,
     not only the pixels a threshold picked inside it."""
-    closed = cv2.morphologyEx(region, cv2.MORPH_CLOSE, _RING)
-    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return _holes_filled(cv2.morphologyEx(region, cv2.MORPH_CLOSE, _RING))
+
+
+def _holes_filled(region: np.ndarray) -> np.ndarray:
+    """A uint8 0/1 region with its holes filled."""
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = np.zeros_like(region)
     cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
     return out
+
+
+def _rings(region: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bool masks (inside, outer, deep) of a filled uint8 0/1 region: ``deep`` 2 px in
+    (maybe empty), ``inside`` that or the region when it is thinner, ``outer`` the 2 px
+    ring round it over the pixels ``free`` (bool) allows."""
+    deep = cv2.erode(region, _RING) > 0
+    inside = deep if deep.any() else region > 0
+    outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & free
+    return inside, outer, deep
 
 
 def ghost_regions(
@@ -352,9 +366,7 @@ def ghost_regions(
         region = _filled((labels[y0:y1, x0:x1] == i).astype(np.uint8))
         # 2 px inside: the region's edge pixels are those the threshold picked (on
         # gravel, the floor pixels least like the fish): biased.
-        deep = cv2.erode(region, _RING) > 0
-        inside = deep if deep.any() else region > 0
-        outer = (cv2.dilate(region, _RING) > 0) & (region == 0) & (labels[y0:y1, x0:x1] == 0)
+        inside, outer, deep = _rings(region, labels[y0:y1, x0:x1] == 0)
         if not outer.any():
             continue
         window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
@@ -391,14 +403,8 @@ def is_ghost(
     ring (a floor of bumps or stones differs from itself that much by chance), and it is
     no fish hiding a textured floor (:func:`_hides_floor`). Regions under ``min_area``
     pixels are not judged."""
-    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    region = np.zeros_like(region)
-    cv2.drawContours(region, contours, -1, 1, thickness=cv2.FILLED)
-    inside = cv2.erode(region, _RING)  # 2 px in, where the region is that thick
-    if not inside.any():
-        inside = region
-    outer = cv2.dilate(region, _RING)
-    outer[(region > 0) | ~free] = 0
+    region = _holes_filled(region)
+    inside, outer, _ = _rings(region, free)
     if cv2.countNonZero(region) < min_area or not outer.any():
         return False
     mean_in, std_in = _mean_std(grey_b, inside)
@@ -409,7 +415,7 @@ def is_ghost(
     if outline_b <= ghost_edge_ratio * _outline(grey_f, inside, outer):
         return False
     variances = local_variance(grey_f, 3), local_variance(grey_b, 3)
-    return not _hides_floor(*variances, (inside > 0, outer > 0), sigma)
+    return not _hides_floor(*variances, (inside, outer), sigma)
 
 
 def _old_spot(

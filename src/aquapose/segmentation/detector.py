@@ -908,12 +908,7 @@ class MOG2Detector:
         the background, not in the frame (:func:`~aquapose.segmentation.background.is_ghost`;
         ``candidate``: the frame's foreground, uint8 0/255, work scale)."""
         c = self.config
-        h, w = piece.mask.shape
-        work_h, work_w = candidate.shape
-        x0, y0 = max(0, piece.x - 4), max(0, piece.y - 4)
-        x1, y1 = min(work_w, piece.x + w + 4), min(work_h, piece.y + h + 4)
-        region = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        region[piece.y - y0 : piece.y - y0 + h, piece.x - x0 : piece.x - x0 + w] = piece.mask
+        (x0, y0, x1, y1), _, region = _padded(piece.mask, piece.x, piece.y, 4, candidate.shape)
         window = (slice(y0, y1), slice(x0, x1))
         free = candidate[window] == 0  # the ring round it: not another fish
         grey_f, grey_b = self._frame_grey()[window], self._grey()[window]
@@ -960,16 +955,10 @@ class MOG2Detector:
             return False
         if np.count_nonzero((fg_window == FOREGROUND) & (part > 0)) >= self._rules.min_core:
             return False
-        h, w = part.shape
-        work_h, work_w = self._last_work.shape[:2]
-        pad = 4  # room for the edge band outside the part
-        x0, y0 = max(0, x - pad), max(0, y - pad)
-        x1, y1 = min(work_w, x + w + pad), min(work_h, y + h + pad)
+        # 4 px: room for the edge band outside the part
+        (x0, y0, x1, y1), inner, mask = _padded(part, x, y, 4, self._last_work.shape[:2])
         contrast = self._contrast(x0, y0, x1 - x0, y1 - y0)
         assert contrast is not None
-        inner = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
-        mask = np.zeros(contrast.shape, np.uint8)
-        mask[inner] = part
         smooth = cv2.GaussianBlur(contrast, (0, 0), 1.0)
         # Sobel's 3x3 kernel weighs the difference over 2 px by 4: /8 gives levels per px.
         slope = cv2.magnitude(
@@ -1259,6 +1248,20 @@ class MOG2Detector:
             window_xy=(fx0, fy0),
             frame_hw=(frame_h, frame_w),
         )
+
+
+def _padded(
+    mask: np.ndarray, x: int, y: int, pad: int, work_hw: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], tuple[slice, slice], np.ndarray]:
+    """A mask's window at (x, y) grown by ``pad`` px (clipped to the work frame):
+    its box (x0, y0, x1, y1), the mask's slices in it, and the mask placed there."""
+    h, w = mask.shape
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    x1, y1 = min(work_hw[1], x + w + pad), min(work_hw[0], y + h + pad)
+    inner = (slice(y - y0, y - y0 + h), slice(x - x0, x - x0 + w))
+    placed = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    placed[inner] = mask
+    return (x0, y0, x1, y1), inner, placed
 
 
 @cache
