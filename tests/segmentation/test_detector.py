@@ -692,26 +692,41 @@ def _piece(mask: np.ndarray) -> Piece:
 @pytest.mark.parametrize(
     ("tail", "between", "detail", "joined"),
     [
-        ((114, 60, 8, 4, 0), 8.0, 4.0, (60, 104)),  # a tail beyond a faint peduncle, on gravel
-        ((114, 60, 8, 4, 0), 8.0, 0.5, None),  # ... on a plain floor: two fish
-        ((114, 60, 8, 4, 0), 1.0, 4.0, None),  # floor between them
-        ((80, 80, 8, 4, 0), 8.0, 4.0, None),  # beside the body, a faint bridge
-        ((80, 80, 8, 4, 0), 14.0, 4.0, (72, 80)),  # ... a bridge as unlike the floor
-        ((128, 60, 20, 5, 0), 8.0, 4.0, None),  # a fish lying end to end
+        ((114, 60, 8, 4, 0), "±8", 4.0, (60, 104)),  # a tail beyond a faint peduncle, on gravel
+        ((114, 60, 8, 4, 0), "±8", 0.5, None),  # ... on a plain floor, both ways: its noise
+        ((114, 60, 8, 4, 0), "+8", 0.5, (60, 104)),  # ... of the fish's sign: the fish
+        ((114, 60, 8, 4, 0), "-8", 0.5, None),  # ... of the other: a shadow between fish
+        ((114, 60, 8, 4, 0), "±1", 4.0, None),  # floor between them
+        ((80, 80, 8, 4, 0), "±8", 4.0, None),  # beside the body, a faint bridge
+        ((80, 80, 8, 4, 0), "±14", 4.0, (72, 80)),  # ... a bridge as unlike the floor
+        ((128, 60, 20, 5, 0), "±8", 4.0, None),  # a fish lying end to end
     ],
-    ids=["tail", "plain-floor", "floor-gap", "beside", "beside-strong", "end-to-end"],
+    ids=[
+        "tail",
+        "plain-floor",
+        "plain-floor-own-sign",
+        "plain-floor-shadow",
+        "floor-gap",
+        "beside",
+        "beside-strong",
+        "end-to-end",
+    ],
 )
-def test_join_tails_joins_pieces_of_one_fish_over_gravel(tail, between, detail, joined):
-    """``join_tails`` joins a piece beyond a fish's end, over a floor with detail, when the
-    pixels between differ from the floor (both ways: the fish hides stones) by
-    ``bridge_contrast`` (0.3) x the pieces' contrast (20); a piece anywhere near when
-    they differ by ``join_contrast`` (0.6) x. ``joined``: a pixel between them it fills."""
+def test_join_tails_joins_pieces_of_one_fish(tail, between, detail, joined):
+    """``join_tails`` joins a piece beyond a fish's end when the pixels between differ
+    from the floor by ``bridge_contrast`` (0.3) x the pieces' contrast (20): both ways
+    over a floor with detail (the fish hides stones), with the pieces' sign over a
+    plain one; a piece anywhere near when they differ by ``join_contrast`` (0.6) x.
+    ``between``: the pixels' grey levels between them (± alternating in sign).
+    ``joined``: a pixel between them it fills."""
     rules = MOG2Detector(DetectorConfig(**SMALL))._rules
     body = _fish_mask(80, 60, half_len=22, half_w=7)
     cx, cy, half_len, half_w, angle = tail
     small = _fish_mask(cx, cy, half_len=half_len, half_w=half_w, angle=angle)
     signs = np.array([1.0, -1.0])[np.indices((H, W)).sum(axis=0) % 2]
-    frame = np.where(body | small, 20.0, between * signs).astype(np.float32)
+    level = float(between.lstrip("±"))
+    gap = level * signs if between.startswith("±") else level
+    frame = np.where(body | small, 20.0, gap).astype(np.float32)
 
     def contrast(x, y, w, h):
         return frame[y : y + h, x : x + w]
@@ -1369,3 +1384,29 @@ def test_quantile_is_numpys_nearest_percentile(rng):
         values = rng.normal(0.0, 10.0, n).astype(np.float32)
         for q in (0.0, 0.25, 0.5, 0.9, 1.0):
             assert quantile(values, q) == float(np.percentile(values, 100 * q, method="nearest"))
+
+
+def test_a_light_fish_s_faint_cast_shadow_is_not_a_fish_touching_it():
+    """A pale fish (+15 grey levels, a core) whose cast shadow (-15 on a 160 floor: 9 %
+    darker, MOG2 'shadow') lies 12 px along and 4 px across from it: the shadow reaches
+    beyond the fish's end, as a faint fish touching it would, but it lines the fish's
+    edge and is no larger: dropped (with ``max_shadow_darkening=0`` it was kept as a
+    second fish). A fish as faint that meets the pale one at its snout is kept."""
+    fish = _fish_mask(70, 60, half_len=25, half_w=3)
+    shadow = np.roll(fish, (4, 12), axis=(0, 1)) & ~fish
+    other = _fish_mask(109, 71, half_len=18, half_w=5, angle=40) & ~fish
+    assert (cv2.dilate(fish.astype(np.uint8), None) & other).sum() > 0  # they touch
+    background = np.full((H, W), 160, np.uint8)
+
+    def parts(blob, dark, darkening):
+        rules = MOG2Detector(DetectorConfig(max_shadow_darkening=darkening))._rules
+        fg = np.where(fish, FOREGROUND, np.where(dark, 127, 0)).astype(np.uint8)
+        contrast = np.where(fish, 15.0, np.where(dark, -15.0, 0.0)).astype(np.float32)
+        found = trim_shadows(blob.astype(np.uint8), fg, contrast, rules, 1.5, None, background)
+        return [p > 0 for p in found]
+
+    found = parts(fish | shadow, shadow, 0.25)
+    assert len(found) == 1 and mask_iou(found[0], fish) > 0.8
+    assert len(parts(fish | shadow, shadow, 0.0)) == 2
+    found = parts(fish | other, other, 0.25)
+    assert len(found) == 2 and _best_iou(found, other) > 0.8

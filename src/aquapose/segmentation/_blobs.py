@@ -37,7 +37,12 @@ __all__ = [
 
 #: MOG2's label of foreground-only pixels (shadow pixels are 127).
 FOREGROUND = 255
+#: A light fish's cast shadow holds at most this x the fish's area (its visible part is
+#: the fish's silhouette moved aside, never larger; a pale fish's own kept part can be
+#: half of it) and lines the fish's edge over this fraction of the shorter one's length.
+_SHADOW_AREA, _SHADOW_CONTACT = 2.5, 0.2
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_NEAR2 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # within 2 px
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class BlobRules:
     sign_split_contrast: float
     max_shadow_reach: float = 0.0
     min_faint_fraction: float = 0.0
+    max_shadow_darkening: float = 0.0
     bridge_contrast: float = 0.0
     tail_reach: float = 0.0
     join_contrast: float = 0.0
@@ -150,6 +156,7 @@ def trim_shadows(
     rules: BlobRules,
     noise_sigma: float,
     floor_detail: Callable[[], float] | None = None,
+    background: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Drop a fish's cast shadow from its blob; returns the pieces big enough for a fish.
 
@@ -162,6 +169,9 @@ def trim_shadows(
     than the floor under a light fish. A blob without a core (a dark fish labelled
     shadow all over) is trimmed by its contrast alone: :func:`_trim_by_contrast`
     (``floor_detail``: called then, the std of the floor's detail under the blob).
+    A trimmed-off piece that reaches away from the fish is a faint fish touching it
+    (:func:`faint_fish_beside`), unless it is a light fish's cast shadow
+    (:func:`_cast_shadow`; ``background``: the background's grey levels, uint8).
     """
     core = ((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8)
     if np.count_nonzero(core) < rules.min_core:
@@ -170,17 +180,22 @@ def trim_shadows(
         return _trim_by_contrast(blob, contrast, rules, noise_sigma, floor_detail)
     keep = cv2.dilate(core, rules.trim)
     hull = core_hulls(core, keep, blob, contrast)
+    shadow = None
     if contrast is not None:
         level = quantile(contrast[core > 0], 0.5)
         if level > 0:  # a light fish: what darkens the floor beside it is its shadow
-            keep &= 1 - _shadow_beside(blob, core, hull, contrast, rules, noise_sigma)
+            shadow = _shadow_beside(blob, core, hull, contrast, rules, noise_sigma)
+            keep &= 1 - shadow
         floor = max(rules.shadow_contrast * abs(level), 3.0 * noise_sigma)
         keep |= (contrast * np.sign(level) >= floor).astype(np.uint8)
     keep |= hull
     fish = blob & keep
     parts = components(fish, rules.min_area)
     if rules.max_shadow_reach > 0:
-        parts += faint_fish_beside(blob & (1 - keep), fish, rules)
+        dropped = blob & (1 - keep)
+        if shadow is not None and contrast is not None and background is not None:
+            dropped &= 1 - _cast_shadow(shadow, fish, contrast, background, rules)
+        parts += faint_fish_beside(dropped, fish, rules)
     return parts
 
 
@@ -221,6 +236,37 @@ def _shadow_beside(
     for piece in components(dark, max(0.5 * rules.min_area, 0.25 * np.count_nonzero(core))):
         shadow |= piece
     return shadow
+
+
+def _cast_shadow(
+    shadow: np.ndarray,
+    fish: np.ndarray,
+    contrast: np.ndarray,
+    background: np.ndarray,
+    rules: BlobRules,
+) -> np.ndarray:
+    """The pieces of a light fish's dark surround (``shadow``, :func:`_shadow_beside`)
+    that are its cast shadow, not a faint fish touching it (uint8 0/1): each darkens
+    the floor by less than ``max_shadow_darkening`` of its grey (``background``: the
+    background's grey levels; 10th percentile of ``contrast``), is at most
+    ``_SHADOW_AREA`` x the fish's (``fish``) area and lines its edge. A faint dark
+    fish this pale is larger or meets the fish at a point."""
+    cast = np.zeros_like(shadow)
+    if rules.max_shadow_darkening <= 0:
+        return cast
+    fish_area = np.count_nonzero(fish)
+    fish_length = max(cv2.minAreaRect(cv2.findNonZero(fish))[1]) if fish_area else 0.0
+    for piece in components(shadow, 1):
+        inside = piece > 0
+        darkening = -quantile(contrast[inside], 0.1) / max(quantile(background[inside], 0.5), 1.0)
+        if darkening >= rules.max_shadow_darkening or inside.sum() > _SHADOW_AREA * fish_area:
+            continue
+        # the fish's pixels within 2 px of the piece: a band about 2 px deep along it
+        contact = np.count_nonzero(fish & cv2.dilate(piece, _NEAR2)) / 2
+        length = min(max(cv2.minAreaRect(cv2.findNonZero(piece))[1]), fish_length)
+        if contact >= _SHADOW_CONTACT * length:
+            cast |= piece
+    return cast
 
 
 def core_hulls(
@@ -533,21 +579,23 @@ def join_tails(
     contrast: Callable[[int, int, int, int], np.ndarray | None],
     floor_detail: Callable[[int, int, int, int, np.ndarray], float],
 ) -> list[Piece]:
-    """Join the pieces MOG2 cut one smooth fish into over a textured floor (it differs
-    from the floor only where it hides stones: a tail beyond a faint peduncle, a body
-    broken where it covers sand between stones).
+    """Join the pieces MOG2 cut one fish into: over a textured floor a smooth fish
+    differs from it only where it hides stones (a tail beyond a faint peduncle, a body
+    broken where it covers sand between stones); over a plain floor a fish of nearly
+    its grey shows only in patches (its light or dark flank, its head).
 
     A piece joins a larger one of its sign no farther from it than ``tail_reach`` x the
-    larger's length when the pixels between them are not floor: the floor there has
-    detail (std over 1 noise std: stones) and they differ from it, their median
-    |contrast| over 2 noise std and over ``join_contrast`` x the fainter piece's (itself
-    at least half as unlike the floor as the other: not a faint fish touching a dark
-    one); over ``bridge_contrast`` x only for a tail: a piece with at most 60 % of the
-    larger's area, at most half as long (not a fish lying end to end), beyond its end
-    along its long axis (within 35 degrees, seen from its centre). Fish with floor
-    between, or over a plain floor, stay apart. ``contrast(x, y, w, h)``: frame -
-    background in a window; ``floor_detail(x, y, w, h, mask)``: the std of the floor's
-    detail under ``mask``.
+    larger's length when the pixels between them are not floor: their median
+    contrast over 2 noise std and over ``join_contrast`` x the fainter piece's |median|
+    (itself at least half as unlike the floor as the other: not a faint fish touching
+    a dark one); over ``bridge_contrast`` x only for a tail: a piece with at most 60 %
+    of the larger's area, at most half as long (not a fish lying end to end), beyond
+    its end along its long axis (within 35 degrees, seen from its centre). The contrast
+    counts either way where the floor between has detail (std over 1 noise std:
+    stones), and only with the pieces' sign where it is plain (a cast shadow between
+    two light fish is floor). Fish with floor between stay apart.
+    ``contrast(x, y, w, h)``: frame - background in a window;
+    ``floor_detail(x, y, w, h, mask)``: the std of the floor's detail under ``mask``.
     """
     if len(pieces) < 2:
         return pieces
@@ -582,17 +630,22 @@ def join_tails(
             pair = _window((pieces[i], pieces[j]))
             masks = (_place(pieces[i], pair), _place(pieces[j], pair))
             gap, path = _between(masks)
-            if gap > reach[i] or not path.any() or floor_detail(*pair, path) < noise_sigma:
+            if gap > reach[i] or not path.any():
                 continue
             diff = contrast(*pair)
             if diff is None:
                 continue
+            on_path = diff[path > 0]
+            if floor_detail(*pair, path) < noise_sigma:
+                on_path = on_path * sign[i]  # a plain floor: of the pieces' own sign
+            else:
+                on_path = np.abs(on_path)  # over stones: either way
             levels = [abs(quantile(diff[m > 0], 0.5)) for m in masks]
             level = min(levels)
             bridge = rules.bridge_contrast if tail[i, j] else rules.join_contrast
             if not tail[i, j] and level < 0.5 * max(levels):
                 continue  # a faint fish touching a dark one
-            if quantile(np.abs(diff[path > 0]), 0.5) < max(bridge * level, 2.0 * noise_sigma):
+            if quantile(on_path, 0.5) < max(bridge * level, 2.0 * noise_sigma):
                 continue
             into[j] = i
             between = Piece(path, pair[0], pair[1], 0.0)
