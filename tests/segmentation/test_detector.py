@@ -741,6 +741,30 @@ def test_join_tails_joins_pieces_of_one_fish(tail, between, detail, joined):
         assert whole[joined]  # the path between them is filled
 
 
+@pytest.mark.parametrize(
+    ("head_ellipse", "joined"),
+    [((112, 60, 5, 4), True), ((80, 76, 5, 4), False), ((116, 60, 10, 7), False)],
+    ids=["head", "beside", "small-fish"],
+)
+def test_join_tails_joins_a_light_fish_s_dark_head(head_ellipse, joined):
+    """A pale fish (+20 grey levels) whose dark head (-30: eyes and shadow) MOG2 found
+    apart, the pale snout between them (+8) under its threshold: the dark piece beyond
+    the light one's end is its head; beside its body, or with over a fifth of its area
+    (a small dark fish at its snout), it is another fish."""
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    body = _fish_mask(80, 60, half_len=22, half_w=7)
+    cx, cy, half_len, half_w = head_ellipse
+    head = _fish_mask(cx, cy, half_len=half_len, half_w=half_w)
+    frame = np.where(body, 20.0, np.where(head, -30.0, 8.0)).astype(np.float32)
+
+    def contrast(x, y, w, h):
+        return frame[y : y + h, x : x + w]
+
+    dark = _piece(head)
+    pieces = [_piece(body), Piece(dark.mask, dark.x, dark.y, -1.0)]
+    assert len(join_tails(pieces, rules, 1.0, contrast, lambda *_: 0.5)) == (1 if joined else 2)
+
+
 def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):
     """Two 6x3 px blobs (~50 px, under small_blob_area): one 50 grey levels dark (a small
     fish), one only 8 levels dark at a noise of 2 (a compression speck on gravel)."""

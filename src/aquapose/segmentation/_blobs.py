@@ -590,7 +590,9 @@ def join_tails(
     (itself at least half as unlike the floor as the other: not a faint fish touching
     a dark one); over ``bridge_contrast`` x only for a tail: a piece with at most 60 %
     of the larger's area, at most half as long (not a fish lying end to end), beyond
-    its end along its long axis (within 35 degrees, seen from its centre). The contrast
+    its end along its long axis (within 35 degrees, seen from its centre; a dark one
+    beyond a light one's end too, at most a fifth of its area: its head, with dark
+    eyes and their shadow). The contrast
     counts either way where the floor between has detail (std over 1 noise std:
     stones), and only with the pieces' sign where it is plain (a cast shadow between
     two light fish is floor). Fish with floor between stay apart.
@@ -607,8 +609,10 @@ def join_tails(
     along, across = np.abs(dx * ux + dy * uy), np.abs(dx * uy - dy * ux)
     reach = rules.tail_reach * 2 * half
     alike = (sign[None, :] == sign[:, None]) & (area[None, :] <= area[:, None])
+    # a light fish's dark head (eyes, their shadow): a fifth of its area at most
+    eyes = (sign[:, None] > 0) & (sign[None, :] < 0) & (area[None, :] <= 0.2 * area[:, None])
     tail = (
-        alike
+        (alike | eyes)
         & (area[None, :] <= 0.6 * area[:, None])
         & (half[None, :] <= 0.5 * half[:, None])
         & (along >= 0.5 * half[:, None])
