@@ -592,10 +592,10 @@ def join_tails(
     of the larger's area, at most half as long (not a fish lying end to end), beyond
     its end along its long axis (within 35 degrees, seen from its centre; a dark one
     beyond a light one's end too, at most a fifth of its area: its head, with dark
-    eyes and their shadow). The contrast
-    counts either way where the floor between has detail (std over 1 noise std:
-    stones), and only with the pieces' sign where it is plain (a cast shadow between
-    two light fish is floor). Fish with floor between stay apart.
+    eyes and their shadow). The contrast counts either way where the floor between has
+    detail (std over 1 noise std: stones), and only with the pieces' sign where it is
+    plain (a cast shadow between two light fish is floor). Fish with floor between
+    stay apart.
     ``contrast(x, y, w, h)``: frame - background in a window;
     ``floor_detail(x, y, w, h, mask)``: the std of the floor's detail under ``mask``.
     """

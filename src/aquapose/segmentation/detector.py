@@ -265,8 +265,8 @@ class DetectorConfig:
             at most 2.5 x the fish's area, and lining the fish's edge (over 0.2 of the
             shorter one's length). A shadow in diffuse light is faint; a pale fish of
             nearly the floor's grey leaves it beside a small lighter part. 0 = off.
-            Sweep: demo seeds' precision 0.86-0.92 -> 0.92-0.95 (with the plain-floor
-            join, ``join_contrast``).
+            Sweep (with the plain-floor joins, ``tail_reach``): the demo preset's
+            precision on seeds 1, 2, 6 0.86 / 0.895 / 0.915 -> 0.91 / 0.93 / 0.96.
         min_edge_sharpness: a blob (or split part) without a foreground (255) core is a
             cast shadow, not a fish, when the slope of its contrast across its edge (90th
             percentile over a 5 px band, after a 1 px Gaussian) is below this fraction of its
@@ -293,8 +293,9 @@ class DetectorConfig:
             beyond a faint peduncle) are joined when the smaller lies beyond the larger's
             end, at most this x its length away, and the pixels between differ from the
             floor (``bridge_contrast``): either way over a floor with detail (at least 1
-            noise std), with the pieces' sign over a plain one; 0 = off. Sweep: precision median 0.973 -> 0.979 (dev), noisy gravel tank
-            0.807 -> 0.866, resting presets +0.01-0.02; recall -0.001 median.
+            noise std), with the pieces' sign over a plain one; 0 = off. Sweep:
+            precision median 0.973 -> 0.979 (dev), noisy gravel tank 0.807 -> 0.866,
+            resting presets +0.01-0.02; recall -0.001 median.
         join_contrast: ... and pieces lying anywhere within that reach when the pixels
             between differ from the floor by at least this x the fainter piece's median
             |contrast|, itself at least half the other's (a faint fish broken mid-body
