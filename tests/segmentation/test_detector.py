@@ -782,6 +782,21 @@ def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):
     assert len(lenient.detect(frame)) == 2
 
 
+def test_a_small_pale_fish_with_its_shadow_is_no_speck_on_a_plain_floor():
+    """A small blob (under ``small_blob_area``): a third a pale fish (+25 grey levels), a
+    third its faint rim (+2), a third its shadow (-20), at a noise of 3 (its median, 2,
+    is a speck's). Over a plain floor its median |contrast| counts: a fish; over gravel,
+    where compression specks differ from the floor both ways, it stays a speck."""
+    det = MOG2Detector(DetectorConfig(**SMALL))
+    part = np.zeros((8, 8), np.uint8)
+    part[:, :6] = 1
+    contrast = np.array([25.0, 25.0, 2.0, 2.0, -20.0, -20.0, 0.0, 0.0])[None, :].repeat(8, 0)
+    fg = np.full((8, 8), 127, np.uint8)
+    args = (part, contrast.astype(np.float32), 3.0, fg)
+    assert not det._faint_speck(*args, lambda: 1.0)
+    assert det._faint_speck(*args, lambda: 6.0)
+
+
 @pytest.mark.parametrize(
     ("half_len", "min_iou"),
     [(10, 0.3), (12, 0.55)],  # 0.58-0.77 over seeds at 12 (0.37-0.38 with its blur)
@@ -1361,7 +1376,8 @@ def test_faint_speck_limit_falls_with_the_blobs_area(rng):
         part = np.zeros((1, 400), np.uint8)
         part[0, :area] = 1
         no_core = np.zeros_like(part)  # MOG2 found none of it
-        return det._faint_speck(part, np.full(part.shape, -level, np.float32), noise, no_core)
+        contrast = np.full(part.shape, -level, np.float32)
+        return det._faint_speck(part, contrast, noise, no_core, lambda: 0.0)
 
     assert speck(60, 9.0) and not speck(60, 11.0)  # under 80 px: 5 std = 10 levels
     assert speck(120, 6.0) and not speck(120, 7.0)  # 5 x 80 / 120 std = 6.7 levels
