@@ -683,6 +683,11 @@ def test_a_bridge_that_hides_stones_is_not_floor(rng):
     assert len(parts) == 2 and sum(int(p.sum()) for p in parts) == int(blob.sum())
 
 
+def _windows(image: np.ndarray):
+    """``f(x, y, w, h)``: the window of ``image`` there (``join_tails``' contrast)."""
+    return lambda x, y, w, h: image[y : y + h, x : x + w]
+
+
 def _piece(mask: np.ndarray) -> Piece:
     ys, xs = np.nonzero(mask)
     window = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
@@ -728,10 +733,9 @@ def test_join_tails_joins_pieces_of_one_fish(tail, between, detail, joined):
     gap = level * signs if between.startswith("±") else level
     frame = np.where(body | small, 20.0, gap).astype(np.float32)
 
-    def contrast(x, y, w, h):
-        return frame[y : y + h, x : x + w]
-
-    pieces = join_tails([_piece(body), _piece(small)], rules, 1.0, contrast, lambda *_: detail)
+    pieces = join_tails(
+        [_piece(body), _piece(small)], rules, 1.0, _windows(frame), lambda *_: detail
+    )
     assert len(pieces) == (1 if joined else 2)
     if joined:
         whole = np.zeros((H, W), bool)
@@ -757,12 +761,11 @@ def test_join_tails_joins_a_light_fish_s_dark_head(head_ellipse, joined):
     head = _fish_mask(cx, cy, half_len=half_len, half_w=half_w)
     frame = np.where(body, 20.0, np.where(head, -30.0, 8.0)).astype(np.float32)
 
-    def contrast(x, y, w, h):
-        return frame[y : y + h, x : x + w]
-
     dark = _piece(head)
     pieces = [_piece(body), Piece(dark.mask, dark.x, dark.y, -1.0)]
-    assert len(join_tails(pieces, rules, 1.0, contrast, lambda *_: 0.5)) == (1 if joined else 2)
+    assert len(join_tails(pieces, rules, 1.0, _windows(frame), lambda *_: 0.5)) == (
+        1 if joined else 2
+    )
 
 
 def test_a_small_fish_is_kept_a_faint_speck_of_the_same_size_is_not(rng):

@@ -948,11 +948,12 @@ class MOG2Detector:
     ) -> bool:
         """Whether ``part`` is smaller than ``small_blob_area`` and fainter than
         ``small_blob_contrast`` noise std (|median frame - background|, grey levels; the
-        median |.| over a plain floor, ``floor_detail()`` under 1 noise std: there a light
-        fish's own shadow in its blob, not specks of both signs, pulls the median to the
-        floor's), and has no sure core: MOG2's foreground (not shadow, ``fg_window`` 255) in at least
-        2 x ``min_core_area`` and ``min_blob_area`` of its pixels, at twice that level
-        there (a small pale fish: the faint-light halo around it dilutes its median)."""
+        median |.| over a plain floor, ``floor_detail()`` under 1 noise std: there a
+        light fish's own shadow in its blob, not specks of both signs, pulls the median
+        to the floor's), and has no sure core: MOG2's foreground (not shadow,
+        ``fg_window`` 255) in at least 2 x ``min_core_area`` and ``min_blob_area`` of its
+        pixels, at twice that level there (a small pale fish: the faint-light halo around
+        it dilutes its median)."""
         c = self.config
         if contrast is None or c.small_blob_contrast <= 0:
             return False
