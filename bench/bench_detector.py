@@ -27,7 +27,8 @@ frames. Rows:
   without a foreground core by their contrast (the bench's shadow-grey fish): 0.56-0.58
   (51.9-53.1 frames/s, 2 runs), recall at scale 1 0.975 -> 0.978; a light fish's
   faint cast shadow kept apart, pieces joined over plain floors, the speck test by
-  median |contrast| over plain floors: 0.58 (53.0-53.3 frames/s, 2 runs);
+  median |contrast| over plain floors: 0.58 (53.0-53.3 frames/s, 2 runs); border
+  slivers from 5 px and slender split parts kept apart: 0.58 (49.6 frames/s, 1 run);
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.

@@ -92,6 +92,7 @@ def _best_iou(det_masks, gt_mask):
         ({"bridge_contrast": -1.0}, "bridge_contrast"),
         ({"min_edge_sharpness": -0.1}, "min_edge_sharpness"),
         ({"min_faint_fraction": 1.0}, "min_faint_fraction"),
+        ({"slender_part_aspect": 0.5}, "slender_part_aspect"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):
@@ -369,17 +370,19 @@ def test_tail_fin_behind_a_narrow_peduncle_is_not_split_off(rng):
     assert counts == [1, 2]
 
 
-def test_sliver_on_the_frame_edge_is_kept_a_speck_inside_is_not(rng):
-    """A fish leaving the view (a ~30 px sliver on the left border) is detected; the
-    same area in the middle of the frame is below ``min_blob_area`` and is noise."""
+@pytest.mark.parametrize(("centre_x", "area", "min_iou"), [(-10, 33, 0.5), (-12, 15, 0.3)])
+def test_sliver_on_the_frame_edge_is_kept_a_speck_inside_is_not(centre_x, area, min_iou, rng):
+    """A fish leaving the view (a sliver of 33 or 15 px on the left border: its
+    faint-light halo doubles the small one's blob) is detected; the same area in the
+    middle of the frame is below ``min_blob_area`` and is noise."""
     floor = _floor()
-    sliver = _fish_mask(-10, 60, half_len=14, half_w=6)
+    sliver = _fish_mask(centre_x, 60, half_len=14, half_w=6)
     speck = _fish_mask(100, 60, half_len=4, half_w=2)
-    assert 15 < sliver.sum() < SMALL["min_blob_area"] and speck.sum() < SMALL["min_blob_area"]
+    assert sliver.sum() == area and speck.sum() < SMALL["min_blob_area"]
     det = MOG2Detector(DetectorConfig(**SMALL))
     det.prime(floor)
     found = det.detect(_render(floor, [sliver, speck], rng, factor=0.35, noise=1.3))
-    assert len(found) == 1 and mask_iou(found[0].blob_mask, sliver) > 0.5
+    assert len(found) == 1 and mask_iou(found[0].blob_mask, sliver) > min_iou
 
 
 def test_split_parts_tile_the_blob(rng):
@@ -1254,6 +1257,30 @@ def test_a_small_part_joins_its_neighbour_and_the_others_stay_split():
     assert len(parts) == 2
     assert any(np.array_equal(p, left | fin) for p in parts)
     assert any(np.array_equal(p, right) for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "apart"),
+    [
+        ((8, 12), (10, 38), True),  # a slender fish along the big one's side
+        ((15, 19), (45, 70), False),  # as slender, beyond its end along its axis: a tail
+        ((2, 12), (15, 26), False),  # as large, not slender: a fin
+    ],
+)
+def test_a_slender_part_beside_a_larger_one_is_a_fish_of_its_own(rows, cols, apart):
+    """A part under ``min_part_fraction`` of the blob stays apart only when it is
+    slender (``slender_part_aspect``) and lies beside its neighbour; with the rule off
+    it is joined."""
+    big = np.zeros((30, 70), np.uint8)
+    big[12:22, 5:45] = 1
+    small = np.zeros_like(big)
+    small[rows[0] : rows[1], cols[0] : cols[1]] = 1
+    small &= 1 - big
+    for aspect, stays in ((2.5, apart), (0.0, False)):
+        rules = MOG2Detector(DetectorConfig(**SMALL, slender_part_aspect=aspect))._rules
+        assert np.count_nonzero(small) < rules.min_part_fraction * np.count_nonzero(big | small)
+        parts = merge_small_parts([big, small], rules)
+        assert len(parts) == (2 if stays else 1)
 
 
 def test_split_by_contrast_separates_dark_fish_end_to_end(rng):

@@ -68,6 +68,7 @@ class BlobRules:
     bridge_contrast: float = 0.0
     tail_reach: float = 0.0
     join_contrast: float = 0.0
+    slender_part_aspect: float = 0.0
 
 
 def quantile(values: np.ndarray, q: float) -> float:
@@ -415,7 +416,7 @@ def split_by_cores(
         dist = cv2.distanceTransform(pad1(body), cv2.DIST_L2, 3)[1:-1, 1:-1]
     parts = merge_wide_necks(markers, blob, dist, len(big), rules.max_neck_ratio)
     if len(parts) > 1:
-        parts = merge_small_parts(fill_to_nearest(parts, blob), rules)
+        parts = merge_small_parts(fill_to_nearest(parts, blob), rules, body)
     return parts if len(parts) > 1 else [blob]
 
 
@@ -442,7 +443,27 @@ def _strong_part(
     return ((smooth * sign >= fraction * strong) & (blob > 0)).astype(np.uint8)
 
 
-def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndarray]:
+def _slender_beside(
+    part: np.ndarray, other: np.ndarray, body: np.ndarray | None, rules: BlobRules
+) -> bool:
+    """Whether ``part`` (uint8 0/1) is a slender fish beside ``other``: see
+    :func:`merge_small_parts`."""
+    if rules.slender_part_aspect <= 0:
+        return False
+    shape = part if body is None or not (part & body).any() else part & body
+    _, (w, h), _ = cv2.minAreaRect(cv2.findNonZero(shape))
+    if max(w, h) < rules.slender_part_aspect * max(min(w, h), 1.0):
+        return False
+    _, cx, cy, half, angle = _axis(Piece(other, 0, 0, 0.0))
+    _, px, py, _, _ = _axis(Piece(part, 0, 0, 0.0))
+    along = abs((px - cx) * math.cos(angle) + (py - cy) * math.sin(angle))
+    across = abs((px - cx) * math.sin(angle) - (py - cy) * math.cos(angle))
+    return not (along >= 0.5 * half and across <= 0.7 * along)  # not a tail
+
+
+def merge_small_parts(
+    parts: list[np.ndarray], rules: BlobRules, body: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Join each part too small to be a fish of its own to the part it shares the
     longest border with (the parts tile one connected blob, so it has one).
 
@@ -450,7 +471,10 @@ def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndar
     neighbour (a tail fin behind its peduncle holds up to ~25 % of its fish). With two
     parts this is a fraction of the blob; with three or more (a small fish beside a
     touching pair, or a fin of one of them) only the small part is joined, and the
-    split between the others stands.
+    split between the others stands. A slender part (``slender_part_aspect`` times
+    longer than wide, measured on its ``body`` pixels, uint8 0/1, if it has any: the
+    halo and shadow round a fish are wide) lying beside its neighbour, not beyond its end
+    along its axis (a tail), is a small fish whatever its fraction: a fin is not slender.
     """
     parts = list(parts)
     areas = [int(np.count_nonzero(p)) for p in parts]
@@ -463,6 +487,8 @@ def merge_small_parts(parts: list[np.ndarray], rules: BlobRules) -> list[np.ndar
             ]
             j = int(np.argmax(contact))
             need = max(rules.min_area, rules.min_part_fraction * (areas[i] + areas[j]))
+            if need > areas[i] >= rules.min_area and _slender_beside(part, parts[j], body, rules):
+                continue
             if need - areas[i] > short:
                 worst, into, short = i, j, need - areas[i]
         if worst < 0:

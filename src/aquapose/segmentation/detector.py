@@ -216,6 +216,10 @@ class DetectorConfig:
         small_blob_contrast: see ``small_blob_area``; 0 = off.
         min_edge_blob_area: the same for a blob touching the frame's border (a fish
             entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
+            There a small blob's sure core (see ``small_blob_area``) needs only this many
+            pixels. 20 -> 5: sweep recall mean 0.969 -> 0.971 (a crowd of 112 small fish
+            0.913 -> 0.933; truncated fish of 5-20 px were ~40 % of its misses),
+            precision mean 0.973 -> 0.972 (a one-fish clip 0.901 -> 0.890).
         max_blob_area: blobs larger than this are not fish (dropped).
         box_padding: pixels added on each side of a blob's tight box (clipped to the frame).
         shadow_trim: in a blob with a foreground-only (255) core, shadow-labelled pixels
@@ -316,6 +320,13 @@ class DetectorConfig:
         min_part_fraction: each split part must hold at least this fraction of the blob
             (a fish's tail fin with its peduncle is a separate "core" behind a narrow
             neck and holds up to ~25 % of the fish: 0.2 split light fish in two).
+        slender_part_aspect: ... unless the part is this slender (long / wide, of its
+            body: at 0.3 of the blob's strongest contrast) and lies beside the other part,
+            not beyond its end (a tail): a small fish beside a larger one, or beside two
+            that touch; 0 = off. Sweep: recall on crowds of fish a few pixels apart
+            0.911 -> 0.923, 0.968 -> 0.971, 0.957 -> 0.961, 0.932 -> 0.936, 0.933 ->
+            0.938 (5 of 80 scenes up by over 0.003, none down by as much), precision
+            within 0.005 (2.0 gave the same).
         sign_split_contrast: a blob holding a region brighter than the background by
             this many grey levels and one darker by as much is split between them (a
             light fish touching a dark one).
@@ -352,7 +363,7 @@ class DetectorConfig:
     open_kernel: int = 3
     close_kernel: int = 5
     min_blob_area: int = 24
-    min_edge_blob_area: int = 20
+    min_edge_blob_area: int = 5
     small_blob_area: int = 80
     small_blob_contrast: float = 5.0
     max_blob_area: int = 100_000
@@ -381,6 +392,7 @@ class DetectorConfig:
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
     min_part_fraction: float = 0.3
+    slender_part_aspect: float = 2.5
     sign_split_contrast: float = 20.0
     max_foreground_fraction: float = 0.3
     max_camera_shift: float = 3.0
@@ -512,6 +524,10 @@ class DetectorConfig:
             f"min_part_fraction must be in [0, 0.5), got {self.min_part_fraction}",
         )
         need(
+            self.slender_part_aspect == 0 or self.slender_part_aspect >= 1,
+            f"slender_part_aspect must be 0 (off) or >= 1, got {self.slender_part_aspect}",
+        )
+        need(
             self.sign_split_contrast > 0,
             f"sign_split_contrast must be > 0, got {self.sign_split_contrast}",
         )
@@ -573,6 +589,7 @@ class MOG2Detector:
             bridge_contrast=c.bridge_contrast,
             tail_reach=c.tail_reach,
             join_contrast=c.join_contrast,
+            slender_part_aspect=c.slender_part_aspect,
         )
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
         self._edge_rules = replace(self._rules, min_area=edge_area)
@@ -905,7 +922,7 @@ class MOG2Detector:
                 )
             kept = np.bitwise_or.reduce(parts) if len(parts) > 1 else None
             for part in parts:
-                if self._faint_speck(part, contrast, noise, fg_window, detail):
+                if self._faint_speck(part, contrast, noise, fg_window, detail, rules):
                     continue  # compression noise on a textured floor, a sliver of shadow
                 if self._soft_edged(part, kept, fg_window, x, y):
                     continue  # a cast shadow lying apart from its fish
@@ -945,6 +962,7 @@ class MOG2Detector:
         noise: float,
         fg_window: np.ndarray,
         floor_detail: Callable[[], float],
+        rules: BlobRules | None = None,
     ) -> bool:
         """Whether ``part`` is smaller than ``small_blob_area`` and fainter than
         ``small_blob_contrast`` noise std (|median frame - background|, grey levels; the
@@ -953,7 +971,8 @@ class MOG2Detector:
         to the floor's), and has no sure core: MOG2's foreground (not shadow,
         ``fg_window`` 255) in at least 2 x ``min_core_area`` and ``min_blob_area`` of its
         pixels, at twice that level there (a small pale fish: the faint-light halo around
-        it dilutes its median)."""
+        it dilutes its median). On the frame's border (``rules``: the blob's, if not the
+        detector's) the core of a sliver of a fish needs only the border's minimum area."""
         c = self.config
         if contrast is None or c.small_blob_contrast <= 0:
             return False
@@ -968,7 +987,10 @@ class MOG2Detector:
         if abs(quantile(values, 0.5)) >= level * min(1.0, small / area):
             return False
         core = (part > 0) & (fg_window == FOREGROUND)
-        if np.count_nonzero(core) < max(2 * c.min_core_area * c.scale**2, self._rules.min_area):
+        need = max(2 * c.min_core_area * c.scale**2, self._rules.min_area)
+        if rules is not None and rules.min_area < self._rules.min_area:  # a border sliver
+            need = rules.min_area
+        if np.count_nonzero(core) < need:
             return True
         return abs(quantile(contrast[core], 0.5)) < 2 * level
 
