@@ -749,6 +749,26 @@ def test_join_tails_joins_pieces_of_one_fish(tail, between, detail, joined):
 
 
 @pytest.mark.parametrize(
+    ("grain", "joined"),
+    [((1.0, 6.0), True), ((6.0, 6.0), False), ((1.0, 1.5), False)],
+    ids=["hides-stones", "stones-show", "smooth-floor"],
+)
+def test_join_tails_joins_pieces_over_stones_the_fish_hides(grain, joined):
+    """Over gravel (floor detail 4) a smooth fish of the floor's mean grey differs from it
+    only where it hides a stone: the pixels between its pieces (±1 grey level: floor by
+    their contrast) are still the fish when the frame is smooth there and the floor is
+    not (``grain``: their median 3x3 grey std in the frame and in the floor)."""
+    rules = MOG2Detector(DetectorConfig(**SMALL))._rules
+    body = _fish_mask(80, 60, half_len=22, half_w=7)
+    tail = _fish_mask(114, 60, half_len=8, half_w=4)
+    signs = np.array([1.0, -1.0])[np.indices((H, W)).sum(axis=0) % 2]
+    frame = np.where(body | tail, 20.0, signs).astype(np.float32)
+    pieces = [_piece(body), _piece(tail)]
+    found = join_tails(pieces, rules, 1.0, _windows(frame), lambda *_: 4.0, lambda *_: grain)
+    assert len(found) == (1 if joined else 2)
+
+
+@pytest.mark.parametrize(
     ("head_ellipse", "joined"),
     [((112, 60, 5, 4), True), ((80, 76, 5, 4), False), ((116, 60, 10, 7), False)],
     ids=["head", "beside", "small-fish"],
@@ -1352,10 +1372,10 @@ def _smooth_fish_ious(floor, noise, rng, fish=_SMOOTH_FISH, **config) -> list[fl
 def test_smooth_fish_over_gravel_is_found_whole_by_the_texture_it_hides(rng):
     """A fish of the floor's mean grey over gravel differs from it only where it hides
     a stone: MOG2 breaks it into specks. The floor's texture, gone where the fish
-    lies, finds it whole."""
+    lies, finds it whole (without it, or joining its pieces by it, pieces)."""
     floor = _gravel()
     assert min(_smooth_fish_ious(floor, 1.3, rng, texture_loss=0.5)) > 0.75
-    off = _smooth_fish_ious(floor, 1.3, rng, texture_loss=0.0)
+    off = _smooth_fish_ious(floor, 1.3, rng, texture_loss=0.0, join_texture_loss=0.0)
     assert max(off) < 0.6 and np.mean(off) < 0.5  # pieces, some frames none
 
 

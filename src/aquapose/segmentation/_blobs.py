@@ -41,6 +41,8 @@ FOREGROUND = 255
 #: the fish's silhouette moved aside, never larger; a pale fish's own kept part can be
 #: half of it) and lines the fish's edge over this fraction of the shorter one's length.
 _SHADOW_AREA, _SHADOW_CONTACT = 2.5, 0.2
+#: variance of the 3x3 local mean's residual for white noise of unit variance (8/9)
+_NOISE_VAR = 8.0 / 9.0
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _NEAR2 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # within 2 px
 
@@ -68,6 +70,7 @@ class BlobRules:
     bridge_contrast: float = 0.0
     tail_reach: float = 0.0
     join_contrast: float = 0.0
+    join_texture_loss: float = 0.0
     slender_part_aspect: float = 0.0
 
 
@@ -598,12 +601,29 @@ def _between(masks: tuple[np.ndarray, np.ndarray]) -> tuple[float, np.ndarray]:
     return gap, ((away[0] > 0) & (away[1] > 0) & (total <= gap + 1.5)).astype(np.uint8)
 
 
+def _hides_stones(
+    grain: Callable[[int, int, int, int, np.ndarray], tuple[float, float]] | None,
+    window: tuple[int, int, int, int],
+    path: np.ndarray,
+    noise_sigma: float,
+    rules: BlobRules,
+) -> bool:
+    """Whether the frame is smooth over ``path`` (uint8 0/1 in ``window``) where the floor
+    has grain (a fish hiding stones): see :func:`join_tails`."""
+    if grain is None or rules.join_texture_loss <= 0:
+        return False
+    frame, floor = grain(*window, path)
+    smooth = frame**2 - _NOISE_VAR * noise_sigma**2 < (rules.join_texture_loss * floor) ** 2
+    return floor > max(2.0 * noise_sigma, 3.0) and smooth
+
+
 def join_tails(
     pieces: list[Piece],
     rules: BlobRules,
     noise_sigma: float,
     contrast: Callable[[int, int, int, int], np.ndarray | None],
     floor_detail: Callable[[int, int, int, int, np.ndarray], float],
+    grain: Callable[[int, int, int, int, np.ndarray], tuple[float, float]] | None = None,
 ) -> list[Piece]:
     """Join the pieces MOG2 cut one fish into: over a textured floor a smooth fish
     differs from it only where it hides stones (a tail beyond a faint peduncle, a body
@@ -620,10 +640,14 @@ def join_tails(
     beyond a light one's end too, at most a fifth of its area: its head, with dark
     eyes and their shadow). The contrast counts either way where the floor between has
     detail (std over 1 noise std: stones), and only with the pieces' sign where it is
-    plain (a cast shadow between two light fish is floor). Fish with floor between
-    stay apart.
+    plain (a cast shadow between two light fish is floor). Over stones the pixels
+    between are not floor either where the frame is smooth and the floor is not (the
+    fish hides the stones): their grain in the frame under ``join_texture_loss`` x the
+    floor's, its noise taken out. Fish with floor between stay apart.
     ``contrast(x, y, w, h)``: frame - background in a window;
-    ``floor_detail(x, y, w, h, mask)``: the std of the floor's detail under ``mask``.
+    ``floor_detail(x, y, w, h, mask)``: the std of the floor's detail under ``mask``;
+    ``grain(x, y, w, h, mask)``: the median 3x3 grey std under ``mask`` of the frame and
+    of the background.
     """
     if len(pieces) < 2:
         return pieces
@@ -666,16 +690,16 @@ def join_tails(
             if diff is None:
                 continue
             on_path = diff[path > 0]
-            if floor_detail(*pair, path) < noise_sigma:
-                on_path = on_path * sign[i]  # a plain floor: of the pieces' own sign
-            else:
-                on_path = np.abs(on_path)  # over stones: either way
+            stones = floor_detail(*pair, path) >= noise_sigma
+            on_path = np.abs(on_path) if stones else on_path * sign[i]  # either way / own sign
             levels = [abs(quantile(diff[m > 0], 0.5)) for m in masks]
             level = min(levels)
             bridge = rules.bridge_contrast if tail[i, j] else rules.join_contrast
             if not tail[i, j] and level < 0.5 * max(levels):
                 continue  # a faint fish touching a dark one
-            if quantile(on_path, 0.5) < max(bridge * level, 2.0 * noise_sigma):
+            if quantile(on_path, 0.5) < max(bridge * level, 2.0 * noise_sigma) and not (
+                stones and _hides_stones(grain, pair, path, noise_sigma, rules)
+            ):
                 continue
             into[j] = i
             between = Piece(path, pair[0], pair[1], 0.0)

@@ -52,7 +52,8 @@ How the known failure modes of real tanks are handled (DESIGN.md):
   it hides stones; on a plain floor a fish of nearly its grey shows in patches): a
   piece beyond a larger one's end, with pixels between that are not floor, is joined to
   it (``tail_reach``), and so is a piece anywhere near when the pixels between are
-  nearly as unlike the floor (``join_contrast``); a light fish's faint cast shadow is
+  nearly as unlike the floor (``join_contrast``), or, over stones, smooth where the floor
+  is not (``join_texture_loss``); a light fish's faint cast shadow is
   not taken for a fish touching it (``max_shadow_darkening``);
 - **small fish on busy floors**: blobs down to ``min_blob_area`` are fish, but those
   under ``small_blob_area`` must stand ``small_blob_contrast`` noise std out of the
@@ -310,6 +311,12 @@ class DetectorConfig:
             0.866 -> 0.887, resting:1 0.880 -> 0.893, median +0.002; recall median
             -0.001 (worst -0.003). Over plain floors too (a fish of nearly the floor's
             grey in patches): precision median 0.979 -> 0.990 (dev).
+        join_texture_loss: over stones, the pixels between two pieces are not floor
+            either where the frame's grain (median 3x3 grey std, its noise taken out) is
+            under this x the floor's (a smooth fish hiding the stones), where the floor's
+            grain is over 2 noise std and 3 grey levels (a finer floor joined fish far
+            apart); 0 = off. Sweep: precision 0.952 -> 0.986, 0.890 -> 0.915, resting:1
+            0.906 -> 0.930, mean 0.972 -> 0.973; recall down by at most 0.003 (3 of 97).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
         min_core_area: a core is "sizeable" (a seed) with at least this many pixels, and
@@ -388,6 +395,7 @@ class DetectorConfig:
     bridge_contrast: float = 0.3
     tail_reach: float = 0.4
     join_contrast: float = 0.6
+    join_texture_loss: float = 0.8
     split_core_depth: float = 0.5
     min_core_area: int = 12
     max_neck_ratio: float = 0.7
@@ -472,6 +480,7 @@ class DetectorConfig:
             "bridge_contrast",
             "tail_reach",
             "join_contrast",
+            "join_texture_loss",
         ):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.min_blob_area >= 1, f"min_blob_area must be >= 1, got {self.min_blob_area}")
@@ -589,6 +598,7 @@ class MOG2Detector:
             bridge_contrast=c.bridge_contrast,
             tail_reach=c.tail_reach,
             join_contrast=c.join_contrast,
+            join_texture_loss=c.join_texture_loss,
             slender_part_aspect=c.slender_part_aspect,
         )
         edge_area = max(1.0, min(c.min_edge_blob_area, c.min_blob_area) * s2)
@@ -932,7 +942,9 @@ class MOG2Detector:
                 sign = 0.0 if contrast is None else float(np.sign(quantile(contrast[inside], 0.5)))
                 fish.append(Piece(part, x, y, sign))
         if c.tail_reach > 0:
-            fish = join_tails(fish, self._rules, noise, self._contrast, self._floor_detail)
+            fish = join_tails(
+                fish, self._rules, noise, self._contrast, self._floor_detail, self._grain
+            )
         if self._primed and c.heal_ghosts:  # what healing left of a ghost
             fish = [p for p in fish if not self._ghost(p, candidate, noise)]
         for piece in fish:
@@ -1228,6 +1240,17 @@ class MOG2Detector:
         :meth:`_floor_detail` under ``blob`` (uint8 0/1, the window)."""
         frame = self._frame_grey()[y : y + h, x : x + w].astype(np.float32)
         return frame - self._floor_mean(x, y, w, h), self._floor_detail(x, y, w, h, blob)
+
+    def _grain(self, x: int, y: int, w: int, h: int, mask: np.ndarray) -> tuple[float, float]:
+        """The median 3x3 grey-level std under ``mask`` (uint8 0/1, the window at (x, y))
+        of the frame and of the background."""
+        inside = mask > 0
+        window = (slice(y, y + h), slice(x, x + w))
+        frame, floor = (
+            float(np.sqrt(max(np.median(local_variance(image[window], 3)[inside]), 0.0)))
+            for image in (self._frame_grey(), self._grey())
+        )
+        return frame, floor
 
     def _floor_detail(self, x: int, y: int, w: int, h: int, mask: np.ndarray) -> float:
         """The std of the floor's detail (background - its local mean) under ``mask``
