@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from aquapose.segmentation.background import NOISE_VAR_3X3
 from aquapose.segmentation.masks import window_rle
 from aquapose.segmentation.types import Detection
 
@@ -41,8 +42,6 @@ FOREGROUND = 255
 #: the fish's silhouette moved aside, never larger; a pale fish's own kept part can be
 #: half of it) and lines the fish's edge over this fraction of the shorter one's length.
 _SHADOW_AREA, _SHADOW_CONTACT = 2.5, 0.2
-#: variance of the 3x3 local mean's residual for white noise of unit variance (8/9)
-_NOISE_VAR = 8.0 / 9.0
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _NEAR2 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # within 2 px
 
@@ -613,7 +612,7 @@ def _hides_stones(
     if grain is None or rules.join_texture_loss <= 0:
         return False
     frame, floor = grain(*window, path)
-    smooth = frame**2 - _NOISE_VAR * noise_sigma**2 < (rules.join_texture_loss * floor) ** 2
+    smooth = frame**2 - NOISE_VAR_3X3 * noise_sigma**2 < (rules.join_texture_loss * floor) ** 2
     return floor > max(2.0 * noise_sigma, 3.0) and smooth
 
 

@@ -262,7 +262,7 @@ def robust_background(
 _RING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # 2 px rings
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 #: variance of the 3x3 local mean's residual for white noise of unit variance (8/9)
-_NOISE_VAR = 8.0 / 9.0
+NOISE_VAR_3X3 = 8.0 / 9.0
 #: a region with more of its pixels changing between a frame and its partner: a fish
 _MOVED = 0.25
 
@@ -488,7 +488,7 @@ def _hides_floor(
     # medians: the rings' and the interior's pixels may straddle the fish's edge
     grain_f, grain_b = _texture(var_f, interior, True), _texture(var_b, interior, True)
     return min(_texture(var_b, outer, True), grain_b) > max(sigma, 2.0) and (
-        grain_f**2 - _NOISE_VAR * sigma**2 < (0.6 * grain_b) ** 2
+        grain_f**2 - NOISE_VAR_3X3 * sigma**2 < (0.6 * grain_b) ** 2
     )
 
 
