@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aquapose.segmentation.background import NOISE_VAR_3X3
+from aquapose.segmentation.background import smoother
 from aquapose.segmentation.masks import window_rle
 from aquapose.segmentation.types import Detection
 
@@ -458,9 +458,8 @@ def _slender_beside(
         return False
     _, cx, cy, half, angle = _axis(Piece(other, 0, 0, 0.0))
     _, px, py, _, _ = _axis(Piece(part, 0, 0, 0.0))
-    along = abs((px - cx) * math.cos(angle) + (py - cy) * math.sin(angle))
-    across = abs((px - cx) * math.sin(angle) - (py - cy) * math.cos(angle))
-    return not (along >= 0.5 * half and across <= 0.7 * along)  # not a tail
+    along, across = _along_across(px - cx, py - cy, angle)
+    return not _beyond_end(along, across, half)  # not a tail
 
 
 def merge_small_parts(
@@ -574,6 +573,20 @@ def _axis(piece: Piece) -> tuple[float, float, float, float, float]:
     return area, piece.x + m["m10"] / area, piece.y + m["m01"] / area, half, angle
 
 
+def _along_across(dx: Any, dy: Any, angle: Any) -> tuple[Any, Any]:
+    """|Components| of the offset (``dx``, ``dy``) along and across a long axis at
+    ``angle`` (radians); floats or broadcasting arrays."""
+    ux, uy = np.cos(angle), np.sin(angle)
+    return np.abs(dx * ux + dy * uy), np.abs(dx * uy - dy * ux)
+
+
+def _beyond_end(along: Any, across: Any, half: Any) -> Any:
+    """Whether a point (``along``, ``across`` a piece's axis from its centre,
+    :func:`_along_across`) lies beyond the end of a piece of half-length ``half``:
+    at least half of it along, within 35 degrees of the axis."""
+    return (along >= 0.5 * half) & (across <= 0.7 * along)
+
+
 def _window(pieces: tuple[Piece, ...]) -> tuple[int, int, int, int]:
     """(x, y, w, h): the window holding all ``pieces``."""
     x0, y0 = min(p.x for p in pieces), min(p.y for p in pieces)
@@ -612,8 +625,9 @@ def _hides_stones(
     if grain is None or rules.join_texture_loss <= 0:
         return False
     frame, floor = grain(*window, path)
-    smooth = frame**2 - NOISE_VAR_3X3 * noise_sigma**2 < (rules.join_texture_loss * floor) ** 2
-    return floor > max(2.0 * noise_sigma, 3.0) and smooth
+    return floor > max(2.0 * noise_sigma, 3.0) and smoother(
+        frame, floor, noise_sigma, rules.join_texture_loss
+    )
 
 
 def join_tails(
@@ -654,8 +668,7 @@ def join_tails(
     sign = np.array([p.sign for p in pieces])
     # [i, j]: piece j seen from piece i's centre, along and across i's long axis.
     dx, dy = cx[None, :] - cx[:, None], cy[None, :] - cy[:, None]
-    ux, uy = np.cos(angle)[:, None], np.sin(angle)[:, None]
-    along, across = np.abs(dx * ux + dy * uy), np.abs(dx * uy - dy * ux)
+    along, across = _along_across(dx, dy, angle[:, None])
     reach = rules.tail_reach * 2 * half
     alike = (sign[None, :] == sign[:, None]) & (area[None, :] <= area[:, None])
     # a light fish's dark head (eyes, their shadow): a fifth of its area at most
@@ -664,9 +677,8 @@ def join_tails(
         (alike | eyes)
         & (area[None, :] <= 0.6 * area[:, None])
         & (half[None, :] <= 0.5 * half[:, None])
-        & (along >= 0.5 * half[:, None])
+        & _beyond_end(along, across, half[:, None])
         & (along <= (half + reach)[:, None] + 2 * half[None, :])
-        & (across <= 0.7 * along)
     )
     near = np.hypot(dx, dy) <= (half + reach)[:, None] + 2 * half[None, :]
     candidate = tail | (alike & near) if rules.join_contrast > 0 else tail

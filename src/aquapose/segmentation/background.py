@@ -81,6 +81,8 @@ __all__ = [
     "local_variance",
     "median_background",
     "robust_background",
+    "smoother",
+    "texture",
 ]
 
 #: Gains this close to 1 everywhere leave the frame untouched.
@@ -262,7 +264,7 @@ def robust_background(
 _RING = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # 2 px rings
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 #: variance of the 3x3 local mean's residual for white noise of unit variance (8/9)
-NOISE_VAR_3X3 = 8.0 / 9.0
+_NOISE_VAR = 8.0 / 9.0
 #: a region with more of its pixels changing between a frame and its partner: a fish
 _MOVED = 0.25
 
@@ -290,7 +292,7 @@ def local_variance(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.sqrBoxFilter(image, cv2.CV_32F, box) - mean * mean
 
 
-def _texture(variance: np.ndarray, where: np.ndarray, median: bool = False) -> float:
+def texture(variance: np.ndarray, where: np.ndarray, median: bool = False) -> float:
     """Root mean (or median) of a local-variance window over the pixels ``where``."""
     values = variance[where]
     return float(np.sqrt(max(float(np.median(values) if median else values.mean()), 0.0)))
@@ -466,12 +468,12 @@ def _ghost_kind(
         level = max(sigma, 2.0)
         if _hides_floor(var_f, var_b, (interior, outer), sigma):
             return 0
-        floor_f, floor_b = _texture(var_f, outer), _texture(var_b, outer)
+        floor_f, floor_b = texture(var_f, outer), texture(var_b, outer)
         if (
             floor_b > level
             and floor_f > max(1.5 * sigma, 2.0)
-            and 0.8 * floor_f < _texture(var_f, interior) < 1.5 * floor_f
-            and _texture(var_b, interior) < 0.5 * floor_b
+            and 0.8 * floor_f < texture(var_f, interior) < 1.5 * floor_f
+            and texture(var_b, interior) < 0.5 * floor_b
         ):
             return 1
     return int(outline_b > max(ratio * outline_f, 3.0, 2.0 * sigma))
@@ -486,10 +488,17 @@ def _hides_floor(
     ``max(sigma, 2)``), the frame smoother inside (under 0.6 x, its noise taken out)."""
     interior, outer = rings
     # medians: the rings' and the interior's pixels may straddle the fish's edge
-    grain_f, grain_b = _texture(var_f, interior, True), _texture(var_b, interior, True)
-    return min(_texture(var_b, outer, True), grain_b) > max(sigma, 2.0) and (
-        grain_f**2 - NOISE_VAR_3X3 * sigma**2 < (0.6 * grain_b) ** 2
+    grain_f, grain_b = texture(var_f, interior, True), texture(var_b, interior, True)
+    return min(texture(var_b, outer, True), grain_b) > max(sigma, 2.0) and smoother(
+        grain_f, grain_b, sigma, 0.6
     )
+
+
+def smoother(grain_f: float, grain_b: float, sigma: float, ratio: float) -> bool:
+    """Whether the frame's grain ``grain_f`` (median 3x3 grey std, :func:`texture`) is
+    under ``ratio`` x the floor's ``grain_b``, the frame's noise (std ``sigma``) taken
+    out."""
+    return grain_f**2 - _NOISE_VAR * sigma**2 < (ratio * grain_b) ** 2
 
 
 def heal_ghosts(

@@ -118,6 +118,7 @@ from aquapose.segmentation.background import (
     is_ghost,
     local_variance,
     robust_background,
+    texture,
 )
 from aquapose.segmentation.io.video import open_video, sample_frame_pairs
 from aquapose.segmentation.types import Detection
@@ -316,7 +317,7 @@ class DetectorConfig:
             under this x the floor's (a smooth fish hiding the stones), where the floor's
             grain is over 2 noise std and 3 grey levels (a finer floor joined fish far
             apart); 0 = off. Sweep: precision 0.952 -> 0.986, 0.890 -> 0.915, resting:1
-            0.906 -> 0.930, mean 0.972 -> 0.973; recall down by at most 0.003 (3 of 97).
+            0.906 -> 0.930, mean 0.972 -> 0.973; recall down by at most 0.003 (3 of 92).
         split_core_depth: a blob's foreground-only pixels deeper than this fraction of
             their maximum distance to the edge form its cores (seeds of the split).
         min_core_area: a core is "sizeable" (a seed) with at least this many pixels, and
@@ -1247,7 +1248,7 @@ class MOG2Detector:
         inside = mask > 0
         window = (slice(y, y + h), slice(x, x + w))
         frame, floor = (
-            float(np.sqrt(max(np.median(local_variance(image[window], 3)[inside]), 0.0)))
+            texture(local_variance(image[window], 3), inside, median=True)
             for image in (self._frame_grey(), self._grey())
         )
         return frame, floor
