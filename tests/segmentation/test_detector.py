@@ -1183,6 +1183,22 @@ def test_gravel_ghosts_are_told_by_the_texture_the_background_lacks(rng):
     assert not ghost_regions(in_frame, floor, 1.3, 40)[fish].any()
 
 
+def test_a_textured_fish_with_a_strong_outline_in_the_frame_is_no_ghost(rng):
+    """A background healed smooth where a fish rested, textured around, and a dark fish
+    as textured as the floor resting there in the frame: the texture rule alone would
+    call it a ghost (and write it into the background); its outline is in the frame,
+    not in the background: a fish. The frame showing the floor there: a ghost."""
+    floor = _gravel().astype(np.float32)
+    fish = _fish_mask(80, 60, half_len=28, half_w=9, angle=15)
+    healed = floor.copy()
+    healed[fish] = 140
+    in_frame = floor.copy()
+    in_frame[fish] -= 40
+    healed, in_frame = (np.clip(a, 0, 255).astype(np.uint8) for a in (healed, in_frame))
+    assert not ghost_regions(_render(in_frame, [], rng, noise=1.3), healed, 1.3, 40).any()
+    assert ghost_regions(_render(floor, [], rng, noise=1.3), healed, 1.3, 40)[fish].mean() > 0.9
+
+
 def test_a_ghost_left_in_the_background_is_dropped_frame_by_frame(rng):
     """What healing left of a resting fish (the background lighter in a fish's shape, the
     frame the floor there) is no detection; a fish of that contrast in the frame is

@@ -27,8 +27,10 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    is textured around the region and inside it (median 3x3 local grey std above the
    noise std: the floor) and the frame is smoother inside (under 0.6 x, its noise taken
    out): a fish in the frame, whatever the outlines say (unless the ghost is sure,
-   below); the background smooth inside (under half the floor's std around it) and the
-   frame as textured as around (above 1.5 noise std): a ghost;
+   below); the background smooth inside (under half the floor's std around it), the
+   frame as textured as around (above 1.5 noise std) and its outline weaker than the
+   background's (a textured fish on a floor of fine grain, in the frame: no ghost): a
+   ghost;
 3. each pixel covered by a ghost (grown by 2 px: a fish's faint fins) in at least two
    frames is re-estimated as the mean of those frames there: they show the floor (a
    resting fish's ghost shows in every frame after it left; one frame's misjudged fish
@@ -470,7 +472,8 @@ def _ghost_kind(
             return 0
         floor_f, floor_b = texture(var_f, outer), texture(var_b, outer)
         if (
-            floor_b > level
+            outline_f < outline_b
+            and floor_b > level
             and floor_f > max(1.5 * sigma, 2.0)
             and 0.8 * floor_f < texture(var_f, interior) < 1.5 * floor_f
             and texture(var_b, interior) < 0.5 * floor_b
