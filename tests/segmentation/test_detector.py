@@ -282,6 +282,32 @@ def test_a_light_fish_keeps_its_dark_eyes_and_drops_its_shadow():
     assert len(parts) == 1 and parts[0][eyes].all()
 
 
+def test_a_dark_fish_alongside_a_light_one_is_too_dark_for_its_shadow():
+    """A pale fish (+15 grey levels, a core) with a fish lying alongside it, touching,
+    MOG2 'shadow' all over: it does not reach away from the pale fish as a faint fish
+    touching it would. 35 % darker than the floor (-56 on 160), darker than any cast
+    shadow: a fish of its own (with ``max_shadow_darkening=0`` it was dropped). As faint
+    as a shadow (-15, 9 %): the pale fish's cast shadow, dropped."""
+    fish = _fish_mask(80, 60, half_len=25, half_w=3)
+    other = _fish_mask(80, 67, half_len=25, half_w=4) & ~fish
+    assert (cv2.dilate(fish.astype(np.uint8), None) & other).sum() > 0  # they touch
+    background = np.full((H, W), 160, np.uint8)
+    fg = np.where(fish, FOREGROUND, np.where(other, 127, 0)).astype(np.uint8)
+    blob = (fish | other).astype(np.uint8)
+
+    def parts(darkness, darkening):
+        rules = MOG2Detector(DetectorConfig(max_shadow_darkening=darkening))._rules
+        contrast = np.where(fish, 15.0, np.where(other, -darkness, 0.0)).astype(np.float32)
+        found = trim_shadows(blob, fg, contrast, rules, 1.5, None, background)
+        return [p > 0 for p in found]
+
+    found = parts(56.0, 0.25)
+    assert len(found) == 2 and _best_iou(found, other) > 0.8 and _best_iou(found, fish) > 0.8
+    assert len(parts(56.0, 0.0)) == 1
+    found = parts(15.0, 0.25)
+    assert len(found) == 1 and mask_iou(found[0], fish) > 0.8
+
+
 @pytest.mark.slow
 def test_stationary_fish_is_found_after_a_long_stop(rng):
     """Swim, rest 120 frames (12 s at 10 fps), swim: the resting fish stays detected."""
@@ -821,6 +847,26 @@ def test_a_small_pale_fish_with_its_shadow_is_no_speck_on_a_plain_floor():
     args = (part, contrast.astype(np.float32), 3.0, fg)
     assert not det._faint_speck(*args, lambda: 1.0)
     assert det._faint_speck(*args, lambda: 6.0)
+
+
+def test_a_small_dark_fish_labelled_shadow_in_a_faint_rim_is_no_speck():
+    """A 100 px blob (under 4 x ``small_blob_area``): 40 px a small dark fish (-40 grey
+    levels at a noise of 4.5, MOG2 'shadow'), 60 px its faint rim (-3, not MOG2's). Its
+    median is a speck's and it has no foreground core, but the strongest 24 of MOG2's
+    pixels stand twice the speck level out: a fish. At -20 (4.4 noise std) it is a
+    speck; so are 14 such pixels (too few for a fish)."""
+    det = MOG2Detector(DetectorConfig())
+    part = np.ones((10, 10), np.uint8)
+
+    def speck(darkness: float, pixels: int) -> bool:
+        fish = (np.arange(100) < pixels).reshape(10, 10)
+        contrast = np.where(fish, -darkness, -3.0).astype(np.float32)
+        fg = np.where(fish, 127, 0).astype(np.uint8)
+        return det._faint_speck(part, contrast, 4.5, fg, lambda: 1.0)
+
+    assert not speck(40.0, 40)
+    assert speck(20.0, 40)
+    assert speck(40.0, 14)
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,9 @@ def trim_shadows(
     (``floor_detail``: called then, the std of the floor's detail under the blob).
     A trimmed-off piece that reaches away from the fish is a faint fish touching it
     (:func:`faint_fish_beside`), unless it is a light fish's cast shadow
-    (:func:`_cast_shadow`; ``background``: the background's grey levels, uint8).
+    (:func:`_cast_shadow`; ``background``: the background's grey levels, uint8); a piece
+    of a light fish's dark surround too dark for a cast shadow is a dark fish touching it,
+    wherever it lies (:func:`_too_dark_for_a_shadow`).
     """
     core = ((fg_window == FOREGROUND) & (blob > 0)).astype(np.uint8)
     if np.count_nonzero(core) < rules.min_core:
@@ -198,6 +200,11 @@ def trim_shadows(
         dropped = blob & (1 - keep)
         if shadow is not None and contrast is not None and background is not None:
             dropped &= 1 - _cast_shadow(shadow, fish, contrast, background, rules)
+            for piece in _too_dark_for_a_shadow(
+                shadow & dropped, fish, contrast, background, rules
+            ):
+                parts.append(piece)
+                dropped &= 1 - piece
         parts += faint_fish_beside(dropped, fish, rules)
     return parts
 
@@ -241,6 +248,34 @@ def _shadow_beside(
     return shadow
 
 
+def _darkening(inside: np.ndarray, contrast: np.ndarray, background: np.ndarray) -> float:
+    """How much darker than the floor a piece (bool mask) is, as a fraction of the floor's
+    grey: the 10th percentile of ``contrast`` over the median ``background`` grey."""
+    return -quantile(contrast[inside], 0.1) / max(quantile(background[inside], 0.5), 1.0)
+
+
+def _too_dark_for_a_shadow(
+    shadow: np.ndarray,
+    fish: np.ndarray,
+    contrast: np.ndarray,
+    background: np.ndarray,
+    rules: BlobRules,
+) -> list[np.ndarray]:
+    """The pieces of a light fish's dark surround (``shadow``, uint8 0/1, not its cast
+    shadow) darker than any cast shadow (``max_shadow_darkening``, :func:`_darkening`):
+    a dark fish touching it, lying beside it or reaching away. Opened, at least
+    ``min_area`` and ``min_faint_fraction`` of the fish's (``fish``) area."""
+    if rules.max_shadow_darkening <= 0:
+        return []
+    shadow = cv2.morphologyEx(shadow, cv2.MORPH_OPEN, _OPEN3)
+    smallest = max(rules.min_area, rules.min_faint_fraction * np.count_nonzero(fish))
+    return [
+        piece
+        for piece in components(shadow, smallest)
+        if _darkening(piece > 0, contrast, background) >= rules.max_shadow_darkening
+    ]
+
+
 def _cast_shadow(
     shadow: np.ndarray,
     fish: np.ndarray,
@@ -261,8 +296,10 @@ def _cast_shadow(
     fish_length = max(cv2.minAreaRect(cv2.findNonZero(fish))[1]) if fish_area else 0.0
     for piece in components(shadow, 1):
         inside = piece > 0
-        darkening = -quantile(contrast[inside], 0.1) / max(quantile(background[inside], 0.5), 1.0)
-        if darkening >= rules.max_shadow_darkening or inside.sum() > _SHADOW_AREA * fish_area:
+        if (
+            _darkening(inside, contrast, background) >= rules.max_shadow_darkening
+            or inside.sum() > _SHADOW_AREA * fish_area
+        ):
             continue
         # the fish's pixels within 2 px of the piece: a band about 2 px deep along it
         contact = np.count_nonzero(fish & cv2.dilate(piece, _NEAR2)) / 2

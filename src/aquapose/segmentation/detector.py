@@ -139,6 +139,8 @@ _BAND = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # a blob's edge ba
 _PARTNER_SECONDS = 0.2
 #: full-frame px: the floor's local mean (split seeding) smooths over gravel's stones
 _FLOOR_SIGMA = 3.0
+#: a small blob's strongest MOG2 pixels at this x the speck level: a fish (``_faint_speck``)
+_SURE_CORE = 1.5
 
 
 class GlobalChangeWarning(UserWarning):
@@ -211,10 +213,12 @@ class DetectorConfig:
             frame: precision on a flickering gravel tank 0.88 -> 0.95, resting preset
             0.92 -> 0.96; crowd recall -0.01). Over a plain floor their median |frame -
             background| counts (a small pale fish with its shadow in its blob: a pale
-            crowd's recall 0.845 -> 0.859). A part whose MOG2 foreground (not shadow)
-            holds 2 x ``min_core_area`` and ``min_blob_area`` pixels at twice that level
-            is a fish whatever its median (a small pale fish joined by the faint-light
-            test's halo: crowd recall 0.950 -> 0.960).
+            crowd's recall 0.845 -> 0.859). A part whose strongest 2 x ``min_core_area``
+            (and ``min_blob_area``) pixels that MOG2 labels (foreground or shadow) reach
+            1.5 x ``small_blob_contrast`` noise std is a fish whatever its median or area
+            (a small pale fish joined by the faint-light test's halo: crowd recall 0.950
+            -> 0.960; a small dark fish labelled shadow, in its faint rim: a crowd of 90
+            small fish 0.866 -> 0.909).
         small_blob_contrast: see ``small_blob_area``; 0 = off.
         min_edge_blob_area: the same for a blob touching the frame's border (a fish
             entering or leaving the view shows as a sliver); capped at ``min_blob_area``.
@@ -272,7 +276,9 @@ class DetectorConfig:
             the floor by less than this fraction of the floor's grey (its darkest tenth),
             at most 2.5 x the fish's area, and lining the fish's edge (over 0.2 of the
             shorter one's length). A shadow in diffuse light is faint; a pale fish of
-            nearly the floor's grey leaves it beside a small lighter part. 0 = off.
+            nearly the floor's grey leaves it beside a small lighter part. A piece of a
+            light fish's dark surround darker than this is a dark fish touching it, even
+            lying alongside it. 0 = off.
             Sweep (with the plain-floor joins, ``tail_reach``): the demo preset's
             precision on seeds 1, 2, 6 0.86 / 0.895 / 0.915 -> 0.91 / 0.93 / 0.96.
         min_edge_sharpness: a blob (or split part) without a foreground (255) core is a
@@ -981,11 +987,13 @@ class MOG2Detector:
         ``small_blob_contrast`` noise std (|median frame - background|, grey levels; the
         median |.| over a plain floor, ``floor_detail()`` under 1 noise std: there a
         light fish's own shadow in its blob, not specks of both signs, pulls the median
-        to the floor's), and has no sure core: MOG2's foreground (not shadow,
-        ``fg_window`` 255) in at least 2 x ``min_core_area`` and ``min_blob_area`` of its
-        pixels, at twice that level there (a small pale fish: the faint-light halo around
-        it dilutes its median). On the frame's border (``rules``: the blob's, if not the
-        detector's) the core of a sliver of a fish needs only the border's minimum area."""
+        to the floor's), and has no sure core: the strongest 2 x ``min_core_area`` (and
+        ``min_blob_area``) of its pixels that MOG2 labels foreground or shadow
+        (``fg_window`` > 0), their median |contrast| at ``_SURE_CORE`` x that level
+        whatever its area (a small pale fish: the faint-light halo around it dilutes its
+        median; a small dark fish labelled shadow: its faint rim). On the frame's border
+        (``rules``: the blob's, if not the detector's) the core of a sliver of a fish needs
+        only the border's minimum area."""
         c = self.config
         if contrast is None or c.small_blob_contrast <= 0:
             return False
@@ -999,13 +1007,15 @@ class MOG2Detector:
             values = np.abs(values)
         if abs(quantile(values, 0.5)) >= level * min(1.0, small / area):
             return False
-        core = (part > 0) & (fg_window == FOREGROUND)
         need = max(2 * c.min_core_area * c.scale**2, self._rules.min_area)
         if rules is not None and rules.min_area < self._rules.min_area:  # a border sliver
             need = rules.min_area
-        if np.count_nonzero(core) < need:
+        labelled = np.abs(contrast[(part > 0) & (fg_window > 0)])  # MOG2's pixels
+        top = math.ceil(need)
+        if labelled.size < top:
             return True
-        return abs(quantile(contrast[core], 0.5)) < 2 * level
+        strongest = np.partition(labelled, labelled.size - top)[labelled.size - top :]
+        return quantile(strongest, 0.5) < _SURE_CORE * level
 
     def _soft_edged(
         self,
