@@ -12,6 +12,7 @@ import pytest
 from aquapose.segmentation._blobs import (
     FOREGROUND,
     Piece,
+    absorb_patches,
     core_hulls,
     detection_rle,
     join_tails,
@@ -306,6 +307,33 @@ def test_a_dark_fish_alongside_a_light_one_is_too_dark_for_its_shadow():
     assert len(parts(56.0, 0.0)) == 1
     found = parts(15.0, 0.25)
     assert len(found) == 1 and mask_iou(found[0], fish) > 0.8
+
+
+def test_a_patch_of_the_other_sign_in_a_fish_is_part_of_it():
+    """A dark fish hiding a dark stone is lighter than the floor there: a small light
+    patch at the edge of its body, inside its hull, is merged into it. A patch not under
+    the size limit, a light patch beside the fish (outside its hull), a dark one in it
+    (the same sign: split on purpose) and a light one of a third of its area (a fish)
+    stay apart."""
+    rules = MOG2Detector(DetectorConfig())._rules
+    body = _fish_mask(80, 60, half_len=30, half_w=6)
+    stone = _fish_mask(90, 64, half_len=5, half_w=3) & body
+    beside = _fish_mask(80, 74, half_len=4, half_w=3)
+    big = _fish_mask(80, 62, half_len=20, half_w=4) & body
+
+    def pieces(patch, sign):
+        return [
+            Piece((body & ~patch).astype(np.uint8), 0, 0, -1.0),
+            Piece(patch.astype(np.uint8), 0, 0, sign),
+        ]
+
+    merged = absorb_patches(pieces(stone, 1.0), rules, 80)
+    assert len(merged) == 1 and (merged[0].mask > 0).sum() == body.sum()
+    assert merged[0].sign == -1.0
+    assert len(absorb_patches(pieces(stone, 1.0), rules, stone.sum())) == 2  # not small
+    assert len(absorb_patches(pieces(beside, 1.0), rules, 80)) == 2
+    assert len(absorb_patches(pieces(stone, -1.0), rules, 80)) == 2
+    assert len(absorb_patches(pieces(big, 1.0), rules, 1000)) == 2
 
 
 @pytest.mark.slow

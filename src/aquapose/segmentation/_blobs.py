@@ -18,6 +18,7 @@ from aquapose.segmentation.types import Detection
 __all__ = [
     "FOREGROUND",
     "BlobRules",
+    "absorb_patches",
     "components",
     "core_hulls",
     "detection_rle",
@@ -42,6 +43,8 @@ FOREGROUND = 255
 #: the fish's silhouette moved aside, never larger; a pale fish's own kept part can be
 #: half of it) and lines the fish's edge over this fraction of the shorter one's length.
 _SHADOW_AREA, _SHADOW_CONTACT = 2.5, 0.2
+#: a patch with this share of its pixels in a larger piece's hull is part of it
+_PATCH_INSIDE = 0.9
 _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _NEAR2 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))  # within 2 px
 
@@ -763,3 +766,34 @@ def detection_rle(detection: Detection) -> dict[str, Any]:
     if detection.window_mask is None or detection.frame_hw is None:
         raise ValueError("detection has no blob mask (window_mask) to encode")
     return window_rle(detection.window_mask, detection.window_xy, detection.frame_hw)
+
+
+def absorb_patches(pieces: list[Piece], rules: BlobRules, largest: float) -> list[Piece]:
+    """``pieces`` with each small patch of the other sign inside a larger piece of the
+    same blob merged into it: a fish hiding a dark stone is lighter than the floor there
+    (a bright one: darker), a patch of the other sign in or at the edge of its body. A
+    patch: under ``largest`` pixels (a small fish's area) and ``min_part_fraction`` of
+    the larger piece's, the other sign, in the same window (one blob), with
+    ``_PATCH_INSIDE`` of its pixels inside the larger piece's convex hull (a pale fish
+    beside a dark one, in its shadow's hull, is larger)."""
+    order = sorted(pieces, key=lambda p: -np.count_nonzero(p.mask))
+    out: list[Piece] = []
+    for piece in order:
+        area = np.count_nonzero(piece.mask)
+        for k, big in enumerate(out):
+            if (
+                (big.x, big.y) != (piece.x, piece.y)
+                or big.mask.shape != piece.mask.shape
+                or big.sign == piece.sign
+                or area >= largest
+                or area > rules.min_part_fraction * np.count_nonzero(big.mask)
+            ):
+                continue
+            hull = np.zeros_like(big.mask)
+            cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(big.mask)), 1)
+            if np.count_nonzero(hull & piece.mask) >= _PATCH_INSIDE * area:
+                out[k] = Piece(big.mask | piece.mask, big.x, big.y, big.sign)
+                break
+        else:
+            out.append(piece)
+    return out

@@ -103,6 +103,7 @@ from aquapose.segmentation._blobs import (
     FOREGROUND,
     BlobRules,
     Piece,
+    absorb_patches,
     join_tails,
     kernel,
     quantile,
@@ -952,6 +953,8 @@ class MOG2Detector:
             fish = join_tails(
                 fish, self._rules, noise, self._contrast, self._floor_detail, self._grain
             )
+        # a fish hiding a stone is of the other sign there: a small patch in its hull
+        fish = absorb_patches(fish, self._rules, c.small_blob_area * c.scale**2)
         if self._primed and c.heal_ghosts:  # what healing left of a ghost
             fish = [p for p in fish if not self._ghost(p, candidate, noise)]
         for piece in fish:
