@@ -32,8 +32,9 @@ frames. Rows:
   stones: 0.53-0.58 (4 runs; the bare loop varied 74-86 frames/s between them), the
   same time per frame as before them (22.0-22.3 ms against 22.4-23.1 ms, same session);
   dark pieces too dark for a light fish's shadow kept, a small blob's core from MOG2's
-  strongest pixels (shadow too): 0.59 (1 run), per frame within the noise of before
-  (alternating runs on a loaded machine: 22.5-30.2 ms before, 23.2-34.4 ms after);
+  strongest pixels (shadow too), patches of the other sign merged into their fish:
+  0.55-0.59 (2 runs; the bare loop 73-87 frames/s), per frame the same within the noise
+  (alternating runs: 21.5-29.6 ms before them, 20.9-27.9 ms after);
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.
