@@ -83,6 +83,13 @@ def quantile(values: np.ndarray, q: float) -> float:
     return float(np.partition(values, k)[k])
 
 
+def _convex_hull(mask: np.ndarray) -> np.ndarray:
+    """uint8 0/1: the convex hull of a non-empty uint8 0/1 mask, filled."""
+    hull = np.zeros_like(mask)
+    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(mask)), 1)
+    return hull
+
+
 def pad1(mask: np.ndarray) -> np.ndarray:
     """One-pixel zero border, so distances count from the window's edge too."""
     return cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
@@ -323,8 +330,7 @@ def core_hulls(
     dark patches is dark between them too; a fish over a textured floor differs from it
     both ways.
     """
-    hull = np.zeros_like(core)
-    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(core)), 1)
+    hull = _convex_hull(core)
     if contrast is None:
         return hull
     groups = components(near, 1)
@@ -334,7 +340,7 @@ def core_hulls(
         return hull
     apart = np.zeros_like(core)
     for group in groups:
-        cv2.fillConvexPoly(apart, cv2.convexHull(cv2.findNonZero(group & core)), 1)
+        apart |= _convex_hull(group & core)
     between = (hull > 0) & (apart == 0) & (near == 0) & (blob > 0)
     if between.any() and abs(quantile(contrast[between], 0.5)) >= 0.3 * abs(quantile(inside, 0.5)):
         return hull
@@ -789,9 +795,7 @@ def absorb_patches(pieces: list[Piece], rules: BlobRules, largest: float) -> lis
                 or area > rules.min_part_fraction * np.count_nonzero(big.mask)
             ):
                 continue
-            hull = np.zeros_like(big.mask)
-            cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(big.mask)), 1)
-            if np.count_nonzero(hull & piece.mask) >= _PATCH_INSIDE * area:
+            if np.count_nonzero(_convex_hull(big.mask) & piece.mask) >= _PATCH_INSIDE * area:
                 out[k] = Piece(big.mask | piece.mask, big.x, big.y, big.sign)
                 break
         else:
