@@ -1027,6 +1027,31 @@ def test_bright_specks_do_not_cut_up_a_faint_light_fish(rng):
     assert sum(iou > 0.7 for iou in ious) >= 28
 
 
+def test_a_pale_fish_mog2_finds_in_part_is_not_cut_by_the_halo(monkeypatch, rng):
+    """A pale fish (+7 grey levels, under MOG2's test) with a lighter band along it (+11,
+    which MOG2 finds): the faint-light test finds the rest of the body. The halo that keeps
+    the smoothing of a clearly light fish out is not drawn round a blob this faint: with it
+    (every blob given one, as before) the body beside the band is cut off."""
+    floor = _floor()
+    bodies, frames = [], []
+    for t in range(30):
+        body = _fish_mask(40 + 2 * t, 60, half_len=28, half_w=8)
+        band = _fish_mask(40 + 2 * t, 60, half_len=22, half_w=4)
+        frames.append(_render(floor, [body, band], rng, delta=[7, 4], noise=1.3))
+        bodies.append(body)
+
+    def whole() -> int:
+        det = MOG2Detector(DetectorConfig(**SMALL))
+        det.prime(frames[::2])
+        found = [det.detect(f) for f in frames]
+        pairs = zip(found, bodies, strict=True)
+        return sum(_best_iou([d.blob_mask for d in ds], body) > 0.8 for ds, body in pairs)
+
+    assert whole() >= 26
+    monkeypatch.setattr("aquapose.segmentation.detector._HALO_CONTRAST", -np.inf)
+    assert whole() <= 15
+
+
 def test_soft_edged_blob_without_a_core_is_a_cast_shadow_not_a_fish(rng):
     """A cast shadow lying apart from its (light, high-swimming) fish: a blurred darkening
     with no foreground core. Dropped, while a sharp-edged fish as faint is kept."""
@@ -1462,11 +1487,12 @@ def _smooth_fish_ious(floor, noise, rng, fish=_SMOOTH_FISH, **config) -> list[fl
 def test_smooth_fish_over_gravel_is_found_whole_by_the_texture_it_hides(rng):
     """A fish of the floor's mean grey over gravel differs from it only where it hides
     a stone: MOG2 breaks it into specks. The floor's texture, gone where the fish
-    lies, finds it whole (without it, or joining its pieces by it, pieces)."""
+    lies, finds it whole (without it, or joining its pieces by it, pieces: the faint-light
+    test adds the parts that hide dark stones, whole in some frames, not in all)."""
     floor = _gravel()
     assert min(_smooth_fish_ious(floor, 1.3, rng, texture_loss=0.5)) > 0.75
     off = _smooth_fish_ious(floor, 1.3, rng, texture_loss=0.0, join_texture_loss=0.0)
-    assert max(off) < 0.6 and np.mean(off) < 0.5  # pieces, some frames none
+    assert min(off) < 0.6 and np.mean(off) < 0.7
 
 
 def test_a_smooth_fishs_thin_tail_over_gravel_is_kept_by_the_thin_window(rng):

@@ -142,6 +142,9 @@ _PARTNER_SECONDS = 0.2
 _FLOOR_SIGMA = 3.0
 #: a small blob's strongest MOG2 pixels at this x the speck level: a fish (``_faint_speck``)
 _SURE_CORE = 1.5
+#: a blob this many x the faint-light level lighter than the floor gets the faint-light
+#: halo (``_faint_half``): the smoothing spreads no more than a quarter of that past its edge
+_HALO_CONTRAST = 4.0
 
 
 class GlobalChangeWarning(UserWarning):
@@ -1077,10 +1080,12 @@ class MOG2Detector:
         (a faint dark one), away from MOG2's (opened) blobs of fish size: the smoothing
         spreads a fish MOG2 found past its edge, and a fish's cast shadow lies beside it
         (dark pixels count only ``faint_dark_distance`` away). Specks MOG2 finds inside a
-        faint fish get no such halo (it would cut the fish to pieces). A blob too thin at
-        half size to enclose that area but with as many pixels (a small pale fish of a
-        crowd) gets a 1 px one: its own blur doubled it, while the full halo would cut a
-        faint pale fish lying beside it."""
+        faint fish get no such halo (it would cut the fish to pieces), nor do blobs under
+        ``_HALO_CONTRAST`` x the faint-light level (their 90th percentile): a dark fish
+        spreads no light, a pale fish MOG2 found in part too little, and the halo would
+        cut off the rest of its body. A blob too thin at half size to enclose that area but
+        with as many pixels (a small pale fish of a crowd) gets a 1 px one: its own blur
+        doubled it, while the full halo would cut a faint pale fish lying beside it."""
         c = self.config
         if c.faint_light_level <= 0 and c.faint_dark_level <= 0:
             return None
@@ -1118,7 +1123,8 @@ class MOG2Detector:
             blobs = np.zeros((half[1], half[0]), np.uint8)
             cv2.drawContours(blobs, sizeable, -1, 255, thickness=cv2.FILLED)
             if lighter is not None and self._halo is not None:
-                lighter &= ~cv2.dilate(blobs, self._halo)
+                light = _light_blobs(sizeable, smooth, _HALO_CONTRAST * level)
+                lighter &= ~cv2.dilate(light, self._halo)
             if darker is not None and self._dark_steps > 0:
                 darker &= ~cv2.dilate(blobs, _BAND, iterations=self._dark_steps)
         found = [m for m in (lighter, darker) if m is not None]
@@ -1375,6 +1381,22 @@ def _each(
 ) -> list[np.ndarray]:
     """``step(part, *args)`` on each part, the pieces of all of them in one list."""
     return [piece for part in parts for piece in step(part, *args)]
+
+
+def _light_blobs(contours: Sequence[np.ndarray], smooth: np.ndarray, level: float) -> np.ndarray:
+    """uint8 0/255 mask, the shape of ``smooth`` (float32 frame - background, smoothed), of
+    the blobs (``contours`` in its pixels) whose 90th percentile of it reaches ``level``."""
+    light = np.zeros(smooth.shape, np.uint8)
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        window = smooth[y : y + h, x : x + w]
+        if window.max() < level:  # most blobs: dark fish
+            continue
+        inside = np.zeros((h, w), np.uint8)
+        cv2.drawContours(inside, [contour], 0, 1, cv2.FILLED, offset=(-x, -y))
+        if quantile(window[inside > 0], 0.9) >= level:
+            cv2.drawContours(light, [contour], 0, 255, cv2.FILLED)
+    return light
 
 
 def _or_doubled(dst: np.ndarray, src: np.ndarray) -> None:
