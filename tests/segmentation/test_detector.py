@@ -1137,6 +1137,24 @@ def test_healing_needs_frames_that_agree_on_the_floor(rng):
     assert np.abs(kept.astype(float) - background)[ghost].mean() < 2
 
 
+def test_a_spot_the_clip_starts_and_ends_with_as_the_background_is_not_healed():
+    """A bright stone in the background (the floor), hidden in two frames between the
+    first and the last by a fish of the floor's grey: those frames show no outline where
+    the background has one, a ghost by the outlines. The first and last frames show the
+    stone as the background does: it is the floor, left as it is (written over, it was a
+    phantom in every frame). A background holding a fish that both ends show gone: healed."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    spot = _fish_mask(80, 60, half_len=16, half_w=6)
+    stone = floor.copy()
+    stone[spot] = 200
+    kept = heal_ghosts([stone, stone, floor, floor, stone], stone, 1.0, min_area=40)
+    assert np.abs(kept.astype(float) - stone)[spot].mean() < 2
+    fish = floor.copy()
+    fish[spot] = 100
+    healed = heal_ghosts([floor, fish, fish, fish, floor], fish, 1.0, min_area=40)
+    assert np.abs(healed.astype(float) - floor)[spot].mean() < 2
+
+
 def test_a_still_frame_without_an_outline_heals_a_ghost_alone(rng):
     """A ghost that one frame shows as bare floor, still against its partner a few frames
     away, is sure: healed from that frame alone. Without a partner one frame is not

@@ -51,7 +51,12 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    pose at both ends of the clip, and away in between. So is the spot a fish rested on
    when it is swimming off it at both ends: in a moving region, the still pixels of one
    sign of (frame - background) beside moving ones of the other (the fish now, darker or
-   lighter than the floor its old spot shows). Regions that
+   lighter than the floor its old spot shows). Conversely, a ghost region where the
+   first and the last sample both look more like the background than like the frames
+   taken for the floor (mean |grey difference| over the region) is not healed: the
+   background is the floor there, and a fish of the floor's grey resting on a bright
+   stone between them hid it (no outline in those frames, the stone's in the
+   background) and was taken for the floor. Regions that
    touch the frame's border are left alone (a fish entering the view, half of its
    outline cut off, or the shadow of a fish outside it, is easily misjudged, and a
    misjudged fish written into the background is a phantom in every frame).
@@ -527,7 +532,9 @@ def heal_ghosts(
     after it left) have put the floor back, those frames show a fish in the frame. With
     ``partners``, the second pass also takes as the floor each region still and unlike
     the background in the first frame, the last and at least one between that shows
-    the same, where those frames agree (see the module's docstring)."""
+    the same, where those frames agree. Regions whose first and last frames look more
+    like the background than like that floor are left alone (see the module's
+    docstring)."""
     sure = _heal(frames, background, sigma, min_area, ghost_edge_ratio, partners, True)
     return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
 
@@ -565,6 +572,30 @@ class _Floor:
                 continue  # the frames disagree on what lies there: not the floor
             mean = self.total[region] / self.count[region][:, None]
             out[region] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+
+
+def _shown_at_both_ends(
+    where: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    background: np.ndarray,
+    floor_grey: np.ndarray,
+) -> np.ndarray:
+    """bool (H, W): the connected regions of ``where`` (bool) where ``first`` and ``last``
+    (BGR uint8) each look more like ``background`` than like ``floor_grey`` (float32 grey
+    levels: the mean of the frames taken for the floor there), by their mean absolute
+    grey difference over the region."""
+    grey_b = _grey(background)
+    regions, labels = cv2.connectedComponents(where.astype(np.uint8), connectivity=8)
+    flat = labels.ravel()
+    shown = np.ones(regions, bool)
+    for frame in (first, last):
+        grey = _grey(frame)
+        to_background = np.bincount(flat, np.abs(grey - grey_b).ravel(), regions)
+        to_floor = np.bincount(flat, np.abs(grey - floor_grey).ravel(), regions)
+        shown &= to_background < to_floor
+    shown[0] = False  # not a region
+    return shown[labels]
 
 
 def _heal(
@@ -605,6 +636,9 @@ def _heal(
         grey = _grey(frame) if grey is None else grey
         shown.add(frame, grey, cv2.dilate(ghosts, _RING).astype(np.float32))
     healed = shown.count >= 2
+    if healed.any():
+        floor_grey = shown.greys / np.maximum(shown.count, 1.0)
+        healed &= ~_shown_at_both_ends(healed, frames[0], frames[last], background, floor_grey)
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()
     if ends is not None:
