@@ -51,9 +51,10 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    pose at both ends of the clip, and away in between. So is the spot a fish rested on
    when it is swimming off it at both ends: in a moving region, the still pixels of one
    sign of (frame - background) beside moving ones of the other (the fish now, darker or
-   lighter than the floor its old spot shows). Conversely, a ghost region where the
-   first and the last sample both look more like the background than like the frames
-   taken for the floor (mean |grey difference| over the region) is not healed: the
+   lighter than the floor its old spot shows). Conversely, a ghost region that the
+   first and the last sample both show as the background does (each nearer to it than
+   to the frames taken for the floor, by mean |grey difference| over the region, and
+   within the change threshold in half its pixels) is not healed: the
    background is the floor there, and a fish of the floor's grey resting on a bright
    stone between them hid it (no outline in those frames, the stone's in the
    background) and was taken for the floor. Regions that
@@ -532,9 +533,8 @@ def heal_ghosts(
     after it left) have put the floor back, those frames show a fish in the frame. With
     ``partners``, the second pass also takes as the floor each region still and unlike
     the background in the first frame, the last and at least one between that shows
-    the same, where those frames agree. Regions whose first and last frames look more
-    like the background than like that floor are left alone (see the module's
-    docstring)."""
+    the same, where those frames agree. Regions that the first and the last frames show
+    as the background does are left alone (see the module's docstring)."""
     sure = _heal(frames, background, sigma, min_area, ghost_edge_ratio, partners, True)
     return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
 
@@ -580,20 +580,28 @@ def _shown_at_both_ends(
     last: np.ndarray,
     background: np.ndarray,
     floor_grey: np.ndarray,
+    sigma: float,
 ) -> np.ndarray:
-    """bool (H, W): the connected regions of ``where`` (bool) where ``first`` and ``last``
-    (BGR uint8) each look more like ``background`` than like ``floor_grey`` (float32 grey
-    levels: the mean of the frames taken for the floor there), by their mean absolute
-    grey difference over the region."""
+    """bool (H, W): the connected regions of ``where`` (bool) that ``first`` and ``last``
+    (BGR uint8) both show as ``background`` does: each looks more like it than like
+    ``floor_grey`` (float32 grey levels: the mean of the frames taken for the floor
+    there) by the mean absolute grey difference over the region, and both are within
+    ``max(4, 3 sigma)`` of it (smoothed) in at least half of its pixels."""
     grey_b = _grey(background)
     regions, labels = cv2.connectedComponents(where.astype(np.uint8), connectivity=8)
     flat = labels.ravel()
     shown = np.ones(regions, bool)
+    alike = np.ones(where.shape, bool)
     for frame in (first, last):
-        grey = _grey(frame)
-        to_background = np.bincount(flat, np.abs(grey - grey_b).ravel(), regions)
-        to_floor = np.bincount(flat, np.abs(grey - floor_grey).ravel(), regions)
-        shown &= to_background < to_floor
+        away = np.abs(_grey(frame) - grey_b)
+        to_floor = np.abs(_grey(frame) - floor_grey)
+        shown &= np.bincount(flat, away.ravel(), regions) < np.bincount(
+            flat, to_floor.ravel(), regions
+        )
+        alike &= cv2.GaussianBlur(away, (0, 0), 1.0) <= max(4.0, 3.0 * sigma)
+    shown &= np.bincount(flat[alike.ravel()], minlength=regions) >= 0.5 * np.bincount(
+        flat, minlength=regions
+    )
     shown[0] = False  # not a region
     return shown[labels]
 
@@ -638,7 +646,8 @@ def _heal(
     healed = shown.count >= 2
     if healed.any():
         floor_grey = shown.greys / np.maximum(shown.count, 1.0)
-        healed &= ~_shown_at_both_ends(healed, frames[0], frames[last], background, floor_grey)
+        first_last = frames[0], frames[last]
+        healed &= ~_shown_at_both_ends(healed, *first_last, background, floor_grey, sigma)
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()
     if ends is not None:
