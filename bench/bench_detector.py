@@ -34,7 +34,10 @@ frames. Rows:
   dark pieces too dark for a light fish's shadow kept, a small blob's core from MOG2's
   strongest pixels (shadow too), patches of the other sign merged into their fish:
   0.55-0.59 (2 runs; the bare loop 73-87 frames/s), per frame the same within the noise
-  (alternating runs: 21.5-29.6 ms before them, 20.9-27.9 ms after);
+  (alternating runs: 21.5-29.6 ms before them, 20.9-27.9 ms after); the faint-light
+  halo only round clearly light blobs (~0.1 ms a frame) and healing left alone where
+  both ends of the clip show the background (priming only): 0.56 (1 run; the bare loop
+  91 frames/s);
 - ``scale=0.5`` frames/s vs ``scale=1`` (the speed-up: 1.8-2.05x, from 2.7-3.0x before,
   as MOG2 is no longer most of the cost);
 - recall (mask IoU >= 0.3) at ``scale=0.5`` vs ``scale=1`` on the same frames.
