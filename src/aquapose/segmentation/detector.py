@@ -142,8 +142,8 @@ _PARTNER_SECONDS = 0.2
 _FLOOR_SIGMA = 3.0
 #: a small blob's strongest MOG2 pixels at this x the speck level: a fish (``_faint_speck``)
 _SURE_CORE = 1.5
-#: a blob this many x the faint-light level lighter than the floor gets the faint-light
-#: halo (``_faint_half``): the smoothing spreads no more than a quarter of that past its edge
+#: a blob at least this many x the faint-light level lighter than the floor gets the
+#: faint-light halo (``_faint_half``); a fainter one's blur stays under the level a pixel out
 _HALO_CONTRAST = 4.0
 
 
