@@ -786,12 +786,11 @@ def absorb_patches(pieces: list[Piece], rules: BlobRules, largest: float) -> lis
     out: list[Piece] = []
     for piece in order:
         area = np.count_nonzero(piece.mask)
-        for k, big in enumerate(out):
+        for k, big in enumerate(out if area < largest else []):
             if (
                 (big.x, big.y) != (piece.x, piece.y)
                 or big.mask.shape != piece.mask.shape
                 or big.sign == piece.sign
-                or area >= largest
                 or area > rules.min_part_fraction * np.count_nonzero(big.mask)
             ):
                 continue

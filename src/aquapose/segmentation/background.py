@@ -252,7 +252,7 @@ def robust_background(
     corrected = [light.correct(f) for f in frames] if correct_light else list(frames)
     median = median_background(corrected)
     sigma = LightField(median).noise_sigma(corrected, median, corrected=True)
-    limit = max(4.0, 3.0 * sigma)
+    limit = _change_level(sigma)
     total = np.zeros(median.shape, np.float32)
     count = np.zeros(median.shape, np.float32)
     for image in corrected:
@@ -275,6 +275,12 @@ _OPEN3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _NOISE_VAR = 8.0 / 9.0
 #: a region with more of its pixels changing between a frame and its partner: a fish
 _MOVED = 0.25
+
+
+def _change_level(sigma: float) -> float:
+    """Grey levels by which a frame differs from the background where something changed
+    (noise std ``sigma``): ``max(4, 3 sigma)``."""
+    return max(4.0, 3.0 * sigma)
 
 
 def _outline(grey: np.ndarray, inside: np.ndarray, outer: np.ndarray) -> float:
@@ -357,13 +363,13 @@ def ghost_regions(
     grey_f = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     grey_b = cv2.cvtColor(background, cv2.COLOR_BGR2GRAY)
     diff = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_b).astype(np.float32), (0, 0), 1.0)
-    changed = (diff > max(4.0, 3.0 * sigma)).astype(np.uint8)
+    changed = (diff > _change_level(sigma)).astype(np.uint8)
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN3)
     moved = None
     if partner is not None:
         grey_p = cv2.cvtColor(partner, cv2.COLOR_BGR2GRAY)
         motion = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_p).astype(np.float32), (0, 0), 1.0)
-        moved = motion > max(4.0, 3.0 * sigma)
+        moved = motion > _change_level(sigma)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
     ghosts = np.zeros_like(changed)
     height, width = changed.shape
@@ -586,19 +592,21 @@ def _shown_at_both_ends(
     (BGR uint8) both show as ``background`` does: each looks more like it than like
     ``floor_grey`` (float32 grey levels: the mean of the frames taken for the floor
     there) by the mean absolute grey difference over the region, and both are within
-    ``max(4, 3 sigma)`` of it (smoothed) in at least half of its pixels."""
+    the change level (:func:`_change_level`, smoothed) of it in at least half of
+    its pixels."""
     grey_b = _grey(background)
     regions, labels = cv2.connectedComponents(where.astype(np.uint8), connectivity=8)
     flat = labels.ravel()
     shown = np.ones(regions, bool)
     alike = np.ones(where.shape, bool)
     for frame in (first, last):
-        away = np.abs(_grey(frame) - grey_b)
-        to_floor = np.abs(_grey(frame) - floor_grey)
+        grey = _grey(frame)
+        away = np.abs(grey - grey_b)
+        to_floor = np.abs(grey - floor_grey)
         shown &= np.bincount(flat, away.ravel(), regions) < np.bincount(
             flat, to_floor.ravel(), regions
         )
-        alike &= cv2.GaussianBlur(away, (0, 0), 1.0) <= max(4.0, 3.0 * sigma)
+        alike &= cv2.GaussianBlur(away, (0, 0), 1.0) <= _change_level(sigma)
     shown &= np.bincount(flat[alike.ravel()], minlength=regions) >= 0.5 * np.bincount(
         flat, minlength=regions
     )
@@ -623,7 +631,7 @@ def _heal(
     at_ends = np.ones(shape, bool)
     last = len(frames) - 1
     if ends is not None:  # what the first and the last frames show, and how near is alike
-        reference, alike = (_grey(frames[0]) + _grey(frames[last])) / 2, max(4.0, 3.0 * sigma)
+        reference, alike = (_grey(frames[0]) + _grey(frames[last])) / 2, _change_level(sigma)
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
         still = None if ends is None else np.zeros(shape, np.uint8)
@@ -646,8 +654,9 @@ def _heal(
     healed = shown.count >= 2
     if healed.any():
         floor_grey = shown.greys / np.maximum(shown.count, 1.0)
-        first_last = frames[0], frames[last]
-        healed &= ~_shown_at_both_ends(healed, *first_last, background, floor_grey, sigma)
+        healed &= ~_shown_at_both_ends(
+            healed, frames[0], frames[last], background, floor_grey, sigma
+        )
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()
     if ends is not None:

@@ -1119,14 +1119,13 @@ class MOG2Detector:
             lines = np.zeros((half[1], half[0]), np.uint8)
             cv2.drawContours(lines, thin, -1, 255, thickness=cv2.FILLED)
             lighter &= ~cv2.dilate(lines, _OPEN3)
-        if sizeable:
+        if sizeable and lighter is not None and self._halo is not None:
+            light = _light_blobs(sizeable, smooth, _HALO_CONTRAST * level)
+            lighter &= ~cv2.dilate(light, self._halo)
+        if sizeable and darker is not None and self._dark_steps > 0:
             blobs = np.zeros((half[1], half[0]), np.uint8)
             cv2.drawContours(blobs, sizeable, -1, 255, thickness=cv2.FILLED)
-            if lighter is not None and self._halo is not None:
-                light = _light_blobs(sizeable, smooth, _HALO_CONTRAST * level)
-                lighter &= ~cv2.dilate(light, self._halo)
-            if darker is not None and self._dark_steps > 0:
-                darker &= ~cv2.dilate(blobs, _BAND, iterations=self._dark_steps)
+            darker &= ~cv2.dilate(blobs, _BAND, iterations=self._dark_steps)
         found = [m for m in (lighter, darker) if m is not None]
         merged = found[0] | found[1] if len(found) == 2 else found[0]
         return merged if merged.any() else None
