@@ -1243,6 +1243,23 @@ def test_a_still_region_in_the_first_and_last_samples_is_the_floor(rng):
         assert error < 3, last_grey
 
 
+def test_a_faint_blend_that_both_ends_show_as_floor_is_healed(rng):
+    """A faint fish (146) rested on a light patch of the floor (154) in most samples, and
+    the background holds a blend of the two (150) there: every frame differs from it by
+    4 grey levels, under the change level (4.5), so no ghost is seen. The first sample, the
+    last and those between that show the patch are still and differ from the background by
+    the still level (3): the floor, healed."""
+    floor = np.full((H, W, 3), 150, np.uint8)
+    spot = _fish_mask(80, 60, half_len=16, half_w=6)
+    scenes = [floor.copy() for _ in range(25)]
+    for i, scene in enumerate(scenes):
+        scene[spot] = 146 if 5 <= i < 20 else 154
+    frames = [_render(scene, [], rng, noise=1.0) for scene in scenes]
+    partners = [_render(scene, [], rng, noise=1.0) for scene in scenes]
+    out = heal_ghosts(frames, floor, 1.5, min_area=40, partners=partners)
+    assert np.abs(out.astype(float) - 154)[spot].mean() < 1.5
+
+
 def test_the_spot_a_fish_swam_off_is_the_floor_at_both_ends(rng):
     """The background holds a dark fish where it rested in most samples. In the first
     sample, the last and one between it has moved 12 px aside and swims on (its partner

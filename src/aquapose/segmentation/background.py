@@ -48,7 +48,13 @@ once it has left. :func:`robust_background` heals that (detect -> recognise -> r
    look like a fish on it. A region still and unlike the background in the first
    sample, the last and at least one between that shows the same, is the floor (the
    mean of the samples that show it): a resting fish is not found in the same spot and
-   pose at both ends of the clip, and away in between. So is the spot a fish rested on
+   pose at both ends of the clip, and away in between. Still regions are also looked
+   for at two thirds of the change level (``max(8/3, 2 noise std)``): a faint fish
+   resting in most samples leaves in ``B0`` a blend of itself and the floor that
+   differs from the floor by less than the change level, so no ghost shows, yet the
+   detector finds it. Those are judged after the regions found at the change level,
+   and one that holds a region written then is left alone (at the lower level a region
+   may join one the frames agree on to floor they do not). So is the spot a fish rested on
    when it is swimming off it at both ends: in a moving region, the still pixels of one
    sign of (frame - background) beside moving ones of the other (the fish now, darker or
    lighter than the floor its old spot shows). Conversely, a ghost region that the
@@ -74,7 +80,7 @@ by tile (one scalar gain per tile: cheap at 1600x1200).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import cv2
@@ -283,6 +289,14 @@ def _change_level(sigma: float) -> float:
     return max(4.0, 3.0 * sigma)
 
 
+def _still_level(sigma: float) -> float:
+    """Grey levels by which a frame differs from the background where a still region may
+    be the floor (the background holding a faint fish's blend with it): ``max(8/3, 2
+    sigma)``, two thirds of the change level (:func:`_change_level`); see the module's
+    docstring."""
+    return max(8.0 / 3.0, 2.0 * sigma)
+
+
 def _outline(grey: np.ndarray, inside: np.ndarray, outer: np.ndarray) -> float:
     """How much a grey window's region differs from the ring around it (bool or uint8
     0/1 masks): the hypot of the differences of their means and of their standard
@@ -336,6 +350,27 @@ def _rings(region: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return inside, outer, deep
 
 
+def _changed_regions(
+    diff: np.ndarray, level: float, min_area: float
+) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """The regions where a smoothed |frame - background| (``diff``, float32) is over
+    ``level`` (opened), of at least ``min_area`` pixels, not touching the border: for
+    each, its window (rows, columns: the region and 4 px round it), the region filled
+    (:func:`_filled`, uint8 0/1) and the window's pixels outside every region (bool)."""
+    changed = cv2.morphologyEx((diff > level).astype(np.uint8), cv2.MORPH_OPEN, _OPEN3)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    height, width = changed.shape
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < min_area or x == 0 or y == 0 or x + w == width or y + h == height:
+            continue
+        window = (
+            slice(max(0, y - 4), min(height, y + h + 4)),
+            slice(max(0, x - 4), min(width, x + w + 4)),
+        )
+        yield window, _filled((labels[window] == i).astype(np.uint8)), labels[window] == 0
+
+
 def ghost_regions(
     frame: np.ndarray,
     background: np.ndarray,
@@ -351,8 +386,10 @@ def ghost_regions(
     a ghost, 1: a ghost, 2: a sure one (the frame shows no outline at all and does not
     change from ``partner``, a frame a few frames away: see :func:`heal_ghosts`).
     Regions that change between ``frame`` and ``partner`` are moving fish, never ghosts.
-    ``still``: a (H, W) uint8 array, given with ``partner``, where every still region
-    (ghost or not) is set to 1, and the spot a swimming fish left (:func:`_old_spot`).
+    ``still``: a (H, W) uint8 array, given with ``partner``, raised over every still
+    region (ghost or not) and the spot a swimming fish left (:func:`_old_spot`): to 2
+    where found at the change level, to 1 where found at the still level
+    (:func:`_still_level`) only.
 
     The outline is measured as the difference in mean and std of the grey level between
     the region's inside (2 px in) and a 2 px ring outside it, in the frame and in the
@@ -363,41 +400,52 @@ def ghost_regions(
     grey_f = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     grey_b = cv2.cvtColor(background, cv2.COLOR_BGR2GRAY)
     diff = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_b).astype(np.float32), (0, 0), 1.0)
-    changed = (diff > _change_level(sigma)).astype(np.uint8)
-    changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, _OPEN3)
+    ghosts = np.zeros(diff.shape, np.uint8)
+    level = _change_level(sigma)
     moved = None
     if partner is not None:
         grey_p = cv2.cvtColor(partner, cv2.COLOR_BGR2GRAY)
         motion = cv2.GaussianBlur(cv2.absdiff(grey_f, grey_p).astype(np.float32), (0, 0), 1.0)
-        moved = motion > _change_level(sigma)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
-    ghosts = np.zeros_like(changed)
-    height, width = changed.shape
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area < min_area or x == 0 or y == 0 or x + w == width or y + h == height:
-            continue
-        x0, y0 = max(0, x - 4), max(0, y - 4)
-        x1, y1 = min(width, x + w + 4), min(height, y + h + 4)
-        region = _filled((labels[y0:y1, x0:x1] == i).astype(np.uint8))
+        moved = motion > level
+    if still is not None and moved is not None:  # tier 1: still at the still level
+        for window, region, _ in _changed_regions(diff, _still_level(sigma), min_area):
+            _mark_still(still, window, region, 1, grey_f, grey_b, moved, min_area)
+    for window, region, free in _changed_regions(diff, level, min_area):
         # 2 px inside: the region's edge pixels are those the threshold picked (on
         # gravel, the floor pixels least like the fish): biased.
-        inside, outer, deep = _rings(region, labels[y0:y1, x0:x1] == 0)
+        inside, outer, deep = _rings(region, free)
         if not outer.any():
             continue
-        window_f, window_b = grey_f[y0:y1, x0:x1], grey_b[y0:y1, x0:x1]
-        if moved is not None and moved[y0:y1, x0:x1][region > 0].mean() > _MOVED:
-            if still is not None:  # a fish swimming, maybe off the spot where it rested
-                left = _old_spot(region, window_f, window_b, moved[y0:y1, x0:x1], min_area)
-                np.maximum(still[y0:y1, x0:x1], left, out=still[y0:y1, x0:x1])
-            continue
-        if still is not None and moved is not None:
-            np.maximum(still[y0:y1, x0:x1], region, out=still[y0:y1, x0:x1])
+        if moved is not None:
+            if still is not None:
+                _mark_still(still, window, region, 2, grey_f, grey_b, moved, min_area)
+            if moved[window][region > 0].mean() > _MOVED:
+                continue
         rings = (inside, outer, deep)
-        kind = _ghost_kind(window_f, window_b, rings, sigma, ghost_edge_ratio, moved is not None)
+        kind = _ghost_kind(
+            grey_f[window], grey_b[window], rings, sigma, ghost_edge_ratio, moved is not None
+        )
         if kind:
-            np.maximum(ghosts[y0:y1, x0:x1], region * kind, out=ghosts[y0:y1, x0:x1])
+            np.maximum(ghosts[window], region * kind, out=ghosts[window])
     return ghosts
+
+
+def _mark_still(
+    still: np.ndarray,
+    window: tuple[slice, slice],
+    region: np.ndarray,
+    tier: int,
+    grey_f: np.ndarray,
+    grey_b: np.ndarray,
+    moved: np.ndarray,
+    min_area: float,
+) -> None:
+    """Raise ``still`` (uint8, frame-sized) to ``tier`` over a region (uint8 0/1 in
+    ``window``) that does not move against the partner (``moved``: bool, frame-sized),
+    or over the spot a fish swam off (:func:`_old_spot`) when it does."""
+    if moved[window][region > 0].mean() > _MOVED:
+        region = _old_spot(region, grey_f[window], grey_b[window], moved[window], min_area)
+    np.maximum(still[window], region * np.uint8(tier), out=still[window])
 
 
 def is_ghost(
@@ -539,8 +587,9 @@ def heal_ghosts(
     after it left) have put the floor back, those frames show a fish in the frame. With
     ``partners``, the second pass also takes as the floor each region still and unlike
     the background in the first frame, the last and at least one between that shows
-    the same, where those frames agree. Regions that the first and the last frames show
-    as the background does are left alone (see the module's docstring)."""
+    the same, where those frames agree (found at the change level, then at the still
+    level: :func:`_still_level`). Regions that the first and the last frames show as the
+    background does are left alone (see the module's docstring)."""
     sure = _heal(frames, background, sigma, min_area, ghost_edge_ratio, partners, True)
     return _heal(frames, sure, sigma, min_area, ghost_edge_ratio, partners, False)
 
@@ -566,18 +615,31 @@ class _Floor:
         self.squares += grey * grey * weight
         self.count += weight
 
-    def write(self, out: np.ndarray, where: np.ndarray, limit: float, min_size: float = 0) -> None:
+    def write(
+        self,
+        out: np.ndarray,
+        where: np.ndarray,
+        limit: float,
+        min_size: float = 0,
+        avoid: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Set ``out`` to the frames' mean in each connected region of ``where`` of at least
-        ``min_size`` pixels whose frames agree (median grey std across them <= ``limit``)."""
+        ``min_size`` pixels whose frames agree (median grey std across them <= ``limit``)
+        and that has no pixel in ``avoid`` (bool); returns where it did (bool)."""
         n = np.maximum(self.count, 1.0)
         spread = np.sqrt(np.maximum(self.squares / n - (self.greys / n) ** 2, 0.0))
         regions, labels = cv2.connectedComponents(where.astype(np.uint8), connectivity=8)
+        written = np.zeros(where.shape, bool)
         for i in range(1, regions):
             region = labels == i
             if np.count_nonzero(region) < min_size or float(np.median(spread[region])) > limit:
                 continue  # the frames disagree on what lies there: not the floor
+            if avoid is not None and avoid[region].any():
+                continue
             mean = self.total[region] / self.count[region][:, None]
             out[region] = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+            written |= region
+        return written
 
 
 def _shown_at_both_ends(
@@ -627,22 +689,25 @@ def _heal(
     from still regions at both ends of the clip)."""
     shape = background.shape[:2]
     shown = _Floor(shape)  # over the frames whose ghosts show the floor
-    ends = None if sure_only or partners is None else _Floor(shape)  # still regions
-    at_ends = np.ones(shape, bool)
+    # still regions found at the change level (2), and at the still level (1)
+    tiers = () if sure_only or partners is None else (2, 1)
+    ends = {tier: _Floor(shape) for tier in tiers}
+    at_ends = {tier: np.ones(shape, bool) for tier in tiers}
     last = len(frames) - 1
-    if ends is not None:  # what the first and the last frames show, and how near is alike
+    if ends:  # what the first and the last frames show, and how near is alike
         reference, alike = (_grey(frames[0]) + _grey(frames[last])) / 2, _change_level(sigma)
     for k, frame in enumerate(frames):
         partner = None if partners is None else partners[k]
-        still = None if ends is None else np.zeros(shape, np.uint8)
+        still = np.zeros(shape, np.uint8) if ends else None
         ghosts = ghost_regions(frame, background, sigma, min_area, ghost_edge_ratio, partner, still)
         grey = None
-        if ends is not None and still is not None:
+        if still is not None:
             grey = _grey(frame)
             near = cv2.GaussianBlur(np.abs(grey - reference), (0, 0), 1.0) <= alike
-            ends.add(frame, grey, ((still > 0) & near).astype(np.float32))
-            if k in (0, last):
-                at_ends &= still > 0
+            for tier in tiers:
+                ends[tier].add(frame, grey, ((still >= tier) & near).astype(np.float32))
+                if k in (0, last):
+                    at_ends[tier] &= still >= tier
         if sure_only:
             ghosts = ghosts * (ghosts == 2)
         if not ghosts.any():
@@ -659,13 +724,15 @@ def _heal(
         )
     limit = max(2.0, 2.0 * sigma)
     out = background.copy()
-    if ends is not None:
-        # Still and unlike the background in the first sample, the last and one between
-        # that shows the same (a resting fish between them does not): the floor, whatever
-        # the outlines say (slivers left alone).
-        where = at_ends & (ends.count >= 3) & ~healed
+    # Still and unlike the background in the first sample, the last and one between
+    # that shows the same (a resting fish between them does not): the floor, whatever
+    # the outlines say (slivers left alone). Regions found at the change level first:
+    # one at the still level may join a region the frames agree on to floor they do not.
+    written = np.zeros(shape, bool)
+    for tier in tiers:
+        where = at_ends[tier] & (ends[tier].count >= 3) & ~healed
         if where.any():
-            ends.write(out, where, limit, min_area / 4)
+            written |= ends[tier].write(out, where, limit, min_area / 4, written)
     if healed.any():
         shown.write(out, healed, limit)
     return out
