@@ -882,19 +882,22 @@ def test_a_small_dark_fish_labelled_shadow_in_a_faint_rim_is_no_speck():
     levels at a noise of 4.5, MOG2 'shadow'), 60 px its faint rim (-3, not MOG2's). Its
     median is a speck's and it has no foreground core, but the strongest 24 of MOG2's
     pixels stand twice the speck level out: a fish. At -20 (4.4 noise std) it is a
-    speck; so are 14 such pixels (too few for a fish)."""
+    speck; so are 14 such pixels over gravel (too few for a fish), not over a plain floor
+    (half as many needed there); 10 are a speck on either."""
     det = MOG2Detector(DetectorConfig())
     part = np.ones((10, 10), np.uint8)
 
-    def speck(darkness: float, pixels: int) -> bool:
+    def speck(darkness: float, pixels: int, floor_detail: float = 6.0) -> bool:
         fish = (np.arange(100) < pixels).reshape(10, 10)
         contrast = np.where(fish, -darkness, -3.0).astype(np.float32)
         fg = np.where(fish, 127, 0).astype(np.uint8)
-        return det._faint_speck(part, contrast, 4.5, fg, lambda: 1.0)
+        return det._faint_speck(part, contrast, 4.5, fg, lambda: floor_detail)
 
     assert not speck(40.0, 40)
     assert speck(20.0, 40)
     assert speck(40.0, 14)
+    assert not speck(40.0, 14, floor_detail=1.0)
+    assert speck(40.0, 10, floor_detail=1.0)
 
 
 @pytest.mark.parametrize(

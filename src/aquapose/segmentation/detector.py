@@ -1000,7 +1000,9 @@ class MOG2Detector:
         ``min_blob_area``) of its pixels that MOG2 labels foreground or shadow
         (``fg_window`` > 0), their median |contrast| at ``_SURE_CORE`` x that level
         whatever its area (a small pale fish: the faint-light halo around it dilutes its
-        median; a small dark fish labelled shadow: its faint rim). On the frame's border
+        median; a small dark fish labelled shadow: its faint rim). Half as many over a
+        plain floor, which has no clusters of bright stones: a thin pale fish in a noisy
+        tank stands out of the noise in few pixels. On the frame's border
         (``rules``: the blob's, if not the detector's) the core of a sliver of a fish needs
         only the border's minimum area."""
         c = self.config
@@ -1012,11 +1014,12 @@ class MOG2Detector:
             return False
         level = c.small_blob_contrast * noise
         values = contrast[part > 0]
-        if floor_detail() < noise:
+        plain = floor_detail() < noise
+        if plain:
             values = np.abs(values)
         if abs(quantile(values, 0.5)) >= level * min(1.0, small / area):
             return False
-        need = max(2 * c.min_core_area * c.scale**2, self._rules.min_area)
+        need = max(2 * c.min_core_area * c.scale**2, self._rules.min_area) / (2 if plain else 1)
         if rules is not None and rules.min_area < self._rules.min_area:  # a border sliver
             need = rules.min_area
         labelled = np.abs(contrast[(part > 0) & (fg_window > 0)])  # MOG2's pixels
